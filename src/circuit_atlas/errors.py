@@ -1,0 +1,66 @@
+"""Typed exceptions raised by circuit-atlas.
+
+Every error names the bad value it was given, so that a researcher can fix the input without
+reading a traceback. All of them derive from :class:`CircuitAtlasError`, and those raised for bad
+user input also derive from :class:`ValueError` (or :class:`FileNotFoundError`) so that generic
+handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircuitAtlasError",
+    "ConfigError",
+    "DataNotFoundError",
+    "InvalidCheckpointError",
+    "ModelSourceError",
+    "StoreError",
+    "TaskDataError",
+    "UnknownNameError",
+    "UnsupportedArchitectureError",
+]
+
+
+class CircuitAtlasError(Exception):
+    """Base class of every error raised by circuit-atlas."""
+
+
+class UnknownNameError(CircuitAtlasError, KeyError):
+    """A name (task, model, schedule, method) is not in its registry.
+
+    The message lists the valid names.
+    """
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidCheckpointError(CircuitAtlasError, ValueError):
+    """A checkpoint step is not a real checkpoint of the model suite.
+
+    The message names the step and its valid neighbours.
+    """
+
+
+class ModelSourceError(CircuitAtlasError, ValueError):
+    """A model source (hub name, local directory, config) cannot be loaded."""
+
+
+class UnsupportedArchitectureError(ModelSourceError):
+    """The checkpoint's architecture has no adapter (only GPT-NeoX is built in)."""
+
+
+class DataNotFoundError(CircuitAtlasError, FileNotFoundError):
+    """The data directory, or a file that should be in it, is missing."""
+
+
+class TaskDataError(CircuitAtlasError, ValueError):
+    """A task's data is malformed (the message names the file, row and field)."""
+
+
+class ConfigError(CircuitAtlasError, ValueError):
+    """A study configuration is invalid (the message names the key and file line)."""
+
+
+class StoreError(CircuitAtlasError):
+    """The results store is incompatible, corrupted, or holds a foreign file."""
