@@ -9,6 +9,7 @@ handlers keep working.
 from __future__ import annotations
 
 __all__ = [
+    "AnalysisError",
     "CircuitAtlasError",
     "ConfigError",
     "DataNotFoundError",
@@ -64,3 +65,10 @@ class ConfigError(CircuitAtlasError, ValueError):
 
 class StoreError(CircuitAtlasError):
     """The results store is incompatible, corrupted, or holds a foreign file."""
+
+
+class AnalysisError(CircuitAtlasError, ValueError):
+    """An analysis got a frame without the columns it needs, or an invalid parameter.
+
+    The message names the missing columns or the bad value.
+    """
