@@ -1,0 +1,501 @@
+"""The results store: Parquet files per unit of work, written atomically, queried with DuckDB.
+
+A store is a directory (layout and every table's columns in ``docs/store.md``; schema version
+:data:`SCHEMA_VERSION`). Each finished unit — one (model, checkpoint) — is one directory
+``units/<unit_id>/`` holding one Parquet file per table and a ``_COMMITTED`` marker. A unit is
+staged under ``.tmp/``, fsynced, marked, and renamed into place in one ``rename(2)``, so a crash at
+any moment leaves either the whole unit or nothing, and an existing unit is never overwritten.
+Queries run on DuckDB views ``read_parquet('units/*/<table>.parquet', union_by_name=true)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from circuit_atlas.errors import StoreError
+
+__all__ = [
+    "MANIFEST",
+    "MARKER",
+    "SCHEMA_VERSION",
+    "STORE_FORMAT",
+    "TABLES",
+    "ResultsStore",
+    "atomic_write_text",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Version of the table schemas; a store written with another version is refused."""
+
+STORE_FORMAT = "circuit-atlas-results"
+"""The ``format`` field of the manifest."""
+
+MANIFEST = "store.json"
+"""File name of the manifest at the store's root."""
+
+MARKER = "_COMMITTED"
+"""File written last in a unit directory; lists the unit's files and their sizes."""
+
+_I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
+
+
+def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, dtype) for name, dtype in columns])
+
+
+_KEYS = (("unit_id", _STR), ("model", _STR), ("params", _I64), ("step", _I64),
+         ("tokens_seen", _I64), ("task", _STR))
+_SHORT_KEYS = (("unit_id", _STR), ("model", _STR), ("step", _I64), ("task", _STR))
+_BEHAVIOUR = ("accuracy", "rank0", "prob_mass", "logit_diff", "prob_diff")
+
+TABLES: dict[str, pa.Schema] = {
+    "units": _schema(
+        ("unit_id", _STR), ("model", _STR), ("source_kind", _STR), ("size", _STR),
+        ("params", _I64), ("step", _I64), ("tokens_seen", _I64), ("path", _STR),
+        ("settings", _STR), ("spec", _STR), ("versions", _STR), ("timings", _STR),
+        ("duration_s", _F64), ("status", _STR), ("errors", _STR), ("device", _STR),
+        ("host", _STR), ("finished_at", pa.timestamp("us", tz="UTC")),
+    ),
+    "task_metrics": _schema(
+        *_KEYS, ("metric_kind", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
+        ("clean_metric_std", _F64), ("corrupted_metric_std", _F64),
+        *((name, _F64) for name in _BEHAVIOUR),
+        *((f"corrupted_{name}", _F64) for name in _BEHAVIOUR),
+        ("n_examples", _I64),
+    ),
+    "circuits": _schema(
+        *_KEYS, ("n_edges", _I64), ("n_nodes", _I64), ("n_edges_total", _I64),
+        ("n_nodes_total", _I64), ("faithfulness", _F64), ("faithfulness_normalized", _F64),
+        ("threshold", _F64), ("search", _STR), ("method", _STR), ("ig_steps", _I64),
+        ("ablation", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
+        ("empty_metric", _F64),
+    ),
+    "edges": _schema(
+        *_SHORT_KEYS, ("edge", _STR), ("parent", _STR), ("child", _STR),
+        ("score", pa.float32()), ("in_circuit", _BOOL),
+    ),
+    "nodes": _schema(*_SHORT_KEYS, ("node", _STR), ("in_circuit", _BOOL)),
+    "curves": _schema(
+        *_SHORT_KEYS, ("n_requested", _I64), ("n_edges", _I64), ("n_nodes", _I64),
+        ("metric", _F64), ("faithfulness", _F64), ("faithfulness_normalized", _F64),
+    ),
+}
+"""Every table of the store and its Arrow schema (documented in ``docs/store.md``)."""
+
+_TOP_LEVEL = frozenset(
+    {MANIFEST, "units", "plan.json", "state", "runs", ".tmp", "exports", "reports"}
+)
+_UNIT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file, fsync, rename, fsync of the directory).
+
+    Args:
+        path: Destination file; its directory must exist.
+        text: UTF-8 content.
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _conform(name: str, data: Any, unit_id: str) -> pa.Table:
+    """Return ``data`` as an Arrow table with exactly the schema of table ``name``."""
+    schema = TABLES[name]
+    if data is None:
+        return schema.empty_table()
+    if isinstance(data, list):
+        columns = sorted({key for row in data for key in row}) if data else schema.names
+    elif isinstance(data, pd.DataFrame):
+        columns = list(data.columns)
+    elif isinstance(data, pa.Table):
+        columns = data.column_names
+    else:
+        raise StoreError(f"table {name!r}: expected a DataFrame, Arrow table or list of rows, "
+                         f"got {type(data).__name__}")
+    missing = sorted(set(schema.names) - set(columns))
+    extra = sorted(set(columns) - set(schema.names))
+    if missing or extra:
+        raise StoreError(f"table {name!r} of unit {unit_id!r}: missing columns {missing}, "
+                         f"unknown columns {extra} (schema v{SCHEMA_VERSION}, docs/store.md)")
+    try:
+        if isinstance(data, list):
+            table = pa.Table.from_pylist(data, schema=schema)
+        elif isinstance(data, pd.DataFrame):
+            table = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
+        else:
+            table = data.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise StoreError(
+            f"table {name!r} of unit {unit_id!r} does not fit its schema: {exc}"
+        ) from exc
+    ids = set(table.column("unit_id").to_pylist())
+    if ids - {unit_id}:
+        raise StoreError(f"table {name!r}: rows of unit(s) {sorted(ids - {unit_id})} written "
+                         f"under unit {unit_id!r}")
+    return table.replace_schema_metadata(None)
+
+
+class ResultsStore:
+    """A results directory: committed units, their tables, and the run state around them.
+
+    Args:
+        root: The store's directory.
+        create: Create the directory and its manifest when it does not exist or is empty.
+            Without it, a missing store is an error.
+
+    Raises:
+        StoreError: If ``root`` is not a store (missing, or a non-empty directory without
+            ``store.json``), was written by an incompatible schema version, or holds a foreign
+            or torn entry (see ``docs/store.md``).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
+        self.root = Path(root).expanduser().resolve()
+        manifest = self.root / MANIFEST
+        if not manifest.exists():
+            empty = not self.root.exists() or (self.root.is_dir() and not any(self.root.iterdir()))
+            if not create:
+                raise StoreError(f"{str(self.root)!r} is not a results store (no {MANIFEST})")
+            if not empty:
+                raise StoreError(f"{str(self.root)!r} is a non-empty directory without {MANIFEST}; "
+                                 "refusing to mix results into it")
+            self._initialise()
+        self._read_manifest()
+        self._markers: dict[str, dict] = {}
+        self.check()
+
+    # -- layout ---------------------------------------------------------------------------
+
+    @property
+    def units_dir(self) -> Path:
+        """Directory holding one sub-directory per committed unit."""
+        return self.root / "units"
+
+    def _initialise(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for sub in ("units", ".tmp", "runs", "state/running", "state/failed"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": STORE_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "tables": sorted(TABLES),
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        logger.info("created results store %s (schema v%d)", self.root, SCHEMA_VERSION)
+
+    def _read_manifest(self) -> None:
+        path = self.root / MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"unreadable store manifest {str(path)!r}: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise StoreError(f"{str(path)!r} is not a circuit-atlas store manifest "
+                             f"(format {found!r}, expected {STORE_FORMAT!r})")
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(f"store {str(self.root)!r} has schema version "
+                             f"{manifest.get('schema_version')!r}; this circuit-atlas reads "
+                             f"version {SCHEMA_VERSION} only (export it with the version that "
+                             "wrote it)")
+        self.manifest = manifest
+
+    def check(self) -> None:
+        """Check the layout: no foreign entries, every unit committed and intact.
+
+        Raises:
+            StoreError: Naming the first foreign, torn or resized entry found.
+        """
+        for entry in self.root.iterdir():
+            if entry.name not in _TOP_LEVEL:
+                raise StoreError(
+                    f"foreign entry {str(entry)!r} in results store {str(self.root)!r}"
+                )
+        if not self.units_dir.is_dir():
+            raise StoreError(f"results store {str(self.root)!r} has no units/ directory")
+        self._markers = {
+            entry.name: self._check_unit_dir(entry) for entry in self.units_dir.iterdir()
+        }
+
+    def _check_unit_dir(self, entry: Path) -> dict:
+        if entry.name in self._markers:
+            return self._markers[entry.name]
+        if not entry.is_dir() or not _UNIT_ID.match(entry.name):
+            raise StoreError(f"foreign entry {str(entry)!r} in {str(self.units_dir)!r}")
+        marker_path = entry / MARKER
+        try:
+            marker = json.loads(marker_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StoreError(f"unit directory {str(entry)!r} has no {MARKER} marker "
+                             "(torn or foreign; it was not written by circuit-atlas)") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"unreadable marker {str(marker_path)!r}: {exc}") from exc
+        if marker.get("unit_id") != entry.name or marker.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(f"marker {str(marker_path)!r} names unit {marker.get('unit_id')!r} "
+                             f"schema v{marker.get('schema_version')!r}; expected {entry.name!r} "
+                             f"v{SCHEMA_VERSION}")
+        files = marker.get("files", {})
+        present = {p.name for p in entry.iterdir()} - {MARKER}
+        if present != set(files) or set(files) != {f"{t}.parquet" for t in TABLES}:
+            raise StoreError(f"unit {str(entry)!r}: files {sorted(present)} differ from its marker "
+                             f"{sorted(files)} / the schema's tables")
+        for fname, info in files.items():
+            size = (entry / fname).stat().st_size
+            if size != info.get("bytes"):
+                raise StoreError(f"{str(entry / fname)!r} has {size} bytes; its marker says "
+                                 f"{info.get('bytes')}")
+        self._markers[entry.name] = marker
+        return marker
+
+    def verify(self) -> None:
+        """Read every committed Parquet file and check its schema and row count.
+
+        Raises:
+            StoreError: Naming the first file that does not match.
+        """
+        self.check()
+        for unit_id, marker in self._markers.items():
+            for name, schema in TABLES.items():
+                path = self.units_dir / unit_id / f"{name}.parquet"
+                try:
+                    meta = pq.read_metadata(path)
+                    file_schema = pq.read_schema(path).remove_metadata()
+                except (OSError, pa.ArrowException) as exc:
+                    raise StoreError(f"unreadable Parquet file {str(path)!r}: {exc}") from exc
+                if not file_schema.equals(schema):
+                    raise StoreError(f"{str(path)!r} has schema {file_schema}, expected {schema}")
+                if meta.num_rows != marker["files"][f"{name}.parquet"]["rows"]:
+                    raise StoreError(f"{str(path)!r} has {meta.num_rows} rows; marker disagrees")
+
+    # -- units ----------------------------------------------------------------------------
+
+    def unit_ids(self) -> set[str]:
+        """Return the ids of every committed unit."""
+        self.check()
+        return set(self._markers)
+
+    def has_unit(self, unit_id: str) -> bool:
+        """Return whether unit ``unit_id`` is committed."""
+        path = self.units_dir / unit_id
+        return path.is_dir() and bool(self._check_unit_dir(path))
+
+    def write_unit(self, unit_id: str, tables: Mapping[str, Any]) -> bool:
+        """Write one unit's rows to every table, atomically.
+
+        Args:
+            unit_id: The unit's id; every row must carry it.
+            tables: Table name → rows (``pandas.DataFrame``, ``pyarrow.Table`` or list of dicts)
+                with exactly the table's columns. Tables left out are written empty.
+
+        Returns:
+            True if the unit was written, False if it was already committed (nothing changes).
+
+        Raises:
+            StoreError: For an unknown table, wrong columns, values that do not fit the schema,
+                or rows of another unit. Nothing is left behind by a failed write.
+        """
+        if not _UNIT_ID.match(unit_id):
+            raise StoreError(f"invalid unit id {unit_id!r}")
+        unknown = sorted(set(tables) - set(TABLES))
+        if unknown:
+            raise StoreError(f"unknown table(s) {unknown}; the store has {sorted(TABLES)}")
+        if self.has_unit(unit_id):
+            logger.info("unit %s is already committed; not rewriting it", unit_id)
+            return False
+        arrow = {name: _conform(name, tables.get(name), unit_id) for name in TABLES}
+        self._clean_stale_tmp()
+        tmp = self.root / ".tmp" / f"{unit_id}.{_host()}.{os.getpid()}.{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        try:
+            files = {}
+            for name, table in arrow.items():
+                path = tmp / f"{name}.parquet"
+                with open(path, "wb") as handle:
+                    pq.write_table(table, handle, compression="zstd")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                files[path.name] = {"rows": table.num_rows, "bytes": path.stat().st_size}
+            marker = {
+                "unit_id": unit_id,
+                "schema_version": SCHEMA_VERSION,
+                "files": files,
+                "written_at": datetime.now(timezone.utc).isoformat(),
+            }
+            with open(tmp / MARKER, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(marker, indent=2) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            _fsync_dir(tmp)
+            try:
+                os.rename(tmp, self.units_dir / unit_id)
+            except OSError:
+                if (self.units_dir / unit_id).is_dir():  # committed concurrently: keep that one
+                    logger.warning("unit %s was committed concurrently; dropped this copy",
+                                   unit_id)
+                    return False
+                raise
+            _fsync_dir(self.units_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        logger.info("committed unit %s (%s rows)", unit_id,
+                    ", ".join(f"{n}={t.num_rows}" for n, t in arrow.items()))
+        return True
+
+    def _clean_stale_tmp(self) -> None:
+        host = _host()
+        (self.root / ".tmp").mkdir(exist_ok=True)
+        for entry in (self.root / ".tmp").iterdir():
+            parts = entry.name.split(".")
+            if len(parts) >= 4 and parts[-3] == host and parts[-2].isdigit():
+                if not _pid_alive(int(parts[-2])):
+                    shutil.rmtree(entry, ignore_errors=True)
+
+    # -- queries --------------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """Return an in-memory DuckDB connection with one view per table over the store.
+
+        Raises:
+            StoreError: If the layout check fails (see :meth:`check`).
+        """
+        self.check()
+        con = duckdb.connect()
+        for name, schema in TABLES.items():
+            if self._markers:
+                glob = str(self.units_dir / "*" / f"{name}.parquet").replace("'", "''")
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM "
+                            f"read_parquet('{glob}', union_by_name=true)")
+            else:
+                con.register(f"_empty_{name}", schema.empty_table())
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
+        return con
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run a DuckDB SQL query over the store's views (``units``, ``circuits``, ...).
+
+        Returns:
+            The result as a ``pandas.DataFrame``.
+        """
+        con = self.connect()
+        try:
+            relation = con.sql(sql)
+            return relation.df() if relation is not None else pd.DataFrame()
+        finally:
+            con.close()
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Return every row of table ``name`` (columns in schema order).
+
+        Raises:
+            StoreError: If ``name`` is not a table of the store.
+        """
+        if name not in TABLES:
+            raise StoreError(f"unknown table {name!r}; the store has {sorted(TABLES)}")
+        columns = ", ".join(f'"{c}"' for c in TABLES[name].names)
+        return self.query(f"SELECT {columns} FROM {name}")
+
+    # -- run state ------------------------------------------------------------------------
+
+    def write_plan(self, plan: dict) -> None:
+        """Record the planned units of the current run (``plan.json``, read by ``status``)."""
+        atomic_write_text(self.root / "plan.json", json.dumps(plan, indent=2, default=str) + "\n")
+
+    def read_plan(self) -> dict | None:
+        """Return the recorded plan, or None if no run has recorded one."""
+        path = self.root / "plan.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def mark_state(self, unit_id: str, state: str, info: dict) -> None:
+        """Record that ``unit_id`` is ``running`` or ``failed`` (replacing its other state).
+
+        Args:
+            unit_id: The unit.
+            state: ``running`` or ``failed``.
+            info: JSON-serialisable details (pid, host, started_at; error, traceback).
+        """
+        if state not in ("running", "failed"):
+            raise StoreError(f"unknown unit state {state!r}; expected 'running' or 'failed'")
+        self.clear_state(unit_id)
+        record = {"unit_id": unit_id, "state": state, **info}
+        atomic_write_text(self.root / "state" / state / f"{unit_id}.json",
+                          json.dumps(record, indent=2, default=str) + "\n")
+
+    def clear_state(self, unit_id: str) -> None:
+        """Forget the running/failed record of ``unit_id`` (no error if there is none)."""
+        for state in ("running", "failed"):
+            (self.root / "state" / state / f"{unit_id}.json").unlink(missing_ok=True)
+
+    def read_state(self) -> dict[str, dict[str, dict]]:
+        """Return ``{"running": {unit_id: record}, "failed": {unit_id: record}}``.
+
+        A ``running`` record whose process (on this host) no longer exists gets
+        ``"interrupted": True``.
+        """
+        host = socket.gethostname()
+        out: dict[str, dict[str, dict]] = {"running": {}, "failed": {}}
+        for state in out:
+            folder = self.root / "state" / state
+            for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                with contextlib.suppress(OSError, json.JSONDecodeError):
+                    record = json.loads(path.read_text(encoding="utf-8"))
+                    if state == "running" and record.get("host") == host and "pid" in record:
+                        record["interrupted"] = not _pid_alive(int(record["pid"]))
+                    out[state][path.stem] = record
+        return out
+
+    def runs_dir(self) -> Path:
+        """Directory holding one log file and one JSON record per run."""
+        path = self.root / "runs"
+        path.mkdir(exist_ok=True)
+        return path

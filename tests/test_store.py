@@ -1,0 +1,230 @@
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from circuit_atlas.errors import StoreError
+from circuit_atlas.store import MARKER, SCHEMA_VERSION, TABLES, ResultsStore
+
+
+def unit_tables(unit_id: str, step: int = 1000, faithfulness: float | None = 0.9) -> dict:
+    """Rows of one plausible unit (two tasks, a 3-edge graph)."""
+    common = {"unit_id": unit_id, "model": "tiny-a", "step": step}
+    full = {**common, "params": 1234, "tokens_seen": step * 2_097_152}
+    units = [{
+        **full, "source_kind": "suite", "size": "a", "path": "/x/a/step1000",
+        "settings": json.dumps({"threshold": 0.8}), "spec": "{}", "versions": "{}",
+        "timings": json.dumps({"total": 1.5}), "duration_s": 1.5, "status": "complete",
+        "errors": "{}", "device": "cpu", "host": "h",
+        "finished_at": pd.Timestamp("2024-01-01", tz="UTC"),
+    }]
+    metrics, circuits, edges, nodes, curves = [], [], [], [], []
+    for task in ("ioi", "sva"):
+        row = {**full, "task": task, "metric_kind": "logit_diff", "clean_metric": 1.0,
+               "corrupted_metric": -1.0, "clean_metric_std": 0.1, "corrupted_metric_std": 0.2,
+               "n_examples": 8}
+        for name in ("accuracy", "rank0", "prob_mass", "logit_diff", "prob_diff"):
+            row[name] = 0.5
+            row[f"corrupted_{name}"] = 0.25
+        metrics.append(row)
+        circuits.append({
+            **full, "task": task, "n_edges": 2, "n_nodes": 3, "n_edges_total": 3,
+            "n_nodes_total": 3, "faithfulness": faithfulness, "faithfulness_normalized": None,
+            "threshold": 0.8, "search": "fast", "method": "EAP-IG-inputs", "ig_steps": 5,
+            "ablation": "patching", "clean_metric": 1.0, "corrupted_metric": -1.0,
+            "empty_metric": -1.0,
+        })
+        for edge, parent, child, score, keep in (
+            ("input->m0", "input", "m0", 0.5, True),
+            ("m0->logits", "m0", "logits", -0.25, True),
+            ("input->logits", "input", "logits", 0.0, False),
+        ):
+            edges.append({**common, "task": task, "edge": edge, "parent": parent,
+                          "child": child, "score": score, "in_circuit": keep})
+        for node in ("input", "m0", "logits"):
+            nodes.append({**common, "task": task, "node": node, "in_circuit": True})
+        curves.append({**common, "task": task, "n_requested": 1, "n_edges": 1, "n_nodes": 2,
+                       "metric": 0.5, "faithfulness": 0.5, "faithfulness_normalized": 0.75})
+    return {"units": units, "task_metrics": metrics, "circuits": circuits, "edges": edges,
+            "nodes": nodes, "curves": curves}
+
+
+def snapshot(root) -> dict:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*")) if p.is_file() and ".tmp" not in p.parts
+    }
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ResultsStore(tmp_path / "results", create=True)
+
+
+def test_write_query_roundtrip(store):
+    assert store.write_unit("u1", unit_tables("u1", step=1000))
+    assert store.write_unit("u2", unit_tables("u2", step=2000, faithfulness=None))
+    assert store.unit_ids() == {"u1", "u2"}
+    circuits = store.table("circuits").sort_values(["step", "task"])
+    assert list(circuits.columns) == TABLES["circuits"].names
+    assert circuits["faithfulness"].isna().tolist() == [False, False, True, True]
+    assert store.table("edges").shape == (12, len(TABLES["edges"].names))
+    got = store.query("SELECT step, sum(n_nodes) AS n FROM circuits GROUP BY step ORDER BY step")
+    assert got["n"].tolist() == [6, 6]
+    units = store.table("units")
+    assert units["finished_at"].iloc[0] == pd.Timestamp("2024-01-01", tz="UTC")
+    store.verify()
+
+
+def test_rewrite_is_noop(store):
+    assert store.write_unit("u1", unit_tables("u1"))
+    before = snapshot(store.root)
+    assert not store.write_unit("u1", unit_tables("u1", step=5))
+    assert snapshot(store.root) == before
+
+
+def test_empty_store_has_typed_empty_tables(store):
+    for name, schema in TABLES.items():
+        frame = store.table(name)
+        assert frame.empty and list(frame.columns) == schema.names
+
+
+def test_missing_tables_are_written_empty(store):
+    tables = unit_tables("u1")
+    assert store.write_unit("u1", {"units": tables["units"]})
+    assert len(store.table("units")) == 1 and store.table("edges").empty
+
+
+def test_open_requires_a_store(tmp_path):
+    with pytest.raises(StoreError, match="not a results store"):
+        ResultsStore(tmp_path / "nothing")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "data.csv").write_text("x")
+    with pytest.raises(StoreError, match="non-empty directory without store.json"):
+        ResultsStore(tmp_path / "full", create=True)
+
+
+@pytest.mark.parametrize("manifest, match", [
+    ({"format": "circuit-atlas-results", "schema_version": SCHEMA_VERSION + 1}, "schema version 2"),
+    ({"format": "other", "schema_version": SCHEMA_VERSION}, "format 'other'"),
+])
+def test_incompatible_manifest(store, manifest, match):
+    (store.root / "store.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=match):
+        ResultsStore(store.root)
+
+
+def test_foreign_entries_are_reported(store):
+    store.write_unit("u1", unit_tables("u1"))
+    stray = store.root / "stray.parquet"
+    stray.write_bytes(b"x")
+    with pytest.raises(StoreError, match="foreign entry .*stray.parquet"):
+        ResultsStore(store.root)
+    stray.unlink()
+    extra = store.units_dir / "u1" / "extra.parquet"
+    extra.write_bytes(b"x")
+    with pytest.raises(StoreError, match="differ from its marker"):
+        ResultsStore(store.root).table("units")
+    extra.unlink()
+    (store.units_dir / "torn").mkdir()
+    with pytest.raises(StoreError, match="torn.*no _COMMITTED"):
+        ResultsStore(store.root)
+    (store.units_dir / "torn").rmdir()
+    (store.units_dir / "notes.txt").write_text("x")
+    with pytest.raises(StoreError, match="foreign entry .*notes.txt"):
+        ResultsStore(store.root)
+
+
+def test_resized_file_is_reported(store):
+    store.write_unit("u1", unit_tables("u1"))
+    with open(store.units_dir / "u1" / "edges.parquet", "ab") as handle:
+        handle.write(b"junk")
+    with pytest.raises(StoreError, match="edges.parquet' has .* bytes; its marker says"):
+        ResultsStore(store.root)
+
+
+def test_marker_of_other_unit(store):
+    store.write_unit("u1", unit_tables("u1"))
+    os.rename(store.units_dir / "u1", store.units_dir / "u9")
+    with pytest.raises(StoreError, match="names unit 'u1'.*expected 'u9'"):
+        ResultsStore(store.root)
+
+
+def test_bad_rows_are_rejected(store):
+    tables = unit_tables("u1")
+    bad = [dict(row, surprise=1) for row in tables["nodes"]]
+    with pytest.raises(StoreError, match=r"nodes.*unknown columns \['surprise'\]"):
+        store.write_unit("u1", {**tables, "nodes": bad})
+    with pytest.raises(StoreError, match=r"rows of unit\(s\) \['u1'\] written under unit 'u2'"):
+        store.write_unit("u2", tables)
+    with pytest.raises(StoreError, match="unknown table"):
+        store.write_unit("u1", {"figures": []})
+    with pytest.raises(StoreError, match="does not fit its schema"):
+        store.write_unit("u1", {"curves": [dict(tables["curves"][0], n_edges="many")]})
+    assert store.unit_ids() == set() and not any((store.root / ".tmp").iterdir())
+
+
+def test_failing_write_changes_nothing(store, monkeypatch):
+    store.write_unit("u1", unit_tables("u1"))
+    before = snapshot(store.root)
+    calls = {"n": 0}
+    real = pq.write_table
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_unit("u2", unit_tables("u2"))
+    assert snapshot(store.root) == before
+    assert not any((store.root / ".tmp").iterdir())
+    assert ResultsStore(store.root).unit_ids() == {"u1"}
+
+
+def test_kill_during_write_leaves_no_unit(store):
+    # A process killed after staging but before the rename leaves only .tmp debris, which the
+    # next write cleans up; the unit is simply absent.
+    code = (
+        "import os, sys\n"
+        "from circuit_atlas.store import ResultsStore\n"
+        "import circuit_atlas.store as s\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_store import unit_tables\n"
+        "def die(*a, **k): os._exit(9)\n"
+        "s.os.rename = die\n"
+        "ResultsStore(sys.argv[1]).write_unit('u1', unit_tables('u1'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(store.root),
+                           os.path.dirname(__file__)], timeout=60)
+    assert done.returncode == 9
+    assert len(list((store.root / ".tmp").iterdir())) == 1
+    reopened = ResultsStore(store.root)
+    assert reopened.unit_ids() == set()
+    assert reopened.write_unit("u2", unit_tables("u2"))
+    assert not any((store.root / ".tmp").iterdir())
+
+
+def test_run_state_records(store):
+    store.mark_state("u1", "running", {"pid": os.getpid(), "host": os.uname().nodename})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    store.mark_state("u2", "running", {"pid": int(dead), "host": os.uname().nodename})
+    store.mark_state("u3", "failed", {"error": "boom"})
+    state = store.read_state()
+    assert state["running"]["u1"]["interrupted"] is False
+    assert state["running"]["u2"]["interrupted"] is True
+    assert state["failed"]["u3"]["error"] == "boom"
+    store.mark_state("u3", "running", {})
+    store.clear_state("u1")
+    state = store.read_state()
+    assert set(state["running"]) == {"u2", "u3"} and state["failed"] == {}
+    with pytest.raises(StoreError, match="unknown unit state 'paused'"):
+        store.mark_state("u1", "paused", {})
+    assert (store.units_dir / "u1").exists() is False and MARKER == "_COMMITTED"
