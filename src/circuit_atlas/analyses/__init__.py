@@ -1,0 +1,83 @@
+"""Analyses that compare circuits and behaviour across checkpoints and model sizes.
+
+Every function is pure: it takes pandas DataFrames with the columns of the results store's tables
+(``units``, ``task_metrics``, ``circuits``, ``edges``, ``nodes``, ``faithfulness``; see
+``docs/store.md``) and returns a new tidy DataFrame or a number. None reads the store itself.
+
+- :mod:`.performance` — task metric over tokens per model (Figure 1, PAPER.md §2.5).
+- :mod:`.size` — circuit size in nodes and edges over training, mean size (§6, §7.3).
+- :mod:`.stability` — Jaccard similarity of node/edge sets, weighted Jaccard, EWMA (§6).
+- :mod:`.scaling` — correlation of mean circuit size with parameter count (§7.3).
+- :mod:`.emergence` — first checkpoint that reaches and keeps a fraction of the final value.
+"""
+
+from circuit_atlas.analyses._frames import attach_tokens, step_tokens
+from circuit_atlas.analyses.emergence import (
+    BASELINES,
+    Baseline,
+    EmergencePoint,
+    emergence_point,
+    emergence_table,
+)
+from circuit_atlas.analyses.performance import (
+    METRIC_COLUMNS,
+    PAPER_DROP_STEPS_AT_MOST,
+    task_performance,
+)
+from circuit_atlas.analyses.scaling import (
+    pearson,
+    size_scale_correlation,
+    size_scale_correlation_from_circuits,
+    spearman,
+)
+from circuit_atlas.analyses.size import (
+    PAPER_MEAN_SIZE_MIN_STEP,
+    SizeMeasure,
+    circuit_size,
+    circuit_size_from_sets,
+    mean_circuit_size,
+)
+from circuit_atlas.analyses.stability import (
+    PAPER_EWMA_ALPHA,
+    PAPER_JACCARD_CHECKPOINTS,
+    Reference,
+    edge_jaccard,
+    ewma,
+    jaccard,
+    jaccard_over_time,
+    node_jaccard,
+    normalized_abs_scores,
+    weighted_jaccard,
+)
+
+__all__ = [
+    "BASELINES",
+    "METRIC_COLUMNS",
+    "PAPER_DROP_STEPS_AT_MOST",
+    "PAPER_EWMA_ALPHA",
+    "PAPER_JACCARD_CHECKPOINTS",
+    "PAPER_MEAN_SIZE_MIN_STEP",
+    "Baseline",
+    "EmergencePoint",
+    "Reference",
+    "SizeMeasure",
+    "attach_tokens",
+    "circuit_size",
+    "circuit_size_from_sets",
+    "edge_jaccard",
+    "emergence_point",
+    "emergence_table",
+    "ewma",
+    "jaccard",
+    "jaccard_over_time",
+    "mean_circuit_size",
+    "node_jaccard",
+    "normalized_abs_scores",
+    "pearson",
+    "size_scale_correlation",
+    "size_scale_correlation_from_circuits",
+    "spearman",
+    "step_tokens",
+    "task_performance",
+    "weighted_jaccard",
+]
