@@ -1,0 +1,32 @@
+"""The ``circuit-atlas`` command line: thin wrappers over the library.
+
+Each command parses its flags, calls one library entry point, prints a short summary and
+writes its results; the work itself lives in the library modules. Commands are registered on
+``app`` (the console script ``circuit-atlas``).
+"""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Find and track LLM circuits across training checkpoints and model scale.",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Find and track LLM circuits across training checkpoints and model scale."""
+
+
+def main() -> None:
+    """Run the command line (``python -m circuit_atlas.cli``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
