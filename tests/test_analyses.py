@@ -152,6 +152,19 @@ def test_edge_jaccard_consecutive_final_and_ewma():
     np.testing.assert_allclose(final["jaccard"], [0.0, 0.0, 0.0])  # final circuit empty → 0
 
 
+def test_edge_jaccard_all_steps_keeps_checkpoints_with_empty_circuits():
+    inside = pd.DataFrame(
+        _edge_rows("m", "ioi", 1, {"a": True}) + _edge_rows("m", "ioi", 3, {"a": True})
+    )
+    steps = pd.DataFrame({"model": "m", "task": ["ioi"] * 3 + ["gt"], "step": [1, 2, 3, 1]})
+    out = edge_jaccard(inside, all_steps=steps)
+    ioi = out[out["task"] == "ioi"]
+    assert ioi[["step_from", "step_to"]].values.tolist() == [[1, 2], [2, 3]]
+    assert ioi["jaccard"].tolist() == [0.0, 0.0]
+    assert edge_jaccard(inside)["jaccard"].tolist() == [1.0]  # without all_steps: 1 → 3
+    assert out[out["task"] == "gt"].empty  # one checkpoint, no pair
+
+
 def test_weighted_edge_jaccard_normalises_per_checkpoint():
     # Same in-circuit edges, scores scaled ×10 at the second step: normalised weights match.
     first = {"a": True, "b": True, "c": False}

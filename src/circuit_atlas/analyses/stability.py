@@ -122,9 +122,14 @@ def ewma(values: Sequence[float], alpha: float = PAPER_EWMA_ALPHA) -> np.ndarray
     return series.ewm(alpha=alpha, adjust=False).mean().to_numpy()
 
 
-def _checkpoint_items(group: pd.DataFrame, item: str, weighted: bool) -> dict[int, set | dict]:
-    """Per step: the in-circuit item set, or item → normalised |score| for in-circuit items."""
-    out: dict[int, set | dict] = {}
+def _checkpoint_items(
+    group: pd.DataFrame, item: str, weighted: bool, extra_steps: Iterable[int] = ()
+) -> dict[int, set | dict]:
+    """Per step: the in-circuit item set, or item → normalised |score| for in-circuit items.
+
+    Steps in ``extra_steps`` without any row get an empty circuit.
+    """
+    out: dict[int, set | dict] = {int(s): ({} if weighted else set()) for s in extra_steps}
     for step, rows in group.groupby("step", sort=True):
         inside = rows["in_circuit"].astype(bool).to_numpy()
         if weighted:
@@ -143,13 +148,14 @@ def jaccard_over_time(
     weighted: bool = False,
     alpha: float = PAPER_EWMA_ALPHA,
     checkpoints: Collection[int] | None = None,
+    all_steps: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Jaccard similarity of each model × task's circuits across its analysed checkpoints.
 
-    The steps of a model × task are those present in ``frame``; a step whose rows are all
-    outside the circuit counts as an empty circuit (a frame holding only in-circuit rows loses
-    such steps). When ``checkpoints`` is given, only those steps are analysed and "consecutive"
-    refers to the restricted list (so the paper's last point is 130k → 140k).
+    The steps of a model × task are those present in ``frame`` (plus those in ``all_steps``); a
+    step whose rows are all outside the circuit, or that has no row, counts as an empty circuit.
+    When ``checkpoints`` is given, only those steps are analysed and "consecutive" refers to the
+    restricted list (so the paper's last point is 130k → 140k).
 
     Args:
         frame: The ``edges`` or ``nodes`` table: ``model``, ``task``, ``step``, ``item``,
@@ -163,6 +169,9 @@ def jaccard_over_time(
         alpha: EWMA smoothing factor (paper: 0.5).
         checkpoints: Restrict the analysed steps to this collection (e.g.
             :data:`PAPER_JACCARD_CHECKPOINTS`); None keeps every step.
+        all_steps: Optional table with ``model``, ``task``, ``step`` of every analysed checkpoint
+            (e.g. the ``circuits`` table), so that a ``frame`` holding only in-circuit rows keeps
+            its checkpoints with empty circuits.
 
     Returns:
         Columns ``model``, ``task``, ``step_from``, ``step_to``, ``size_from``, ``size_to``,
@@ -183,12 +192,21 @@ def jaccard_over_time(
     check_fraction("alpha", alpha)
     needed = ["model", "task", "step", item, "in_circuit"] + (["score"] if weighted else [])
     require_columns(frame, needed, f"{item}s")
+    known: dict[tuple, list[int]] = {}
+    if all_steps is not None:
+        require_columns(all_steps, ("model", "task", "step"), "all_steps")
+        for key, part in all_steps.dropna(subset=["step"]).groupby(["model", "task"], sort=False):
+            known[key] = part["step"].astype(int).tolist()
     if checkpoints is not None:
-        frame = frame[frame["step"].isin(set(checkpoints))]
+        allowed = set(checkpoints)
+        frame = frame[frame["step"].isin(allowed)]
+        known = {k: [s for s in v if s in allowed] for k, v in known.items()}
+    groups = dict(list(frame.groupby(["model", "task"], sort=False)))
     similarity = weighted_jaccard if weighted else jaccard
     rows = []
-    for (model, task), group in frame.groupby(["model", "task"], sort=False):
-        sets = _checkpoint_items(group, item, weighted)
+    for model, task in list(groups) + [k for k in known if k not in groups]:
+        group = groups.get((model, task), frame.iloc[0:0])
+        sets = _checkpoint_items(group, item, weighted, known.get((model, task), ()))
         steps = sorted(sets)
         pairs = (
             list(zip(steps[:-1], steps[1:], strict=True))
