@@ -1,0 +1,106 @@
+"""Models: where checkpoints come from, what they look like, and the patchable forward.
+
+* :mod:`~circuit_atlas.models.pythia` — the Pythia registry (sizes, parameter counts, the 154
+  checkpoint steps, tokens per step).
+* :mod:`~circuit_atlas.models.schedules` — named and parametric checkpoint schedules.
+* :mod:`~circuit_atlas.models.sources` — :func:`load_model` from the hub, a local directory, a
+  local suite, or a random initialisation; :mod:`~circuit_atlas.models.configs` and
+  :mod:`~circuit_atlas.models.suite` hold its config and suite helpers.
+* :mod:`~circuit_atlas.models.spec` — :class:`ModelSpec`, the architecture hyper-parameters.
+* :mod:`~circuit_atlas.models.neox` — :class:`PatchableGPTNeoX` (imported lazily).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from circuit_atlas.models.configs import (
+    DTYPES,
+    neox_config,
+    random_hf_model,
+    resolve_device,
+    resolve_dtype,
+    save_random_checkpoint,
+    tiny_config,
+)
+from circuit_atlas.models.pythia import (
+    PYTHIA_ARCHITECTURES,
+    PYTHIA_FINAL_STEP,
+    PYTHIA_MODELS,
+    PYTHIA_SIZES,
+    PYTHIA_STEPS,
+    TOKENS_PER_STEP,
+    PythiaArchitecture,
+    PythiaModel,
+    count_parameters,
+    get_pythia,
+    list_pythia_models,
+    pythia_config,
+    pythia_spec,
+    steps_to_tokens,
+)
+from circuit_atlas.models.schedules import (
+    NAMED_SCHEDULES,
+    SCHEDULE_KINDS,
+    NamedSchedule,
+    nearest_step,
+    resolve_schedule,
+    validate_step,
+)
+from circuit_atlas.models.sources import LoadedHF, ModelSource, load_hf_model, load_model
+from circuit_atlas.models.spec import ModelSpec
+from circuit_atlas.models.suite import (
+    SUITE_MANIFEST,
+    list_suite_checkpoints,
+    list_suite_sizes,
+    read_suite_manifest,
+)
+
+__all__ = [
+    "DTYPES",
+    "NAMED_SCHEDULES",
+    "PYTHIA_ARCHITECTURES",
+    "PYTHIA_FINAL_STEP",
+    "PYTHIA_MODELS",
+    "PYTHIA_SIZES",
+    "PYTHIA_STEPS",
+    "SCHEDULE_KINDS",
+    "SUITE_MANIFEST",
+    "TOKENS_PER_STEP",
+    "LoadedHF",
+    "ModelSource",
+    "ModelSpec",
+    "NamedSchedule",
+    "PatchableGPTNeoX",
+    "PythiaArchitecture",
+    "PythiaModel",
+    "count_parameters",
+    "get_pythia",
+    "list_pythia_models",
+    "list_suite_checkpoints",
+    "list_suite_sizes",
+    "load_hf_model",
+    "load_model",
+    "nearest_step",
+    "neox_config",
+    "pythia_config",
+    "pythia_spec",
+    "random_hf_model",
+    "read_suite_manifest",
+    "resolve_device",
+    "resolve_dtype",
+    "resolve_schedule",
+    "save_random_checkpoint",
+    "steps_to_tokens",
+    "tiny_config",
+    "validate_step",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import :class:`PatchableGPTNeoX` on first use (it pulls in the graph machinery)."""
+    if name == "PatchableGPTNeoX":
+        from circuit_atlas.models.neox import PatchableGPTNeoX
+
+        return PatchableGPTNeoX
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,483 @@
+"""Model sources: where a checkpoint's weights come from, and loading them.
+
+Four kinds of source give a :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`:
+
+* ``pythia`` — a Pythia size at a training step from the Hugging Face hub
+  (``EleutherAI/pythia-70m`` at branch ``step{N}``, PAPER.md §1). The hub cache honours
+  ``HF_HOME`` / ``HF_HUB_CACHE`` and ``--cache-dir``; ``HF_HUB_OFFLINE=1`` (or
+  ``TRANSFORMERS_OFFLINE=1``) reads only the local cache.
+* ``local`` — a HF-format directory (``config.json`` + ``model.safetensors``), never the network.
+* ``suite`` — a local training suite, ``<suite>/<size>/step{N}/`` HF directories plus an optional
+  ``<suite>/suite.json`` manifest (see :func:`read_suite_manifest`).
+* ``random`` — a seeded random initialisation from a config (tests, baselines).
+
+The tokenizer comes from the source when it has one, else from the data directory
+(:func:`circuit_atlas.data.load_pythia_tokenizer`), else it is None (logged).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import torch
+
+from circuit_atlas.errors import (
+    DataNotFoundError,
+    InvalidCheckpointError,
+    ModelSourceError,
+    UnsupportedArchitectureError,
+)
+from circuit_atlas.models.configs import (
+    DTYPES,
+    neox_config,
+    quiet_transformers,
+    random_hf_model,
+    resolve_device,
+    resolve_dtype,
+    save_random_checkpoint,
+    tiny_config,
+)
+from circuit_atlas.models.pythia import TOKENS_PER_STEP, get_pythia, pythia_spec
+from circuit_atlas.models.schedules import validate_step
+from circuit_atlas.models.spec import ModelSpec
+from circuit_atlas.models.suite import (
+    STEP_DIR,
+    SUITE_MANIFEST,
+    list_suite_checkpoints,
+    list_suite_sizes,
+    read_suite_manifest,
+    scan_steps,
+    suite_tokens_per_step,
+)
+
+__all__ = [
+    "DTYPES",
+    "SUITE_MANIFEST",
+    "LoadedHF",
+    "ModelSource",
+    "list_suite_checkpoints",
+    "list_suite_sizes",
+    "load_hf_model",
+    "load_model",
+    "neox_config",
+    "read_suite_manifest",
+    "resolve_device",
+    "resolve_dtype",
+    "save_random_checkpoint",
+    "tiny_config",
+]
+
+logger = logging.getLogger(__name__)
+
+SourceKind = Literal["pythia", "local", "suite", "random"]
+PathLike = str | os.PathLike[str]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a loaded model's weights came from (serialised by the study runner and the store).
+
+    Attributes:
+        kind: ``pythia`` (hub), ``local`` (HF directory), ``suite`` (local suite checkpoint) or
+            ``random`` (seeded initialisation).
+        name: Pythia name, suite size, directory name, or the random config's name.
+        step: Training step of the checkpoint, when known.
+        path: Local directory (``local``/``suite``), else None.
+        revision: Hub revision (``step{N}``) for ``pythia``, else None.
+        repo_id: Hub repository for ``pythia``, else None.
+        seed: Initialisation seed for ``random``, else None.
+        params: Total parameter count (embeddings included).
+        tokens_per_step: Training tokens per step when known (Pythia: 2,097,152).
+    """
+
+    kind: SourceKind
+    name: str | None = None
+    step: int | None = None
+    path: str | None = None
+    revision: str | None = None
+    repo_id: str | None = None
+    seed: int | None = None
+    params: int | None = None
+    tokens_per_step: int | None = None
+
+    @property
+    def tokens(self) -> int | None:
+        """Training tokens seen at :attr:`step` (``step × tokens_per_step``), when known."""
+        if self.step is None or self.tokens_per_step is None:
+            return None
+        return self.step * self.tokens_per_step
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields (and ``tokens``) as a JSON-serialisable dict."""
+        return {**dataclasses.asdict(self), "tokens": self.tokens}
+
+
+class LoadedHF(NamedTuple):
+    """A HF model with its tokenizer and source, as returned by :func:`load_hf_model`."""
+
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+
+
+# --- planning a source -----------------------------------------------------------------------
+
+
+def _plan(
+    name: str | None,
+    step: int | None,
+    path: PathLike | None,
+    config: Any,
+    revision: str | None,
+    seed: int,
+) -> ModelSource:
+    if path is not None and config is not None:
+        raise ModelSourceError("pass either path= (weights on disk) or config= (random), not both")
+    if path is not None:
+        return _plan_path(Path(path).expanduser(), name, step)
+    if config is not None:
+        label = config if isinstance(config, str) else name or getattr(config, "name_or_path", "")
+        return ModelSource("random", name=str(label or "random"), step=step, seed=seed)
+    if name is not None:
+        return _plan_pythia(name, step, revision)
+    raise ModelSourceError("load_model needs a Pythia name, a path= or a config=")
+
+
+def _plan_pythia(name: str, step: int | None, revision: str | None) -> ModelSource:
+    entry = get_pythia(name)
+    if step is not None:
+        step = validate_step(step, entry.steps, model=entry.name)
+    if revision is None:
+        step = entry.final_step if step is None else step
+        revision = f"step{step}"
+    return ModelSource(
+        "pythia",
+        name=entry.name,
+        step=step,
+        revision=revision,
+        repo_id=entry.repo_id,
+        params=entry.n_params,
+        tokens_per_step=TOKENS_PER_STEP,
+    )
+
+
+def _plan_path(root: Path, name: str | None, step: int | None) -> ModelSource:
+    if not root.exists():
+        raise ModelSourceError(f"model path {str(root)!r} does not exist")
+    if name is not None:  # suite root + size (+ step)
+        steps = list_suite_checkpoints(root, name)
+        step = steps[-1] if step is None else validate_step(step, steps, model=f"{name} in {root}")
+        return _suite_source(root / name / f"step{step}", root, name, step)
+    if step is not None and not (root / "config.json").exists():  # a suite size directory
+        steps = scan_steps(root)
+        if not steps:
+            raise ModelSourceError(f"model path {str(root)!r} has no config.json or step dirs")
+        step = validate_step(step, steps, model=f"{root}")
+        return _suite_source(root / f"step{step}", root.parent, root.name, step)
+    match = STEP_DIR.fullmatch(root.name)
+    if match:  # <suite>/<size>/step{N}
+        found = int(match.group(1))
+        if step is not None and step != found:
+            raise InvalidCheckpointError(f"step {step} does not match the directory {str(root)!r}")
+        return _suite_source(root, root.parent.parent, root.parent.name, found)
+    return ModelSource("local", name=root.name, step=step, path=str(root))
+
+
+def _suite_source(ckpt: Path, suite_dir: Path, size: str, step: int) -> ModelSource:
+    return ModelSource(
+        "suite",
+        name=size,
+        step=step,
+        path=str(ckpt),
+        tokens_per_step=suite_tokens_per_step(suite_dir, size),
+    )
+
+
+# --- loaders (one per kind) ------------------------------------------------------------------
+
+
+def _hub_offline() -> bool:
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(flag.strip().lower() in _TRUE for flag in flags)
+
+
+def _hub_cache_dir(cache_dir: PathLike | None) -> str | None:
+    if cache_dir is not None:
+        return str(Path(cache_dir).expanduser())
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None  # the library default (~/.cache/huggingface/hub)
+
+
+def _dtype_kwarg() -> str:
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    return (OSError, EntryNotFoundError)
+
+
+def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any):
+    from transformers import GPTNeoXForCausalLM
+
+    offline = _hub_offline()
+    try:
+        model = GPTNeoXForCausalLM.from_pretrained(
+            source.repo_id,
+            revision=source.revision,
+            cache_dir=cache_dir,
+            local_files_only=offline,
+            **{_dtype_kwarg(): dtype},
+        )
+    except _hub_errors() as err:
+        where = "the local hub cache (offline mode)" if offline else "the Hugging Face hub"
+        raise ModelSourceError(
+            f"cannot load {source.repo_id} at revision {source.revision} from {where} "
+            f"(cache {cache_dir or 'default'}): {err}"
+        ) from err
+    expected, loaded = pythia_spec(source.name or ""), ModelSpec.from_hf_config(model.config)
+    if loaded != expected:
+        logger.warning(
+            "%s@%s does not have the registry architecture: %s != %s",
+            source.repo_id,
+            source.revision,
+            loaded,
+            expected,
+        )
+    return model
+
+
+def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any):
+    from transformers import AutoConfig, GPTNeoXForCausalLM
+
+    path = Path(source.path or "")
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(f"model directory {str(path)!r} has no config.json")
+    try:
+        hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelSourceError(f"cannot read the config of {str(path)!r}: {err}") from err
+    if getattr(hf_config, "model_type", None) != "gpt_neox":
+        raise UnsupportedArchitectureError(
+            f"{str(path)!r} holds a {hf_config.model_type!r} model; supported: 'gpt_neox'"
+        )
+    try:
+        return GPTNeoXForCausalLM.from_pretrained(
+            path, local_files_only=True, **{_dtype_kwarg(): dtype}
+        )
+    except _hub_errors() as err:
+        raise ModelSourceError(f"cannot load the weights in {str(path)!r}: {err}") from err
+
+
+def _load_random(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any):
+    return random_hf_model(config, int(source.seed or 0), dtype)
+
+
+_LOADERS: Mapping[str, Callable[..., Any]] = {
+    "pythia": _load_pythia,
+    "local": _load_dir,
+    "suite": _load_dir,
+    "random": _load_random,
+}
+
+
+# --- tokenizers ------------------------------------------------------------------------------
+
+
+def _with_pad(tokenizer: Any) -> Any:
+    """Give a Pythia tokenizer the pad token of :func:`circuit_atlas.data.load_pythia_tokenizer`."""
+    if tokenizer is not None and tokenizer.pad_token is None:
+        if "<|padding|>" in tokenizer.get_vocab():
+            tokenizer.pad_token = "<|padding|>"
+    return tokenizer
+
+
+def _auto_tokenizer(where: PathLike | str, **kwargs: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    return _with_pad(AutoTokenizer.from_pretrained(str(where), **kwargs))
+
+
+def _source_tokenizer(source: ModelSource, cache_dir: str | None) -> Any:
+    if source.kind == "pythia":
+        try:
+            return _auto_tokenizer(
+                source.repo_id,
+                revision=source.revision,
+                cache_dir=cache_dir,
+                local_files_only=_hub_offline(),
+            )
+        except (*_hub_errors(), ValueError, KeyError) as err:
+            logger.info(
+                "no tokenizer for %s@%s on the hub (%s)", source.repo_id, source.revision, err
+            )
+            return None
+    if source.path is None:
+        return None
+    ckpt = Path(source.path)
+    candidates = [ckpt, ckpt.parent, ckpt.parent.parent] if source.kind == "suite" else [ckpt]
+    for directory in candidates:
+        if any((directory / f).is_file() for f in _TOKENIZER_FILES):
+            return _auto_tokenizer(directory, local_files_only=True)
+    return None
+
+
+def _resolve_tokenizer(
+    tokenizer: Any,
+    source: ModelSource,
+    vocab_size: int,
+    data_dir: PathLike | None,
+    cache_dir: str | None,
+) -> Any:
+    if isinstance(tokenizer, (str, os.PathLike)):
+        try:
+            return _auto_tokenizer(tokenizer, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise ModelSourceError(
+                f"cannot load the tokenizer at {str(tokenizer)!r}: {err}"
+            ) from err
+    if tokenizer is not None:
+        return tokenizer
+    found = _source_tokenizer(source, cache_dir)
+    if found is not None:
+        return found
+    from circuit_atlas.data import load_pythia_tokenizer
+
+    try:
+        fallback = load_pythia_tokenizer(data_dir)
+    except DataNotFoundError:
+        if data_dir is not None:
+            raise
+        logger.warning("no tokenizer for %s and no data directory; tokenizer is None", source.name)
+        return None
+    if len(fallback) > vocab_size:
+        logger.info(
+            "vocabulary %d is smaller than the Pythia tokenizer's; tokenizer is None", vocab_size
+        )
+        return None
+    return fallback
+
+
+# --- public entry points ---------------------------------------------------------------------
+
+
+def load_hf_model(
+    name: str | None = None,
+    *,
+    step: int | None = None,
+    path: PathLike | None = None,
+    config: Any = None,
+    seed: int = 0,
+    dtype: str | torch.dtype | None = None,
+    tokenizer: Any = None,
+    data_dir: PathLike | None = None,
+    cache_dir: PathLike | None = None,
+    revision: str | None = None,
+) -> LoadedHF:
+    """Load a ``transformers.GPTNeoXForCausalLM`` (on CPU, in eval mode) with its tokenizer.
+
+    Takes the same arguments as :func:`load_model` except ``device``; see there.
+
+    Returns:
+        ``LoadedHF(model, tokenizer, source)``; ``source.params`` counts the loaded weights.
+    """
+    source = _plan(name, step, path, config, revision, seed)
+    torch_dtype = resolve_dtype(dtype)
+    cache = _hub_cache_dir(cache_dir)
+    logger.info(
+        "loading %s model %s (step %s) as %s", source.kind, source.name, source.step, torch_dtype
+    )
+    with quiet_transformers():
+        hf_model = _LOADERS[source.kind](source, torch_dtype, cache, config).eval()
+    params = sum(p.numel() for p in hf_model.parameters())
+    source = dataclasses.replace(source, params=params)
+    tok = _resolve_tokenizer(tokenizer, source, hf_model.config.vocab_size, data_dir, cache)
+    return LoadedHF(hf_model, tok, source)
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    step: int | None = None,
+    path: PathLike | None = None,
+    config: Any = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    tokenizer: Any = None,
+    data_dir: PathLike | None = None,
+    cache_dir: PathLike | None = None,
+    revision: str | None = None,
+):
+    """Load a checkpoint as a :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+
+    Exactly one source is chosen from the arguments:
+
+    * ``path`` and ``name``: the suite checkpoint ``path/name/step{step}`` (``step`` defaults to
+      the size's last checkpoint and is validated against the steps on disk);
+    * ``path`` and ``step`` where ``path`` is a suite size directory: ``path/step{step}``;
+    * ``path`` alone: a HF directory (``kind`` ``suite`` when it is named ``step{N}``);
+    * ``config``: a random model (``config`` as in :func:`neox_config`; ``name`` is a label);
+    * ``name`` alone: a Pythia model from the hub at ``step`` (default 143,000) or ``revision``.
+
+    Args:
+        name: Pythia name (``pythia-70m``), suite size, or a label for a random model.
+        step: Training step; validated against the source's checkpoints before loading.
+        path: Local HF directory, suite size directory, or suite root.
+        config: Config of a random model (``GPTNeoXConfig``, dict, Pythia name, or ModelSpec).
+        seed: Seed of the random initialisation.
+        device: Target device; ``cuda`` when available, else ``cpu``, when None.
+        dtype: ``float32`` (default), ``bfloat16``/``bf16``, ``float16``, or a torch dtype.
+        tokenizer: A tokenizer, a local tokenizer directory, or None (from the source, else the
+            data directory's Pythia tokenizer).
+        data_dir: Data directory for the fallback tokenizer.
+        cache_dir: Hub cache directory (default ``$HF_HUB_CACHE``, ``$HF_HOME/hub``, the library
+            default).
+        revision: Explicit hub revision (overrides ``step{N}``; the step is then unknown unless
+            also given).
+
+    Returns:
+        The patchable model; ``model.source`` is :meth:`ModelSource.to_dict`.
+
+    Raises:
+        InvalidCheckpointError: For a step that is not a checkpoint (names the nearest ones).
+        UnknownNameError: For an unknown Pythia name or dtype.
+        ModelSourceError: For a missing path/config, a network or cache failure (names the repo
+            and revision), or contradictory arguments.
+        UnsupportedArchitectureError: For a checkpoint that is not GPT-NeoX.
+    """
+    from circuit_atlas.models.neox import PatchableGPTNeoX
+
+    loaded = load_hf_model(
+        name,
+        step=step,
+        path=path,
+        config=config,
+        seed=seed,
+        dtype=dtype,
+        tokenizer=tokenizer,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        revision=revision,
+    )
+    model = PatchableGPTNeoX.from_hf(
+        loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict()
+    )
+    del loaded  # free the HF copy before moving to the device
+    return model.to(resolve_device(device)).eval()
