@@ -162,13 +162,14 @@ def metric_values(logits: Tensor, data: TaskDataset) -> Tensor:
         data: The dataset (or batch) the logits belong to.
 
     Returns:
-        ``(n,)`` float32: logit differences (logits) or probability differences (probabilities
+        ``(n,)`` float32 (float64 for float64 logits): logit differences (logits) or probability differences (probabilities
         in [-1, 1]), depending on ``data.metric``.
 
     Source: ``compute_logit_diff`` / ``compute_probability_diff(mode="group_sum")`` in
     curt-tigges/circuits-over-time ``utils/metrics.py``.
     """
-    logits = logits.float()
+    if logits.dtype != torch.float64:
+        logits = logits.float()
     if data.metric == "logit_diff":
         right = logits.gather(1, data.answer[:, None]).squeeze(1)
         wrong = logits.gather(1, data.wrong[:, None]).squeeze(1)

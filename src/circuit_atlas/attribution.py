@@ -1,0 +1,204 @@
+"""Edge attribution: EAP, EAP-IG (inputs and activations), clean-corrupted, and exact patching.
+
+For an edge u → v the attribution score is (hannamw/EAP-IG ``attribute.py``; PAPER.md §3.2)
+
+    score(u→v) = (1/N)(1/m) Σ_x Σ_k ⟨ a_u(x_corr) − a_u(x_clean), ∂L/∂(input of v) at point k ⟩
+
+summed over positions and d_model and averaged over examples x and gradient points k, with
+L = −metric (the ``loss=True`` convention), so a positive score means that patching the edge
+with its corrupted value lowers the task metric. The gradient points are:
+
+* ``EAP``: the clean run (m = 1).
+* ``EAP-IG-inputs``: only the input embedding is interpolated,
+  z_k = e_corr + (k/m)(e_clean − e_corr) for k = 0 … m−1 (EAP-IG HEAD; the same points as the
+  pinned commit's e_clean + (k/m)(e_corr − e_clean), k = 1 … m). The paper uses m = 30.
+* ``EAP-IG-activations``: for the input, each layer's attention block and each MLP in turn,
+  that component's output is set to α·clean + (1−α)·corrupted, α = k/m, k = 1 … m, and gradients
+  of every edge are accumulated over all (1 + 2L)·m runs (EAP-IG HEAD
+  ``get_scores_ig_activations``).
+* ``clean-corrupted``: the clean and the corrupted run (m = 2).
+* ``exact``: no gradients — score(u→v) = mean metric(clean) − mean metric(clean with only u→v
+  patched), i.e. L(patched) − L(clean), one circuit evaluation per edge (the slow reference).
+
+Gradient points are batched: up to ``steps_per_pass`` points share one forward/backward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from circuit_atlas.evaluation import _check, evaluate_circuits, record_outputs
+from circuit_atlas.graph import Graph
+from circuit_atlas.models.neox import PatchableGPTNeoX
+from circuit_atlas.tasks.base import TaskDataset, metric_values
+
+__all__ = ["METHODS", "Method", "attribute"]
+
+log = logging.getLogger(__name__)
+
+Method = Literal["EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact"]
+"""Attribution methods (names as in hannamw/EAP-IG HEAD)."""
+
+METHODS: tuple[str, ...] = ("EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact")
+
+
+def attribute(
+    model: PatchableGPTNeoX,
+    graph: Graph | None,
+    data: TaskDataset,
+    *,
+    method: Method = "EAP-IG-inputs",
+    ig_steps: int = 30,
+    batch_size: int = 32,
+    steps_per_pass: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Score every edge of the model's graph for the task metric.
+
+    Args:
+        model: The model.
+        graph: Its graph (None = ``model.graph``).
+        data: Paired clean/corrupted prompts with the metric.
+        method: One of :data:`METHODS`.
+        ig_steps: m, the number of integrated-gradient points (EAP-IG methods; default 30 as
+            in the paper).
+        batch_size: Examples per pass.
+        steps_per_pass: Gradient points evaluated together in one forward/backward (default:
+            as many as keep the pass at about ``4·batch_size`` rows). 1 = one step at a time.
+        progress: Called with (done, total) batches.
+
+    Returns:
+        ``(n_edges,)`` float32 signed scores in metric units (logits or probabilities), in the
+        graph's edge order.
+
+    Raises:
+        ValueError: For an unknown method or ``ig_steps`` < 1.
+    """
+    g = _check(model, graph)
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {METHODS}")
+    if ig_steps < 1:
+        raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
+    if method == "exact":
+        return _exact(model, g, data, batch_size=batch_size)
+    scores = torch.zeros((g.n_forward, g.n_backward), dtype=torch.float32, device=model.device)
+    n_batches = -(-len(data) // batch_size)
+    n_points = 1
+    for i, batch in enumerate(data.batches(batch_size)):
+        batch = batch.to(model.device)
+        n_points = _accumulate(model, g, batch, scores, method, ig_steps, steps_per_pass)
+        if progress is not None:
+            progress(i + 1, n_batches)
+    scores /= len(data) * n_points
+    scores *= g.valid.to(scores.device)
+    return scores[g.edge_src.to(scores.device), g.edge_dst.to(scores.device)].cpu()
+
+
+def _points(method: str, m: int) -> list[float]:
+    """Interpolation coefficients α (0 = clean, 1 = corrupted) of the gradient points."""
+    if method == "EAP":
+        return [0.0]
+    if method == "clean-corrupted":
+        return [0.0, 1.0]
+    return [1.0 - k / m for k in range(m)]  # EAP-IG-inputs: e_corr + (k/m)(e_clean − e_corr)
+
+
+def _accumulate(model, g: Graph, batch: TaskDataset, scores: Tensor, method: str, m: int,
+                steps_per_pass: int | None) -> int:
+    """Add Σ_points Σ_examples ⟨diff, grad⟩ of one batch to ``scores``; return points per example."""
+    b, p = batch.clean.shape
+    _, clean_out = record_outputs(model, batch.clean, batch.metric_positions)
+    _, corr_out = record_outputs(model, batch.corrupted, batch.metric_positions)
+    diff = (corr_out - clean_out).float()  # (f, b, p, d)
+    h = g.n_heads
+
+    def slot_hook(first: int, grad: Tensor) -> None:
+        # grad (s, r·b, p, d): sum the r stacked points first (the score is linear in grad).
+        s = grad.shape[0]
+        grad = grad.float().view(s, -1, b, p, grad.shape[-1]).sum(1)
+        if first == g.logits_backward:
+            n_u = g.n_forward
+        else:
+            layer = first // (3 * h + 1)
+            n_u = g.layer_forward_start(layer) + (0 if g.parallel_residual else h)
+        scores[:n_u, first : first + s] += torch.einsum("ubpd,sbpd->us", diff[:n_u], grad)
+
+    if method == "EAP-IG-activations":
+        return _ig_activations(model, g, batch, clean_out, corr_out, slot_hook, m, steps_per_pass)
+    alphas = _points(method, m)
+    per_pass = steps_per_pass or max(1, min(len(alphas), (4 * 32) // max(b, 1)))
+    e_clean = model.embed(batch.clean)
+    e_corr = model.embed(batch.corrupted)
+    for start in range(0, len(alphas), per_pass):
+        chunk = torch.tensor(alphas[start : start + per_pass], dtype=e_clean.dtype,
+                             device=e_clean.device)
+        r = len(chunk)
+        embed = e_clean[None] + chunk[:, None, None, None] * (e_corr - e_clean)[None]
+        embed = embed.reshape(r * b, p, -1)
+        tokens = batch.clean.repeat(r, 1)
+        positions = batch.metric_positions.repeat(r)
+        with torch.enable_grad():
+            logits = model.run(tokens, positions, embed=embed, slot_hook=slot_hook)
+            loss = -metric_values(logits, _tile(batch, r)).sum()
+            loss.backward()
+    return len(alphas)
+
+
+def _ig_activations(model, g: Graph, batch: TaskDataset, clean_out: Tensor, corr_out: Tensor,
+                    slot_hook, m: int, steps_per_pass: int | None) -> int:
+    """EAP-IG-activations: interpolate one component group's output at a time."""
+    h = g.n_heads
+    groups = [(0, 1)]
+    for layer in range(g.n_layers):
+        f0 = g.layer_forward_start(layer)
+        groups += [(f0, h), (f0 + h, 1)]
+    b = batch.clean.shape[0]
+    alphas = [k / m for k in range(1, m + 1)]
+    per_pass = steps_per_pass or max(1, min(m, (4 * 32) // max(b, 1)))
+    for first, size in groups:
+        for start in range(0, m, per_pass):
+            chunk = torch.tensor(alphas[start : start + per_pass], dtype=model.dtype,
+                                 device=model.device)
+            r = len(chunk)
+            clean_g = clean_out[first : first + size]  # (size, b, p, d)
+            corr_g = corr_out[first : first + size]
+            mixed = chunk[None, :, None, None, None] * clean_g[:, None] + (
+                1 - chunk[None, :, None, None, None]
+            ) * corr_g[:, None]
+            mixed = mixed.reshape(size, r * b, *clean_g.shape[2:])
+
+            def edit(f: int, out: Tensor, first=first, mixed=mixed) -> Tensor:
+                return mixed if f == first else out
+
+            with torch.enable_grad():
+                logits = model.run(batch.clean.repeat(r, 1), batch.metric_positions.repeat(r),
+                                   slot_hook=slot_hook, edit_output=edit)
+                loss = -metric_values(logits, _tile(batch, r)).sum()
+                loss.backward()
+    return len(groups) * m  # the reference divides by its total_steps = (1 + 2L)·m
+
+
+def _tile(data: TaskDataset, r: int) -> TaskDataset:
+    from circuit_atlas.evaluation import _repeat
+
+    return _repeat(data, r)
+
+
+def _exact(model, g: Graph, data: TaskDataset, *, batch_size: int) -> Tensor:
+    """Exact per-edge activation patching: one circuit (all edges but one) per edge."""
+    n = g.n_edges
+    full = torch.ones(n, dtype=torch.bool)
+    base = evaluate_circuits(model, g, data, full, batch_size=batch_size)
+    out = torch.empty(n)
+    chunk = 256
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk))
+        masks = full.repeat(len(idx), 1)
+        masks[torch.arange(len(idx)), idx] = False
+        out[idx] = base - evaluate_circuits(model, g, data, masks, batch_size=batch_size)
+    return out

@@ -1,0 +1,217 @@
+"""Run a model on a task: behaviour metrics, recorded activations, and circuit evaluation.
+
+Circuit evaluation reproduces ``evaluate_graph`` of hannamw/EAP-IG (PAPER.md §3.4): the clean
+prompt is run, and for every edge *not* in the circuit the child's input receives the parent's
+alternative value instead of its circuit-run value — the parent's output on the paired corrupted
+prompt (interchange / patching ablation, the paper's default), its mean output over the dataset
+(mean ablation) or zero (zero ablation). Many circuits are evaluated in one batched forward.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from circuit_atlas.graph import Graph
+from circuit_atlas.models.neox import Patch, PatchableGPTNeoX
+from circuit_atlas.tasks.base import TaskDataset, behaviour_metrics, metric_values
+
+__all__ = [
+    "ABLATIONS",
+    "Ablation",
+    "behaviour",
+    "evaluate_circuits",
+    "mean_outputs",
+    "record_outputs",
+    "task_logits",
+]
+
+log = logging.getLogger(__name__)
+
+Ablation = Literal["patching", "mean", "zero"]
+"""How edges outside a circuit are ablated."""
+
+ABLATIONS: tuple[str, ...] = ("patching", "mean", "zero")
+
+DEFAULT_MEMORY_BUDGET = 768 * 2**20
+"""Bytes allowed for the per-pass buffer of forward-slot outputs (bounds circuits per pass)."""
+
+
+def _check(model: PatchableGPTNeoX, graph: Graph | None) -> Graph:
+    g = model.graph
+    if graph is not None and (graph.n_layers, graph.n_heads, graph.parallel_residual) != (
+        g.n_layers,
+        g.n_heads,
+        g.parallel_residual,
+    ):
+        raise ValueError(
+            f"graph ({graph.n_layers} layers × {graph.n_heads} heads) does not match the model "
+            f"({g.n_layers} × {g.n_heads})"
+        )
+    return g
+
+
+@torch.no_grad()
+def task_logits(model: PatchableGPTNeoX, data: TaskDataset, *, corrupted: bool = False,
+                batch_size: int = 32) -> Tensor:
+    """Logits ``(n, vocab)`` at each example's metric position, float32.
+
+    Args:
+        model: The model.
+        data: The task dataset.
+        corrupted: Run the corrupted prompts instead of the clean ones.
+        batch_size: Examples per forward pass.
+    """
+    out = []
+    for batch in data.batches(batch_size):
+        batch = batch.to(model.device)
+        tokens = batch.corrupted if corrupted else batch.clean
+        out.append(model.run(tokens, batch.metric_positions).float())
+    return torch.cat(out)
+
+
+def behaviour(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int = 32) -> dict:
+    """Task behaviour on the clean and the corrupted prompts (PAPER.md §2.5).
+
+    Returns:
+        ``{"clean": {...}, "corrupted": {...}}``, each the dict of
+        :func:`circuit_atlas.tasks.base.behaviour_metrics` (``metric`` is the paper's metric:
+        logit difference in logits, or probability difference in probabilities).
+    """
+    data_dev = data.to(model.device)
+    return {
+        "clean": behaviour_metrics(task_logits(model, data, batch_size=batch_size), data_dev),
+        "corrupted": behaviour_metrics(
+            task_logits(model, data, corrupted=True, batch_size=batch_size), data_dev
+        ),
+    }
+
+
+@torch.no_grad()
+def record_outputs(model: PatchableGPTNeoX, tokens: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    """Run ``tokens`` and record every forward slot's output.
+
+    Args:
+        model: The model.
+        tokens: ``(b, p)`` int64.
+        positions: ``(b,)`` int64 metric positions.
+
+    Returns:
+        ``(logits (b, vocab), outputs (n_forward, b, p, d_model))`` in the model dtype.
+    """
+    b, p = tokens.shape
+    buf = torch.empty((model.graph.n_forward, b, p, model.spec.d_model), dtype=model.dtype,
+                      device=model.device)
+    logits = model.run(tokens, positions, record=buf)
+    return logits, buf
+
+
+@torch.no_grad()
+def mean_outputs(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int = 32) -> Tensor:
+    """Mean output of every forward slot over the clean prompts' real (non-pad) positions.
+
+    Returns:
+        ``(n_forward, 1, 1, d_model)`` — the alternative value for mean ablation (EAP-IG's
+        ``mean`` intervention, averaged over examples and positions).
+    """
+    total = None
+    count = 0
+    for batch in data.batches(batch_size):
+        batch = batch.to(model.device)
+        _, outs = record_outputs(model, batch.clean, batch.metric_positions)
+        p = outs.shape[2]
+        valid = (torch.arange(p, device=outs.device)[None, :] < batch.lengths[:, None]).to(outs.dtype)
+        s = torch.einsum("fbpd,bp->fd", outs.float(), valid.float())
+        total = s if total is None else total + s
+        count += int(valid.sum())
+    return (total / count).to(model.dtype)[:, None, None, :]
+
+
+def evaluate_circuits(
+    model: PatchableGPTNeoX,
+    graph: Graph | None,
+    data: TaskDataset,
+    edge_masks: Tensor,
+    *,
+    ablation: Ablation = "patching",
+    batch_size: int = 32,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    means: Tensor | None = None,
+) -> Tensor:
+    """Mean task metric of each circuit's run, with every other edge ablated.
+
+    Args:
+        model: The model.
+        graph: Its graph (None = ``model.graph``).
+        data: The task dataset.
+        edge_masks: ``(k, n_edges)`` or ``(n_edges,)`` bool, True for edges in the circuit.
+        ablation: ``patching`` (the parent's output on the corrupted prompt; the paper's),
+            ``mean`` (its mean output, :func:`mean_outputs`) or ``zero``.
+        batch_size: Examples per forward pass (before multiplying by circuits per pass).
+        memory_budget: Bytes for the per-pass activation buffer; bounds how many circuits run
+            together in one forward.
+        means: Precomputed :func:`mean_outputs` for ``mean`` ablation.
+
+    Returns:
+        ``(k,)`` float32 mean metric per circuit (logits or probabilities, per the task).
+        An all-True mask gives the clean metric m(M); all-False the empty circuit m(∅).
+
+    Raises:
+        ValueError: For an unknown ablation or masks of the wrong size.
+    """
+    g = _check(model, graph)
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
+    single = edge_masks.dim() == 1
+    masks = edge_masks[None] if single else edge_masks
+    if masks.shape[-1] != g.n_edges:
+        raise ValueError(f"edge masks have {masks.shape[-1]} edges, the graph has {g.n_edges}")
+    keep_all = g.dense(masks.to(device=model.device, dtype=model.dtype))  # (k, f, s)
+    if ablation == "mean" and means is None:
+        means = mean_outputs(model, data, batch_size=batch_size)
+    n_k = masks.shape[0]
+    totals = torch.zeros(n_k, dtype=torch.float64)
+    d = model.spec.d_model
+    elem = torch.finfo(model.dtype).bits // 8
+    with torch.no_grad():
+        for batch in data.batches(batch_size):
+            batch = batch.to(model.device)
+            b, p = batch.clean.shape
+            per_circuit = g.n_forward * b * p * d * elem * 3
+            chunk = max(1, min(n_k, memory_budget // max(per_circuit, 1)))
+            if ablation == "patching":
+                _, alt = record_outputs(model, batch.corrupted, batch.metric_positions)
+            elif ablation == "mean":
+                alt = means
+            else:
+                alt = None
+            for start in range(0, n_k, chunk):
+                keep = keep_all[start : start + chunk]
+                k = keep.shape[0]
+                logits = model.run(batch.clean, batch.metric_positions, patch=Patch(keep, alt))
+                vals = metric_values(logits.view(k * b, -1), _repeat(batch, k))
+                totals[start : start + k] += vals.view(k, b).sum(1).double().cpu()
+    out = (totals / len(data)).float()
+    return out[0] if single else out
+
+
+def _repeat(data: TaskDataset, k: int) -> TaskDataset:
+    """The dataset's metric labels repeated ``k`` times (circuit-major), for batched circuits."""
+    if k == 1:
+        return data
+    from dataclasses import replace
+
+    return replace(
+        data,
+        clean=data.clean.repeat(k, 1),
+        corrupted=data.corrupted.repeat(k, 1),
+        lengths=data.lengths.repeat(k),
+        answer=data.answer.repeat(k),
+        wrong=data.wrong.repeat(k),
+        group_signs=None if data.group_signs is None else data.group_signs.repeat(k, 1),
+        clean_text=(),
+        corrupted_text=(),
+    )
