@@ -1,0 +1,318 @@
+"""The study file: one typed, validated TOML or YAML file describing a whole experiment.
+
+A study names model sources (Pythia sizes, a local suite directory, or explicit local
+checkpoints), a checkpoint schedule per source (optionally per task), the tasks with their sizes
+and seeds, the attribution and circuit settings (method, IG steps, ablation, faithfulness
+threshold, search), the precision and device, and which per-unit analyses to run. Example
+(``examples/local_suite.toml``)::
+
+    name = "tiny-suite"
+
+    [[models]]
+    kind = "suite"
+    path = "suites/tiny"          # relative to the study file
+    schedule = "all"
+
+    [[tasks]]
+    name = "ioi"
+    n = 70
+    seed = 42
+
+    [circuit]
+    threshold = 0.8
+
+Unknown keys and bad values raise :class:`~circuit_atlas.errors.ConfigError` naming the key and
+the file line (``study.toml:12: models[0].schedul: Extra inputs are not permitted``). Checkpoint
+schedules and task names are checked against the registries when the file is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from circuit_atlas.errors import CircuitAtlasError, ConfigError
+from circuit_atlas.study._locate import locate_line
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "AttributionConfig",
+    "CircuitConfig",
+    "LocalCheckpoint",
+    "LocalSource",
+    "ModelSource",
+    "PythiaSource",
+    "RunConfig",
+    "StudyConfig",
+    "SuiteSource",
+    "TaskConfig",
+    "UNIT_ANALYSES",
+    "load_study",
+    "parse_study",
+]
+
+UNIT_ANALYSES: tuple[str, ...] = ("behaviour", "circuit")
+"""Per-unit analyses: ``behaviour`` (task metrics, clean and corrupted), ``circuit`` (attribution,
+minimal faithful circuit, faithfulness curve). Study-level analyses read the store afterwards."""
+
+Schedule = str | list[int] | int | dict[str, Any]
+"""A checkpoint schedule: a name (``exp_plus_detail``), explicit steps, or a ``{kind: ...}`` dict
+(see :func:`circuit_atlas.models.schedules.resolve_schedule`)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Scheduled(_Strict):
+    schedule: Schedule = Field(
+        default="all", description="Checkpoint schedule of this source (named or explicit)."
+    )
+    task_schedules: dict[str, Schedule] = Field(
+        default_factory=dict,
+        description="Per-task overrides of `schedule`; a unit runs the tasks whose schedule "
+        "contains its step.",
+    )
+
+
+class PythiaSource(_Scheduled):
+    """Pythia models from the Hugging Face hub (``EleutherAI/pythia-<size>``)."""
+
+    kind: Literal["pythia"] = "pythia"
+    sizes: list[str] = Field(min_length=1, description="Pythia sizes, e.g. ['70m', '1.4b'].")
+    variant: str = Field(
+        default="standard",
+        description="'standard', 'deduped', or a 160m seed/dropout variant such as 'seed1'.",
+    )
+
+    def model_names(self) -> list[str]:
+        """Return the registry names, e.g. ``pythia-70m`` or ``pythia-160m-seed1``."""
+        suffix = "" if self.variant == "standard" else f"-{self.variant}"
+        return [f"pythia-{size}{suffix}" for size in self.sizes]
+
+
+class SuiteSource(_Scheduled):
+    """A local suite directory ``<path>/<size>/step{N}/`` with a ``suite.json``."""
+
+    kind: Literal["suite"] = "suite"
+    path: Path = Field(description="Suite directory (relative paths: to the study file).")
+    sizes: list[str] | None = Field(default=None, description="Sizes to run (default: all).")
+    name: str | None = Field(default=None, description="Display prefix (default: dir name).")
+
+
+class LocalCheckpoint(_Strict):
+    """One explicit local checkpoint (a Hugging Face model directory)."""
+
+    path: Path = Field(description="Model directory (relative paths: to the study file).")
+    step: int | None = Field(default=None, ge=0, description="Training step, if known.")
+    tokens_seen: int | None = Field(default=None, ge=0, description="Training tokens, if known.")
+
+
+class LocalSource(_Strict):
+    """Explicit local checkpoints of one model."""
+
+    kind: Literal["local"] = "local"
+    name: str = Field(min_length=1, description="Display name of the model.")
+    checkpoints: list[LocalCheckpoint] = Field(min_length=1)
+
+
+ModelSource = Annotated[PythiaSource | SuiteSource | LocalSource, Field(discriminator="kind")]
+"""Any model source; the ``kind`` key selects which."""
+
+
+class TaskConfig(_Strict):
+    """One task of the study."""
+
+    name: str = Field(description="Registered task name (ioi, greater-than, gender-pronoun, sva).")
+    n: int | None = Field(default=None, gt=0, description="Examples (default: the task's).")
+    seed: int | None = Field(default=None, description="Dataset seed (default: the task's).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Task-specific options.")
+
+
+class AttributionConfig(_Strict):
+    """How edges are scored (PAPER.md §3.2)."""
+
+    method: Literal["EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact"] = (
+        "EAP-IG-inputs"
+    )
+    ig_steps: int = Field(default=30, gt=0, description="Integrated-gradients steps.")
+    ablation: Literal["patching", "mean", "zero"] = "patching"
+
+
+class CircuitConfig(_Strict):
+    """How the minimal faithful circuit is found (PAPER.md §3.3–3.4)."""
+
+    threshold: float = Field(default=0.8, gt=0, le=2, description="Faithfulness to reach.")
+    search: Literal["fast", "adaptive"] = Field(
+        default="fast", description="'adaptive' reproduces the paper's search; 'fast' is ours."
+    )
+
+
+class RunConfig(_Strict):
+    """Execution settings; they do not change results, so they are not part of a unit's id."""
+
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="Weights and activations dtype (the paper used bfloat16)."
+    )
+    batch_size: int = Field(default=32, gt=0)
+    threads: int | None = Field(default=None, gt=0, description="torch threads per unit.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"device {value!r} is not 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'")
+        return value
+
+
+class StudyConfig(_Strict):
+    """A whole study: models × checkpoint schedule × tasks × analyses."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    results: Path | None = Field(default=None, description="Results directory (rel. to file).")
+    data_dir: Path | None = Field(default=None, description="Data directory (rel. to file).")
+    cache_dir: Path | None = Field(default=None, description="Hugging Face cache directory.")
+    models: list[ModelSource] = Field(min_length=1)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    attribution: AttributionConfig = AttributionConfig()
+    circuit: CircuitConfig = CircuitConfig()
+    run: RunConfig = RunConfig()
+    analyses: list[Literal["behaviour", "circuit"]] = Field(
+        default_factory=lambda: list(UNIT_ANALYSES), min_length=1
+    )
+    base_dir: Path = Field(default=Path("."), exclude=True, description="Set by the loader.")
+
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> StudyConfig:
+        names = [t.name for t in self.tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"task(s) {duplicates} listed twice")
+        return self
+
+    def resolve_path(self, path: Path | None) -> Path | None:
+        """Return ``path`` made absolute relative to the study file's directory."""
+        if path is None:
+            return None
+        path = Path(os.path.expandvars(str(path))).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def _read(path: Path) -> tuple[str, str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read study file {str(path)!r}: {exc}") from exc
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            return text, "toml", tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return text, "yaml", yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    raise ConfigError(f"study file {str(path)!r} must end in .toml, .yaml or .yml")
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def _where(path: Path, text: str, fmt: str, loc: Sequence[int | str]) -> str:
+    line = locate_line(text, loc, fmt=fmt)
+    return f"{path}:{line}" if line is not None else f"{path}"
+
+
+def parse_study(path: str | os.PathLike[str]) -> StudyConfig:
+    """Parse and type-check a study file without touching registries or the file system.
+
+    Raises:
+        ConfigError: For a syntax error, an unknown key or a bad value; the message names each
+            key (``models[0].schedul``) and its file line.
+    """
+    path = Path(path)
+    text, fmt, raw = _read(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: the study file must be a table/mapping, got {type(raw).__name__}"
+        )
+    try:
+        study = StudyConfig.model_validate({**raw, "base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = [p for p in error["loc"] if p not in ("pythia", "suite", "local")]
+            got = repr(error.get("input"))
+            got = got if len(got) <= 80 else got[:77] + "..."
+            message = ("required key is missing" if error["type"] == "missing"
+                       else f"{error['msg']} (got {got})")
+            tagged = error["type"].startswith("union_tag")
+            where = _where(path, text, fmt, [*error["loc"], "kind"] if tagged else error["loc"])
+            problems.append(f"{where}: {_format_loc(loc)}: {message}")
+        raise ConfigError("invalid study file:\n  " + "\n  ".join(problems)) from None
+    if "base_dir" in raw:
+        raise ConfigError(f"{_where(path, text, fmt, ['base_dir'])}: base_dir: not a study key")
+    return study
+
+
+def load_study(path: str | os.PathLike[str]) -> StudyConfig:
+    """Load a study file and check it against the registries and the file system.
+
+    Beyond :func:`parse_study`, every task name must be registered, every task-schedule key must
+    be one of the study's tasks, and every source's schedule must resolve to real checkpoints
+    (for a suite: of the suite directory). The units themselves are built by
+    :func:`circuit_atlas.study.units.plan_units`.
+
+    Raises:
+        ConfigError: Naming the key and line of the first problem.
+    """
+    from circuit_atlas.study.units import plan_units
+
+    path = Path(path)
+    study = parse_study(path)
+    text = path.read_text(encoding="utf-8")
+    fmt = "toml" if path.suffix.lower() == ".toml" else "yaml"
+
+    def fail(loc: Sequence[int | str], message: str) -> ConfigError:
+        return ConfigError(f"{_where(path, text, fmt, loc)}: {_format_loc(loc)}: {message}")
+
+    from circuit_atlas.tasks import list_tasks
+
+    known = set(list_tasks())
+    for i, task in enumerate(study.tasks):
+        if task.name not in known:
+            raise fail(["tasks", i, "name"], f"unknown task {task.name!r}; known: {sorted(known)}")
+    names = {t.name for t in study.tasks}
+    for i, source in enumerate(study.models):
+        for task in getattr(source, "task_schedules", {}):
+            if task not in names:
+                raise fail(["models", i, "task_schedules", task],
+                           f"task {task!r} is not one of the study's tasks {sorted(names)}")
+    try:
+        plan_units(study)
+    except ConfigError as exc:
+        loc = getattr(exc, "loc", None)
+        raise (fail(loc, str(exc)) if loc else exc) from None
+    except CircuitAtlasError as exc:
+        raise fail(getattr(exc, "loc", ["models"]), str(exc)) from None
+    return study

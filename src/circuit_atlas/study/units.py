@@ -1,0 +1,342 @@
+"""Units of work: one (model, checkpoint) with every task and setting it runs.
+
+A :class:`Unit` is a frozen, JSON-serialisable value. Its :attr:`Unit.unit_id` is a stable hash of
+the checkpoint's identity (source kind, model, size, step, local path) and of every setting that
+changes results (tasks with sizes, seeds and options; attribution; circuit search; precision;
+analyses). Execution settings (device, batch size, threads, directories) are carried along but
+excluded from the id, so moving a study to another machine does not invalidate its results.
+
+:func:`plan_units` expands a :class:`~circuit_atlas.study.config.StudyConfig` into units: for
+each model, the union of the steps of its schedule and its per-task schedules; each unit runs the
+tasks whose schedule contains its step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from circuit_atlas.errors import CircuitAtlasError, ConfigError
+from circuit_atlas.study.config import LocalSource, PythiaSource, StudyConfig, SuiteSource
+
+__all__ = [
+    "BYTES_PER_PARAM",
+    "CheckpointRef",
+    "Execution",
+    "TaskSettings",
+    "Unit",
+    "UnitSettings",
+    "estimate_cost",
+    "plan_units",
+]
+
+BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
+"""Bytes per parameter of the weights in memory, by precision."""
+
+HUB_BYTES_PER_PARAM = 2
+"""Bytes per parameter of a Pythia checkpoint download (fp16 safetensors)."""
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """Which checkpoint a unit loads.
+
+    Attributes:
+        kind: ``pythia``, ``suite`` or ``local``.
+        model: Display name (``pythia-70m``, ``<suite>-<size>``, or the configured name).
+        size: Pythia size or suite size label, else None.
+        step: Training step, if known.
+        name: Pythia registry name (hub checkpoints) or the suite size, for ``load_model``.
+        path: Suite root (``suite``) or checkpoint directory (``local``); None for the hub.
+        params: Parameter count when known before loading (Pythia), else None.
+        tokens_seen: Training tokens at ``step`` when known, else None.
+        repo_id: Hub repository (Pythia), used to evict the cached checkpoint.
+    """
+
+    kind: str
+    model: str
+    size: str | None
+    step: int | None
+    name: str | None = None
+    path: str | None = None
+    params: int | None = None
+    tokens_seen: int | None = None
+    repo_id: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """Return the fields that identify the checkpoint (hashed into the unit id)."""
+        return {"kind": self.kind, "model": self.model, "size": self.size, "step": self.step,
+                "name": self.name, "path": self.path}
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Return the keyword arguments of :func:`circuit_atlas.models.sources.load_model`."""
+        if self.kind == "pythia":
+            return {"name": self.name, "step": self.step}
+        if self.kind == "suite":
+            return {"name": self.name, "path": self.path, "step": self.step}
+        return {"path": self.path}
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """One task of a unit: registered name, size, seed, and options (a JSON string)."""
+
+    name: str
+    n: int | None
+    seed: int | None
+    options: str = "{}"
+
+    def options_dict(self) -> dict[str, Any]:
+        """Return the options as a dict."""
+        return json.loads(self.options)
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    """Every setting of a unit that changes its results (hashed into the unit id)."""
+
+    tasks: tuple[TaskSettings, ...]
+    method: str
+    ig_steps: int
+    ablation: str
+    threshold: float
+    search: str
+    precision: str
+    analyses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a unit is executed; not part of its id."""
+
+    device: str = "auto"
+    batch_size: int = 32
+    threads: int | None = None
+    data_dir: str | None = None
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: load one checkpoint once and run every task on it."""
+
+    checkpoint: CheckpointRef
+    settings: UnitSettings
+    execution: Execution = field(default_factory=Execution)
+
+    @property
+    def unit_id(self) -> str:
+        """Stable 16-hex-digit id: SHA-256 of the checkpoint identity and the settings."""
+        payload = {"checkpoint": self.checkpoint.identity(), "settings": asdict(self.settings)}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        """Human-readable ``model@step``."""
+        return f"{self.checkpoint.model}@{self.checkpoint.step}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the unit as a JSON-serialisable dict (with its id)."""
+        return {"unit_id": self.unit_id, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Unit:
+        """Rebuild a unit from :meth:`to_dict` output.
+
+        Raises:
+            ConfigError: If the recorded ``unit_id`` does not match the rebuilt unit's.
+        """
+        settings = dict(data["settings"])
+        settings["tasks"] = tuple(TaskSettings(**t) for t in settings["tasks"])
+        settings["analyses"] = tuple(settings["analyses"])
+        unit = cls(CheckpointRef(**data["checkpoint"]), UnitSettings(**settings),
+                   Execution(**data.get("execution", {})))
+        if "unit_id" in data and data["unit_id"] != unit.unit_id:
+            raise ConfigError(f"unit id {data['unit_id']!r} does not match its content "
+                              f"({unit.unit_id!r}); it was written by another version")
+        return unit
+
+
+class _Located(ConfigError):
+    """A planning error tied to a location in the study file."""
+
+    def __init__(self, message: str, loc: Sequence[int | str]) -> None:
+        super().__init__(message)
+        self.loc = list(loc)
+
+
+def _steps_by_task(source: PythiaSource | SuiteSource, study: StudyConfig, index: int,
+                   valid: Sequence[int], label: str) -> dict[str, list[int]]:
+    from circuit_atlas.models.schedules import resolve_schedule
+
+    out = {}
+    for task in study.tasks:
+        spec = source.task_schedules.get(task.name, source.schedule)
+        key = (["task_schedules", task.name] if task.name in source.task_schedules
+               else ["schedule"])
+        try:
+            out[task.name] = resolve_schedule(spec, valid, model=label)
+        except CircuitAtlasError as exc:
+            raise _Located(str(exc), ["models", index, *key]) from None
+    return out
+
+
+def _expand(ckpt_for_step, steps_by_task: dict[str, list[int]]) -> list[tuple[Any, tuple]]:
+    steps = sorted({s for steps in steps_by_task.values() for s in steps})
+    return [(ckpt_for_step(step), tuple(t for t, ts in steps_by_task.items() if step in ts))
+            for step in steps]
+
+
+def _pythia_units(source: PythiaSource, study: StudyConfig, index: int):
+    from circuit_atlas.models.pythia import get_pythia, steps_to_tokens
+
+    out = []
+    for name in source.model_names():
+        try:
+            entry = get_pythia(name)
+        except CircuitAtlasError as exc:
+            raise _Located(str(exc), ["models", index, "sizes"]) from None
+        by_task = _steps_by_task(source, study, index, entry.steps, entry.name)
+        out += _expand(lambda step, e=entry: CheckpointRef(
+            "pythia", e.name, e.size, step, name=e.name, params=e.n_params,
+            tokens_seen=steps_to_tokens(step), repo_id=e.repo_id), by_task)
+    return out
+
+
+def _suite_units(source: SuiteSource, study: StudyConfig, index: int):
+    from circuit_atlas.models.suite import (
+        list_suite_checkpoints,
+        list_suite_sizes,
+        read_suite_manifest,
+        suite_tokens_per_step,
+    )
+
+    root = study.resolve_path(source.path)
+    try:
+        sizes = source.sizes or list_suite_sizes(root)
+        manifest = read_suite_manifest(root) or {}
+        valid_by_size = {size: list_suite_checkpoints(root, size) for size in sizes}
+    except CircuitAtlasError as exc:
+        raise _Located(str(exc), ["models", index, "sizes" if source.sizes else "path"]) from None
+    if not sizes:
+        raise _Located(f"suite {str(root)!r} has no sizes with checkpoints",
+                       ["models", index, "path"])
+    prefix = source.name or manifest.get("name") or root.name
+    out = []
+    for size, valid in valid_by_size.items():
+        per_step = suite_tokens_per_step(root, size)
+        by_task = _steps_by_task(source, study, index, valid, f"suite {prefix} size {size}")
+        out += _expand(lambda step, s=size, t=per_step: CheckpointRef(
+            "suite", f"{prefix}-{s}", s, step, name=s, path=str(root),
+            tokens_seen=None if t is None else step * t), by_task)
+    return out
+
+
+def _local_units(source: LocalSource, study: StudyConfig, index: int):
+    out = []
+    tasks = tuple(t.name for t in study.tasks)
+    for j, ckpt in enumerate(source.checkpoints):
+        path = study.resolve_path(ckpt.path)
+        if not (path / "config.json").is_file():
+            raise _Located(f"checkpoint directory {str(path)!r} has no config.json",
+                           ["models", index, "checkpoints", j, "path"])
+        out.append((CheckpointRef("local", source.name, None, ckpt.step, path=str(path),
+                                  tokens_seen=ckpt.tokens_seen), tasks))
+    return out
+
+
+_PLANNERS = {"pythia": _pythia_units, "suite": _suite_units, "local": _local_units}
+
+
+def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int | None = None,
+               data_dir: str | None = None, cache_dir: str | None = None) -> list[Unit]:
+    """Expand a study into its units, in order (model by model, step by step).
+
+    Args:
+        study: The validated study.
+        device: Overrides ``run.device``.
+        batch_size: Overrides ``run.batch_size``.
+        data_dir: Overrides the study's ``data_dir``.
+        cache_dir: Overrides the study's ``cache_dir``.
+
+    Returns:
+        The units; ids are unique (a checkpoint listed twice is planned once).
+
+    Raises:
+        ConfigError: For a schedule, size, suite or checkpoint that does not exist; the error has
+            a ``loc`` attribute pointing into the study file.
+    """
+    task_by_name = {t.name: t for t in study.tasks}
+    execution = Execution(
+        device=device or study.run.device,
+        batch_size=batch_size or study.run.batch_size,
+        threads=study.run.threads,
+        data_dir=data_dir or _str(study.resolve_path(study.data_dir)),
+        cache_dir=cache_dir or _str(study.resolve_path(study.cache_dir)),
+    )
+    units, seen = [], set()
+    for index, source in enumerate(study.models):
+        for ckpt, task_names in _PLANNERS[source.kind](source, study, index):
+            tasks = tuple(
+                TaskSettings(name, task_by_name[name].n, task_by_name[name].seed,
+                             json.dumps(task_by_name[name].options, sort_keys=True))
+                for name in task_names
+            )
+            settings = UnitSettings(
+                tasks=tasks, method=study.attribution.method, ig_steps=study.attribution.ig_steps,
+                ablation=study.attribution.ablation, threshold=study.circuit.threshold,
+                search=study.circuit.search, precision=study.run.precision,
+                analyses=tuple(study.analyses),
+            )
+            unit = Unit(ckpt, settings, execution)
+            if unit.unit_id not in seen:
+                seen.add(unit.unit_id)
+                units.append(unit)
+    return units
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def estimate_cost(units: Sequence[Unit], *, seconds_per_unit: dict[str, float] | None = None
+                  ) -> dict[str, Any]:
+    """Estimate what a study costs: units, task runs, downloads, and (optionally) compute.
+
+    Args:
+        units: The planned units.
+        seconds_per_unit: Optional measured seconds per unit by model name (e.g. from
+            ``docs/benchmarks.md``); models without a value are left out of the time estimate.
+
+    Returns:
+        ``units``, ``task_runs``, ``download_gb`` (hub checkpoints only, 2 bytes per parameter,
+        PAPER.md §1), ``per_model`` (units, task runs, download GB, hours when known) and
+        ``hours`` (sum over models with a timing, else None).
+    """
+    per_model: dict[str, dict[str, Any]] = {}
+    for unit in units:
+        ckpt = unit.checkpoint
+        row = per_model.setdefault(ckpt.model, {"units": 0, "task_runs": 0, "download_gb": 0.0,
+                                                "params": ckpt.params})
+        row["units"] += 1
+        row["task_runs"] += len(unit.settings.tasks)
+        if ckpt.kind == "pythia" and ckpt.params:
+            row["download_gb"] += ckpt.params * HUB_BYTES_PER_PARAM / 1e9
+    hours = None
+    for model, row in per_model.items():
+        seconds = (seconds_per_unit or {}).get(model)
+        row["hours"] = None if seconds is None else row["units"] * seconds / 3600
+        if row["hours"] is not None:
+            hours = (hours or 0.0) + row["hours"]
+    return {
+        "units": len(units),
+        "task_runs": sum(r["task_runs"] for r in per_model.values()),
+        "download_gb": sum(r["download_gb"] for r in per_model.values()),
+        "per_model": per_model,
+        "hours": hours,
+    }

@@ -1,0 +1,183 @@
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from circuit_atlas.errors import ConfigError
+from circuit_atlas.study.config import load_study, parse_study
+from circuit_atlas.study.units import Unit, estimate_cost, plan_units
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+BASE = """\
+name = "demo"
+
+[[models]]
+kind = "pythia"
+sizes = ["70m"]
+schedule = [1000, 2000]
+task_schedules = { sva = [2000, 3000] }
+
+[[tasks]]
+name = "ioi"
+n = 8
+
+[[tasks]]
+name = "sva"
+n = 8
+seed = 3
+
+[circuit]
+threshold = 0.8
+"""
+
+
+def write(tmp_path, text, name="study.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_plan_with_task_schedules(tmp_path):
+    study = load_study(write(tmp_path, BASE))
+    units = plan_units(study)
+    assert [(u.checkpoint.step, [t.name for t in u.settings.tasks]) for u in units] == [
+        (1000, ["ioi"]), (2000, ["ioi", "sva"]), (3000, ["sva"])]
+    unit = units[1]
+    assert unit.checkpoint.tokens_seen == 2000 * 2_097_152
+    assert unit.checkpoint.params == 70_426_624
+    assert len({u.unit_id for u in units}) == 3
+    assert Unit.from_dict(json.loads(json.dumps(unit.to_dict()))) == unit
+    cost = estimate_cost(units, seconds_per_unit={"pythia-70m": 36.0})
+    assert cost["units"] == 3 and cost["task_runs"] == 4
+    assert cost["download_gb"] == pytest.approx(3 * 70_426_624 * 2 / 1e9)
+    assert cost["hours"] == pytest.approx(0.03)
+
+
+def test_unit_id_ignores_execution_settings(tmp_path):
+    ids = [u.unit_id for u in plan_units(load_study(write(tmp_path, BASE)))]
+    moved = plan_units(load_study(write(tmp_path, BASE, "b.toml")), device="cuda:1",
+                       batch_size=3, data_dir="/elsewhere")
+    assert [u.unit_id for u in moved] == ids
+    changed = BASE.replace("threshold = 0.8", "threshold = 0.7")
+    assert not set(u.unit_id for u in plan_units(load_study(write(tmp_path, changed)))) & set(ids)
+
+
+@pytest.mark.parametrize("old, new, match", [
+    ('schedule = [1000, 2000]', 'schedul = [1000, 2000]',
+     r"study.toml:6: models\[0\].schedul: Extra inputs are not permitted"),
+    ("threshold = 0.8", "threshold = -1",
+     r"study.toml:19: circuit.threshold: Input should be greater than 0"),
+    ("n = 8\n\n[[tasks]]", "n = 0\n\n[[tasks]]", r"study.toml:11: tasks\[0\].n: "),
+    ('kind = "pythia"', 'kind = "gguf"', r"study.toml:4: models\[0\]"),
+    ('name = "demo"', 'name = "demo"\n[run]\ndevice = "gpu"',
+     r"study.toml:3: run.device: .*device 'gpu' is not"),
+    ('sizes = ["70m"]\n', '', r"study.toml:3: models\[0\].sizes: required key is missing"),
+])
+def test_bad_keys_name_key_and_line(tmp_path, old, new, match):
+    assert old in BASE
+    with pytest.raises(ConfigError, match=match):
+        parse_study(write(tmp_path, BASE.replace(old, new, 1)))
+
+
+def test_second_array_entry_line(tmp_path):
+    text = BASE.replace('seed = 3', 'seed = 3\nsize = 9')
+    with pytest.raises(ConfigError, match=r"study.toml:17: tasks\[1\].size: Extra inputs"):
+        parse_study(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("old, new, match", [
+    ('name = "sva"', 'name = "svaa"', r"study.toml:14: tasks\[1\].name: unknown task 'svaa'"),
+    ('schedule = [1000, 2000]', 'schedule = [1000, 1500]',
+     r"study.toml:6: models\[0\].schedule: step 1500 is not a checkpoint.*1000, 2000"),
+    ('sva = [2000, 3000]', 'svb = [2000]',
+     r"study.toml:7: models\[0\].task_schedules.svb: task 'svb' is not one of"),
+    ('sizes = ["70m"]', 'sizes = ["71m"]', r"study.toml:5: models\[0\].sizes: unknown Pythia"),
+    ('schedule = [1000, 2000]', 'schedule = "weekly"',
+     r"study.toml:6: models\[0\].schedule: unknown checkpoint schedule 'weekly'"),
+])
+def test_semantic_errors_name_key_and_line(tmp_path, old, new, match):
+    with pytest.raises(ConfigError, match=match):
+        load_study(write(tmp_path, BASE.replace(old, new, 1)))
+
+
+def test_yaml_errors_are_exact(tmp_path):
+    text = """\
+    name: demo
+    models:
+      - kind: pythia
+        sizes: ["70m"]
+        schedule: final
+    tasks:
+      - name: ioi
+      - name: sva
+        seeed: 1
+    """
+    with pytest.raises(ConfigError, match=r"study.yaml:9: tasks\[1\].seeed: Extra inputs"):
+        parse_study(write(tmp_path, text, "study.yaml"))
+    good = load_study(write(tmp_path, text.replace("seeed", "seed"), "good.yaml"))
+    assert [u.checkpoint.step for u in plan_units(good)] == [143_000]
+
+
+def test_duplicate_tasks_and_bad_files(tmp_path):
+    text = BASE.replace('name = "sva"', 'name = "ioi"')
+    with pytest.raises(ConfigError, match=r"listed twice"):
+        parse_study(write(tmp_path, text))
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        parse_study(write(tmp_path, "name = [", "x.toml"))
+    with pytest.raises(ConfigError, match=r"must end in \.toml"):
+        parse_study(write(tmp_path, "name: x", "x.json"))
+
+
+def test_suite_source(tmp_path):
+    for size, steps in {"s": [0, 10, 20], "m": [10, 20]}.items():
+        for step in steps:
+            ckpt = tmp_path / "suite" / size / f"step{step}"
+            ckpt.mkdir(parents=True)
+            (ckpt / "config.json").write_text("{}")
+    (tmp_path / "suite" / "suite.json").write_text(json.dumps({"name": "tiny",
+                                                               "tokens_per_step": 100}))
+    text = """\
+    name = "s"
+    [[models]]
+    kind = "suite"
+    path = "suite"
+    schedule = "all"
+    task_schedules = { sva = [20] }
+    [[tasks]]
+    name = "ioi"
+    [[tasks]]
+    name = "sva"
+    """
+    units = plan_units(load_study(write(tmp_path, text)))
+    got = [(u.checkpoint.model, u.checkpoint.step, u.checkpoint.tokens_seen,
+            len(u.settings.tasks)) for u in units]
+    assert got == [("tiny-m", 10, 1000, 1), ("tiny-m", 20, 2000, 2), ("tiny-s", 0, 0, 1),
+                   ("tiny-s", 10, 1000, 1), ("tiny-s", 20, 2000, 2)]
+    assert units[0].checkpoint.path == str((tmp_path / "suite").resolve())
+    with pytest.raises(ConfigError, match=r"study.toml:6: models\[0\].task_schedules.sva: step 30"):
+        load_study(write(tmp_path, text.replace("[20]", "[30]")))
+    with pytest.raises(ConfigError, match=r"study.toml:4: models\[0\].path: suite directory"):
+        load_study(write(tmp_path, text.replace('path = "suite"', 'path = "nope"')))
+
+
+def test_paper_example_validates():
+    study = load_study(EXAMPLES / "paper.toml")
+    units = plan_units(study)
+    per_model = estimate_cost(units)["per_model"]
+    assert {m: r["units"] for m, r in per_model.items()} == {
+        "pythia-70m": 154, "pythia-160m": 154, "pythia-410m": 154, "pythia-1.4b": 154,
+        "pythia-2.8b": 44}
+    assert study.attribution.ig_steps == 30 and study.circuit.threshold == 0.8
+    assert study.run.precision == "bfloat16" and len(study.tasks) == 4
+    ioi_steps = [u.checkpoint.step for u in units if u.checkpoint.model == "pythia-1.4b"
+                 and "ioi" in [t.name for t in u.settings.tasks]]
+    assert len(ioi_steps) == 28 and len([s for s in ioi_steps if s >= 1000]) == 26
+    paper_md = (EXAMPLES / "paper.md").read_text()
+    assert f"{len(units)} units" in paper_md
+
+
+def test_local_suite_example_parses():
+    study = parse_study(EXAMPLES / "local_suite.toml")
+    assert study.models[0].kind == "suite" and len(study.tasks) == 4
