@@ -33,6 +33,9 @@ def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Tokenize ``texts`` without special tokens (no BOS: the paper uses ``prepend_bos=False``)."""
     if not texts:
         return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a fast tokenizer: skip the wrapper's per-text Python overhead
+        return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
     return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
