@@ -79,7 +79,7 @@ SourceKind = Literal["pythia", "local", "suite", "random"]
 PathLike = str | os.PathLike[str]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # a config alone gives an empty tokenizer
 
 
 @dataclass(frozen=True)
@@ -314,20 +314,27 @@ def _auto_tokenizer(where: PathLike | str, **kwargs: Any) -> Any:
     return _with_pad(AutoTokenizer.from_pretrained(str(where), **kwargs))
 
 
+def _hub_tokenizer(source: ModelSource, cache_dir: str | None) -> Any:
+    """The tokenizer of a hub revision, or None when the revision has no ``tokenizer.json``.
+
+    The file is looked up first: without it ``AutoTokenizer`` would build an empty tokenizer
+    from the model config alone.
+    """
+    from huggingface_hub import hf_hub_download
+
+    offline = _hub_offline()
+    kwargs = dict(revision=source.revision, cache_dir=cache_dir, local_files_only=offline)
+    try:
+        hf_hub_download(str(source.repo_id), "tokenizer.json", **kwargs)
+        return _auto_tokenizer(str(source.repo_id), **kwargs)
+    except (*_hub_errors(), ValueError, KeyError) as err:
+        logger.info("no tokenizer for %s@%s (%s)", source.repo_id, source.revision, err)
+        return None
+
+
 def _source_tokenizer(source: ModelSource, cache_dir: str | None) -> Any:
     if source.kind == "pythia":
-        try:
-            return _auto_tokenizer(
-                source.repo_id,
-                revision=source.revision,
-                cache_dir=cache_dir,
-                local_files_only=_hub_offline(),
-            )
-        except (*_hub_errors(), ValueError, KeyError) as err:
-            logger.info(
-                "no tokenizer for %s@%s on the hub (%s)", source.repo_id, source.revision, err
-            )
-            return None
+        return _hub_tokenizer(source, cache_dir)
     if source.path is None:
         return None
     ckpt = Path(source.path)
@@ -352,6 +359,8 @@ def _resolve_tokenizer(
             raise ModelSourceError(
                 f"cannot load the tokenizer at {str(tokenizer)!r}: {err}"
             ) from err
+    if tokenizer is False:
+        return None
     if tokenizer is not None:
         return tokenizer
     found = _source_tokenizer(source, cache_dir)
@@ -444,8 +453,8 @@ def load_model(
         seed: Seed of the random initialisation.
         device: Target device; ``cuda`` when available, else ``cpu``, when None.
         dtype: ``float32`` (default), ``bfloat16``/``bf16``, ``float16``, or a torch dtype.
-        tokenizer: A tokenizer, a local tokenizer directory, or None (from the source, else the
-            data directory's Pythia tokenizer).
+        tokenizer: A tokenizer, a local tokenizer directory, ``False`` for none, or None (from
+            the source, else the data directory's Pythia tokenizer when it fits the vocabulary).
         data_dir: Data directory for the fallback tokenizer.
         cache_dir: Hub cache directory (default ``$HF_HUB_CACHE``, ``$HF_HOME/hub``, the library
             default).
