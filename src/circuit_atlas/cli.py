@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import typer
 
+from circuit_atlas.study.cli import register as _register_study_commands
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -21,6 +23,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Find and track LLM circuits across training checkpoints and model scale."""
+
+
+_register_study_commands(app)  # run, status, report, export (circuit_atlas.study.cli)
 
 
 def main() -> None:

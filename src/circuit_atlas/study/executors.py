@@ -1,0 +1,180 @@
+"""Executors: where units are computed.
+
+``local`` runs them one by one in this process; ``ray`` ships them to a Ray cluster as tasks.
+Both yield an :class:`Outcome` per unit as it finishes, and the driver
+(:func:`circuit_atlas.study.runner.run_study`) commits it.
+
+**The driver writes the store; workers never do.** Workers compute the rows
+(:func:`~circuit_atlas.study.runner.execute_unit`) and return them as Arrow tables through Ray's
+object store, so they need no access to the results directory, only to the model source (the hub
+or a shared local suite) and the data directory. Resume and failure semantics are the same for
+both executors: a unit is committed atomically once, a failed unit is recorded and retried on the
+next run, and on Ray a worker that dies mid-unit is retried by Ray (``max_retries``) without
+duplicate rows, since nothing was written for it and a second commit of a unit is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from circuit_atlas.errors import UnknownNameError
+from circuit_atlas.study.cache import CachePolicy
+from circuit_atlas.study.units import Unit
+
+__all__ = ["EXECUTORS", "LocalExecutor", "Outcome", "RayExecutor", "make_executor"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """The result of one unit: its tables, or the error that stopped it.
+
+    Attributes:
+        unit: The unit.
+        tables: Table name → Arrow table (None on failure).
+        error: One-line error message (None on success).
+        traceback: Full traceback text (None on success).
+    """
+
+    unit: Unit
+    tables: dict[str, Any] | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+OnStart = Callable[[Unit], None]
+
+
+def _work(unit: Unit, engine: Any, cache: CachePolicy | None, on_progress: Any = None):
+    from circuit_atlas.study.runner import execute_unit
+
+    return execute_unit(unit, engine, cache, on_progress)
+
+
+class LocalExecutor:
+    """Run units one after another in this process (tasks of a unit report progress)."""
+
+    reports_tasks = True
+
+    def run(self, units: Sequence[Unit], engine: Any, cache: CachePolicy | None,
+            on_start: OnStart, on_progress: Any = None) -> Iterator[Outcome]:
+        """Compute each unit in order; exceptions become failed outcomes.
+
+        ``KeyboardInterrupt`` and other non-``Exception`` errors propagate (the run stops and the
+        unit in flight is simply not committed).
+        """
+        from circuit_atlas.study.runner import format_exception
+
+        for unit in units:
+            on_start(unit)
+            try:
+                tables = _work(unit, engine, cache, on_progress)
+            except Exception as exc:  # noqa: BLE001 - recorded as the unit's failure
+                message, trace = format_exception(exc)
+                yield Outcome(unit, error=message, traceback=trace)
+            else:
+                yield Outcome(unit, tables=tables)
+
+
+class RayExecutor:
+    """Run units as Ray tasks.
+
+    Args:
+        address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local Ray
+            instance unless one is already initialised in this process.
+        max_retries: Times Ray re-runs a unit whose worker died (system failures). Exceptions
+            raised by the unit itself are not retried: they are deterministic, and are recorded
+            as the unit's failure.
+        num_cpus: CPUs requested per unit.
+        num_gpus: GPUs requested per unit; None: 1 when the unit's device is ``cuda``/``auto``
+            and the cluster has GPUs, else 0.
+        max_in_flight: Units submitted at once (None: as many as the cluster can run).
+        init_kwargs: Extra keyword arguments of ``ray.init``.
+    """
+
+    reports_tasks = False
+
+    def __init__(self, address: str | None = None, max_retries: int = 2, num_cpus: float = 1,
+                 num_gpus: float | None = None, max_in_flight: int | None = None,
+                 init_kwargs: dict[str, Any] | None = None) -> None:
+        self.address = address
+        self.max_retries = max_retries
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.max_in_flight = max_in_flight
+        self.init_kwargs = dict(init_kwargs or {})
+
+    def _gpus(self, unit: Unit, resources: dict[str, float]) -> float:
+        if self.num_gpus is not None:
+            return self.num_gpus
+        device = unit.execution.device
+        wants_cuda = device.startswith("cuda") or device == "auto"
+        return 1.0 if wants_cuda and resources.get("GPU", 0) > 0 else 0.0
+
+    def run(self, units: Sequence[Unit], engine: Any, cache: CachePolicy | None,
+            on_start: OnStart, on_progress: Any = None) -> Iterator[Outcome]:
+        """Submit units to Ray (bounded in flight) and yield outcomes as they complete."""
+        import ray
+
+        from circuit_atlas.study.runner import format_exception
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, **{"include_dashboard": False, **self.init_kwargs})
+        try:
+            resources = ray.cluster_resources()
+            remote = ray.remote(_work)
+            queue = list(units)
+            cap = self.max_in_flight or max(1, int(resources.get("CPU", 1) // self.num_cpus))
+            in_flight: dict[Any, Unit] = {}
+            while queue or in_flight:
+                while queue and len(in_flight) < cap:
+                    unit = queue.pop(0)
+                    gpus = self._gpus(unit, resources)
+                    if gpus:
+                        cap = min(cap, max(1, int(resources.get("GPU", 1) // gpus)))
+                    ref = remote.options(num_cpus=self.num_cpus, num_gpus=gpus,
+                                         max_retries=self.max_retries, retry_exceptions=False,
+                                         name=f"unit {unit.label}").remote(unit, engine, cache)
+                    in_flight[ref] = unit
+                    on_start(unit)
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in ready:
+                    unit = in_flight.pop(ref)
+                    try:
+                        yield Outcome(unit, tables=ray.get(ref))
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = exc.cause if exc.cause is not None else exc
+                        message, trace = format_exception(cause)
+                        yield Outcome(unit, error=message, traceback=trace)
+                    except ray.exceptions.RayError as exc:  # worker died after every retry
+                        message, trace = format_exception(exc)
+                        yield Outcome(unit, error=message, traceback=trace)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor, "ray": RayExecutor}
+"""Executors by name (``--executor``)."""
+
+
+def make_executor(name: str, **options: Any) -> Any:
+    """Build the executor ``name`` with ``options``.
+
+    Raises:
+        UnknownNameError: For an unknown executor name (the message lists the valid ones).
+        TypeError: For an option the executor does not take.
+    """
+    try:
+        factory = EXECUTORS[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown executor {name!r}; valid executors: {', '.join(EXECUTORS)}"
+        ) from None
+    return functools.partial(factory, **options)()

@@ -1,0 +1,413 @@
+"""Compute units and commit them to the results store.
+
+The unit of work is one (model, checkpoint): :func:`compute_unit` loads it once and runs every
+task on it — task metrics on the clean and corrupted prompts, attribution and the minimal faithful
+circuit with its faithfulness curve — and returns the rows of every store table. Computing has no
+side effect besides the Hugging Face cache, so it can run anywhere (a Ray worker included); the
+driver commits the rows with :meth:`~circuit_atlas.store.ResultsStore.write_unit`, which is atomic
+and refuses duplicates. :func:`run_unit` does both for one unit; :func:`run_study` runs a list of
+units through an executor with resume (committed units are skipped), run state for
+``circuit-atlas status``, a log file per run and progress bars with ETAs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import socket
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from circuit_atlas.errors import TaskDataError
+from circuit_atlas.store import TABLES, ResultsStore
+from circuit_atlas.study.cache import CachePolicy, evict_checkpoints
+from circuit_atlas.study.units import Unit
+
+__all__ = [
+    "Engine",
+    "RunSummary",
+    "compute_unit",
+    "default_engine",
+    "execute_unit",
+    "run_study",
+    "run_unit",
+]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, Unit, dict], None]
+"""Progress callback: ``(event, unit, info)`` with events ``task`` (a task finished)."""
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+def _load_model(**kwargs: Any) -> Any:
+    from circuit_atlas.models.sources import load_model
+
+    return load_model(**kwargs)
+
+
+def _make_dataset(name: str, tokenizer: Any, **kwargs: Any) -> Any:
+    from circuit_atlas.tasks import make_dataset
+
+    return make_dataset(name, tokenizer, **kwargs)
+
+
+def _behaviour(model: Any, data: Any, **kwargs: Any) -> dict:
+    from circuit_atlas.evaluation import behaviour
+
+    return behaviour(model, data, **kwargs)
+
+
+def _find_circuit(model: Any, data: Any, **kwargs: Any) -> Any:
+    from circuit_atlas.search import find_circuit
+
+    return find_circuit(model, data, **kwargs)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The functions a unit calls. :func:`default_engine` is circuit-atlas's own.
+
+    Attributes:
+        load_model: ``load_model(name=, step=, path=, device=, dtype=, data_dir=, cache_dir=)``
+            returning a model with ``spec``, ``tokenizer``, ``source`` and ``device``.
+        make_dataset: ``make_dataset(name, tokenizer, n=, seed=, data_dir=, **options)``.
+        behaviour: ``behaviour(model, data, batch_size=)`` → ``{"clean": {...}, "corrupted":
+            {...}}`` of :func:`circuit_atlas.tasks.base.behaviour_metrics` dicts.
+        find_circuit: ``find_circuit(model, data, method=, ig_steps=, threshold=, search=,
+            ablation=, batch_size=)`` → :class:`circuit_atlas.result.CircuitResult`.
+    """
+
+    load_model: Callable[..., Any] = _load_model
+    make_dataset: Callable[..., Any] = _make_dataset
+    behaviour: Callable[..., dict] = _behaviour
+    find_circuit: Callable[..., Any] = _find_circuit
+
+
+def default_engine() -> Engine:
+    """Return circuit-atlas's engine (models, tasks, evaluation, search; imported lazily)."""
+    return Engine()
+
+
+# --- rows of one unit ----------------------------------------------------------------------------
+
+_BEHAVIOUR = ("accuracy", "rank0", "prob_mass", "logit_diff", "prob_diff")
+_QKV = re.compile(r"<[qkv]>$")
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _metric_row(keys: dict, task: str, data: Any, result: dict) -> dict:
+    clean, corrupted = result["clean"], result["corrupted"]
+    row = {**keys, "task": task, "metric_kind": data.metric,
+           "clean_metric": float(clean["metric"]), "corrupted_metric": float(corrupted["metric"]),
+           "clean_metric_std": _float(clean.get("metric_std")),
+           "corrupted_metric_std": _float(corrupted.get("metric_std")), "n_examples": len(data)}
+    for name in _BEHAVIOUR:
+        row[name] = _float(clean.get(name))
+        row[f"corrupted_{name}"] = _float(corrupted.get(name))
+    return row
+
+
+def _circuit_tables(keys: dict, short: dict, task: str, res: Any, unit: Unit) -> dict[str, Any]:
+    s = unit.settings
+    circuit = {
+        **keys, "task": task, "n_edges": int(res.n_edges), "n_nodes": int(res.n_nodes),
+        "n_edges_total": len(res.edge_names), "n_nodes_total": len(res.node_names),
+        "faithfulness": _float(res.faithfulness),
+        "faithfulness_normalized": _float(res.faithfulness_normalized),
+        "threshold": s.threshold, "search": s.search, "method": s.method,
+        "ig_steps": s.ig_steps, "ablation": s.ablation,
+        "clean_metric": _float(res.clean_metric), "corrupted_metric": _float(res.corrupted_metric),
+        "empty_metric": _float(res.empty_metric),
+    }
+    n_e, n_n = len(res.edge_names), len(res.node_names)
+
+    def repeat(values: dict, n: int) -> dict:
+        return {k: pa.array([v] * n, type=TABLES["edges"].field(k).type) for k, v in values.items()}
+
+    edges = pa.table({
+        **repeat({**short, "task": task}, n_e),
+        "edge": pa.array(res.edge_names, pa.string()),
+        "parent": pa.array(res.edge_parent, pa.string()),
+        "child": pa.array([_QKV.sub("", c) for c in res.edge_child], pa.string()),
+        "score": pa.array(res.scores.detach().float().cpu().numpy(), pa.float32()),
+        "in_circuit": pa.array(res.in_circuit.detach().cpu().numpy().astype(bool)),
+    })
+    nodes = pa.table({
+        **repeat({**short, "task": task}, n_n),
+        "node": pa.array(res.node_names, pa.string()),
+        "in_circuit": pa.array(res.node_in_circuit.detach().cpu().numpy().astype(bool)),
+    })
+    curves = [{**short, "task": task, "n_requested": int(p["n_requested"]),
+               "n_edges": int(p["n_edges"]), "n_nodes": int(p["n_nodes"]),
+               "metric": _float(p.get("metric")), "faithfulness": _float(p.get("faithfulness")),
+               "faithfulness_normalized": _float(p.get("faithfulness_normalized"))}
+              for p in res.curve]
+    return {"circuits": [circuit], "edges": edges, "nodes": nodes, "curves": curves}
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    from circuit_atlas import __version__
+
+    return {"circuit_atlas": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def _concat(name: str, parts: list) -> pa.Table:
+    """Concatenate Arrow tables and lists of row dicts into one table of ``name``'s schema."""
+    schema = TABLES[name]
+    tables = [p.select(schema.names).cast(schema) if isinstance(p, pa.Table)
+              else pa.Table.from_pylist(p, schema=schema) for p in parts]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def compute_unit(unit: Unit, engine: Engine | None = None, *,
+                 on_progress: Progress | None = None) -> dict[str, pa.Table]:
+    """Load the unit's checkpoint once and run every task and analysis on it.
+
+    Args:
+        unit: The unit.
+        engine: The functions to call (default: :func:`default_engine`).
+        on_progress: Called with ``("task", unit, {"task": name, "seconds": s})`` after each task.
+
+    Returns:
+        Table name → Arrow table with the store's schema, ready for
+        :meth:`~circuit_atlas.store.ResultsStore.write_unit`. A task whose data cannot be built
+        for this model (:class:`~circuit_atlas.errors.TaskDataError`) is recorded in the unit's
+        ``errors`` and its status is ``partial``; any other error propagates (the unit fails and
+        is retried on the next run).
+    """
+    import torch
+
+    engine = engine or default_engine()
+    ex, ckpt, settings = unit.execution, unit.checkpoint, unit.settings
+    if ex.threads:
+        torch.set_num_threads(ex.threads)
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    model = engine.load_model(**ckpt.load_kwargs(),
+                              device=None if ex.device == "auto" else ex.device,
+                              dtype=settings.precision, data_dir=ex.data_dir,
+                              cache_dir=ex.cache_dir)
+    timings["load"] = time.perf_counter() - started
+    source = dict(getattr(model, "source", None) or {})
+    params = source.get("params") or ckpt.params
+    tokens = ckpt.tokens_seen if ckpt.tokens_seen is not None else source.get("tokens")
+    short = {"unit_id": unit.unit_id, "model": ckpt.model, "step": ckpt.step}
+    keys = {**short, "params": params, "tokens_seen": tokens}
+    parts: dict[str, list] = {name: [] for name in TABLES}
+    errors: dict[str, str] = {}
+    versions = _versions()
+    for task in settings.tasks:
+        t0 = time.perf_counter()
+        try:
+            data = engine.make_dataset(task.name, model.tokenizer, n=task.n, seed=task.seed,
+                                       data_dir=ex.data_dir, **task.options_dict())
+        except TaskDataError as exc:
+            logger.warning("unit %s: task %s skipped: %s", unit.label, task.name, exc)
+            errors[task.name] = str(exc)
+            continue
+        if "behaviour" in settings.analyses:
+            result = engine.behaviour(model, data, batch_size=ex.batch_size)
+            parts["task_metrics"].append([_metric_row(keys, task.name, data, result)])
+            timings[f"{task.name}.behaviour"] = time.perf_counter() - t0
+        if "circuit" in settings.analyses:
+            t1 = time.perf_counter()
+            res = engine.find_circuit(model, data, method=settings.method,
+                                      ig_steps=settings.ig_steps, threshold=settings.threshold,
+                                      search=settings.search, ablation=settings.ablation,
+                                      batch_size=ex.batch_size)
+            for name, rows in _circuit_tables(keys, short, task.name, res, unit).items():
+                parts[name].append(rows)
+            versions.update({k: str(v) for k, v in (getattr(res, "versions", None) or {}).items()})
+            timings[f"{task.name}.circuit"] = time.perf_counter() - t1
+        logger.info("unit %s: task %s done in %.1fs", unit.label, task.name,
+                    time.perf_counter() - t0)
+        if on_progress is not None:
+            on_progress("task", unit, {"task": task.name, "seconds": time.perf_counter() - t0})
+    device = str(getattr(model, "device", ex.device))
+    spec = model.spec.to_dict() if hasattr(model, "spec") else {}
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    timings["total"] = time.perf_counter() - started
+    parts["units"].append([{
+        **keys, "source_kind": ckpt.kind, "size": ckpt.size,
+        "path": source.get("path") or (ckpt.path if ckpt.kind == "local" else None),
+        "settings": json.dumps(asdict(settings), sort_keys=True),
+        "spec": json.dumps(spec, sort_keys=True), "versions": json.dumps(versions, sort_keys=True),
+        "timings": json.dumps({k: round(v, 4) for k, v in timings.items()}, sort_keys=True),
+        "duration_s": timings["total"], "status": "partial" if errors else "complete",
+        "errors": json.dumps(errors, sort_keys=True), "device": device,
+        "host": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
+    }])
+    return {name: _concat(name, items) for name, items in parts.items()}
+
+
+def execute_unit(unit: Unit, engine: Engine | None = None, cache: CachePolicy | None = None,
+                 on_progress: Progress | None = None) -> dict[str, pa.Table]:
+    """Compute a unit (:func:`compute_unit`), then evict its hub checkpoint under ``cache``.
+
+    This is what executors run on workers: it reads and downloads but never writes the store.
+    """
+    try:
+        return compute_unit(unit, engine, on_progress=on_progress)
+    finally:
+        ckpt = unit.checkpoint
+        if cache is not None and ckpt.kind == "pythia" and ckpt.repo_id:
+            evict_checkpoints(cache, just_used=(ckpt.repo_id, f"step{ckpt.step}"))
+
+
+def run_unit(unit: Unit, store: ResultsStore, engine: Engine | None = None, *,
+             cache: CachePolicy | None = None, on_progress: Progress | None = None) -> bool:
+    """Compute one unit and commit it, unless it is already in the store.
+
+    Returns:
+        True if the unit was computed and committed, False if it was already there.
+    """
+    if store.has_unit(unit.unit_id):
+        return False
+    tables = execute_unit(unit, engine, cache, on_progress)
+    return store.write_unit(unit.unit_id, tables)
+
+
+# --- a whole study -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    """What one :func:`run_study` call did.
+
+    Attributes:
+        run_id: Id of the run (names its log file ``runs/<run_id>.log``).
+        planned: Units in the plan.
+        skipped: Units already committed before the run.
+        done: Units computed and committed by this run.
+        failed: ``unit_id`` → error message for units that failed.
+        seconds: Wall-clock duration of the run.
+        log_file: Path of the run's log file.
+    """
+
+    run_id: str
+    planned: int
+    skipped: int = 0
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    log_file: str = ""
+
+
+def _plan_record(units: Sequence[Unit], run_id: str, executor: str, name: str | None,
+                 config_text: str | None) -> dict:
+    return {
+        "run_id": run_id, "study": name, "executor": executor, "config_text": config_text,
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "units": [{"unit_id": u.unit_id, "model": u.checkpoint.model, "step": u.checkpoint.step,
+                   "tasks": [t.name for t in u.settings.tasks]} for u in units],
+    }
+
+
+def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "local",
+              executor_options: dict[str, Any] | None = None, engine: Engine | None = None,
+              cache: CachePolicy | None = None, study_name: str | None = None,
+              config_text: str | None = None, progress: bool = False) -> RunSummary:
+    """Run every unit not yet in the store, committing each as it finishes.
+
+    Args:
+        units: The planned units (:func:`~circuit_atlas.study.units.plan_units`).
+        store: The results store.
+        executor: A name from :data:`circuit_atlas.study.executors.EXECUTORS`.
+        executor_options: Keyword arguments of the executor (Ray: ``address``, ``max_retries``).
+        engine: The engine (default: circuit-atlas's).
+        cache: Checkpoint cache policy (None: keep every download).
+        study_name: Recorded in ``plan.json`` and the run record.
+        config_text: The study file's text, recorded in ``plan.json`` (shown by the report).
+        progress: Show progress bars (overall units with ETA; tasks of the unit in flight).
+
+    Returns:
+        A :class:`RunSummary`. Failed units are recorded in ``state/failed/`` and retried by the
+        next run; a killed run loses at most the units in flight.
+    """
+    from circuit_atlas.study.executors import make_executor
+    from circuit_atlas.study.progress import ProgressBars
+
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    log_path = store.runs_dir() / f"{run_id}.log"
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package_logger = logging.getLogger("circuit_atlas")
+    old_level = package_logger.level
+    package_logger.addHandler(handler)
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    summary = RunSummary(run_id, len(units), log_file=str(log_path))
+    started = time.perf_counter()
+    try:
+        store.write_plan(_plan_record(units, run_id, executor, study_name, config_text))
+        for unit_id, record in store.read_state()["running"].items():
+            if record.get("interrupted"):
+                store.clear_state(unit_id)
+        done_ids = store.unit_ids()
+        pending = [u for u in units if u.unit_id not in done_ids]
+        summary.skipped = len(units) - len(pending)
+        logger.info("run %s: %d units planned, %d already done, %d to run with %s",
+                    run_id, len(units), summary.skipped, len(pending), executor)
+        runner = make_executor(executor, **(executor_options or {}))
+        bars = ProgressBars(len(units), summary.skipped, enabled=progress)
+
+        def on_start(unit: Unit) -> None:
+            store.mark_state(unit.unit_id, "running", {
+                "pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
+                "model": unit.checkpoint.model, "step": unit.checkpoint.step,
+                "started_at": datetime.now(timezone.utc).isoformat()})
+            bars.start(unit)
+
+        for outcome in runner.run(pending, engine or default_engine(), cache, on_start,
+                                  bars.on_progress if runner.reports_tasks else None):
+            unit = outcome.unit
+            if outcome.error is None:
+                store.write_unit(unit.unit_id, outcome.tables)
+                store.clear_state(unit.unit_id)
+                summary.done += 1
+                logger.info("unit %s (%s) committed", unit.label, unit.unit_id)
+            else:
+                store.mark_state(unit.unit_id, "failed", {
+                    "error": outcome.error, "traceback": outcome.traceback, "run_id": run_id,
+                    "model": unit.checkpoint.model, "step": unit.checkpoint.step,
+                    "failed_at": datetime.now(timezone.utc).isoformat()})
+                summary.failed[unit.unit_id] = outcome.error
+                logger.error("unit %s (%s) failed: %s", unit.label, unit.unit_id, outcome.error)
+            bars.finish(unit, ok=outcome.error is None)
+        bars.close()
+    finally:
+        summary.seconds = time.perf_counter() - started
+        record = {**asdict(summary), "executor": executor, "study": study_name,
+                  "finished_at": datetime.now(timezone.utc).isoformat()}
+        (store.runs_dir() / f"{run_id}.json").write_text(json.dumps(record, indent=2) + "\n")
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(old_level)
+        handler.close()
+    return summary
+
+
+def format_exception(exc: BaseException) -> tuple[str, str]:
+    """Return ``(one-line message, full traceback)`` of an exception."""
+    return f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
