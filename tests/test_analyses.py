@@ -270,8 +270,14 @@ def test_size_scale_correlation_from_circuits_averages_from_step_1000():
     for i, p in enumerate(PYTHIA_PARAMS[:3]):
         for step, n in ((512, 999), (1000, 10 * (i + 1)), (2000, 10 * (i + 1) + 2)):
             rows.append(
-                {"model": f"m{i}", "params": p, "task": "ioi", "step": step,
-                 "n_nodes": n, "n_edges": 3 * n}  # fmt: skip
+                {
+                    "model": f"m{i}",
+                    "params": p,
+                    "task": "ioi",
+                    "step": step,
+                    "n_nodes": n,
+                    "n_edges": 3 * n,
+                }  # fmt: skip
             )
     circuits = pd.DataFrame(rows)
     means = mean_circuit_size(circuits)
@@ -366,11 +372,23 @@ def _task_metrics():
     for model, params in (("small", 7e7), ("big", 4e8)):
         for step in (0, 64, 512, 1000, 143000):
             rows.append(
-                {"unit_id": f"{model}-{step}", "model": model, "params": params, "step": step,
-                 "tokens_seen": step * 2_097_152, "task": "ioi", "metric_kind": "logit_diff",
-                 "clean_metric": step / 1e5, "corrupted_metric": -step / 1e5, "accuracy": 0.5,
-                 "rank0": np.nan, "prob_mass": 0.1, "logit_diff": step / 1e5,
-                 "prob_diff": np.nan, "n_examples": 70}  # fmt: skip
+                {
+                    "unit_id": f"{model}-{step}",
+                    "model": model,
+                    "params": params,
+                    "step": step,
+                    "tokens_seen": step * 2_097_152,
+                    "task": "ioi",
+                    "metric_kind": "logit_diff",
+                    "clean_metric": step / 1e5,
+                    "corrupted_metric": -step / 1e5,
+                    "accuracy": 0.5,
+                    "rank0": np.nan,
+                    "prob_mass": 0.1,
+                    "logit_diff": step / 1e5,
+                    "prob_diff": np.nan,
+                    "n_examples": 70,
+                }  # fmt: skip
             )
     return pd.DataFrame(rows)
 
@@ -391,14 +409,22 @@ def test_task_performance_is_tidy_sorted_and_drops_early_steps():
 
 def test_circuit_size_and_set_counts_agree():
     nodes = pd.DataFrame(
-        {"model": "m", "task": "t", "step": [1, 1, 1, 2, 2],
-         "node": ["input", "a0.h0", "logits", "input", "logits"],
-         "in_circuit": [True, True, True, True, False]}  # fmt: skip
+        {
+            "model": "m",
+            "task": "t",
+            "step": [1, 1, 1, 2, 2],
+            "node": ["input", "a0.h0", "logits", "input", "logits"],
+            "in_circuit": [True, True, True, True, False],
+        }  # fmt: skip
     )
     edges = pd.DataFrame(
-        {"model": "m", "task": "t", "step": [1, 1, 2],
-         "edge": ["input->a0.h0<q>", "a0.h0->logits", "input->logits"],
-         "in_circuit": [True, True, True]}  # fmt: skip
+        {
+            "model": "m",
+            "task": "t",
+            "step": [1, 1, 2],
+            "edge": ["input->a0.h0<q>", "a0.h0->logits", "input->logits"],
+            "in_circuit": [True, True, True],
+        }  # fmt: skip
     )
     counts = circuit_size_from_sets(nodes=nodes, edges=edges)
     assert counts[["step", "n_nodes", "n_edges"]].values.tolist() == [[1, 3, 2], [2, 1, 1]]

@@ -11,7 +11,7 @@ Every function is pure: it takes pandas DataFrames with the columns of the resul
 - :mod:`.emergence` — first checkpoint that reaches and keeps a fraction of the final value.
 """
 
-from circuit_atlas.analyses._frames import attach_tokens, step_tokens
+from circuit_atlas.analyses._frames import attach_tokens, model_order, step_tokens
 from circuit_atlas.analyses.emergence import (
     BASELINES,
     Baseline,
@@ -71,6 +71,7 @@ __all__ = [
     "jaccard",
     "jaccard_over_time",
     "mean_circuit_size",
+    "model_order",
     "node_jaccard",
     "normalized_abs_scores",
     "pearson",

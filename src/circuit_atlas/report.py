@@ -1,0 +1,516 @@
+"""One self-contained HTML report of a study: figures, tables, circuit diagrams, config, versions.
+
+:func:`write_report` reads the store's tables (``docs/store.md``) — from a
+:class:`~circuit_atlas.store.ResultsStore`, its directory, or a mapping of DataFrames — runs the
+analyses of :mod:`circuit_atlas.analyses`, draws the figures of :mod:`circuit_atlas.figures` and
+writes a single HTML file. Images are embedded as base64 PNG data URIs and the styles are inline,
+so the file opens offline (no external JavaScript, CSS, fonts or images). Missing data is stated
+in the page rather than raised: a task whose faithfulness is undefined, a model with a single
+checkpoint, an empty table.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import circuit_atlas
+from circuit_atlas import analyses, figures
+from circuit_atlas.analyses.emergence import Baseline
+from circuit_atlas.errors import AnalysisError
+
+__all__ = ["SECTIONS", "ReportFrames", "ReportOptions", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes", "curves")
+"""Store tables the report reads (``faithfulness`` is accepted as another name of ``curves``)."""
+
+SECTIONS: dict[str, str] = {
+    "notes": "Notes",
+    "performance": "Task performance (Figure 1)",
+    "emergence": "Emergence points",
+    "not-emerged": "Tasks that did not emerge",
+    "circuit-size": "Circuit size over training",
+    "stability": "Circuit stability (Figure 5)",
+    "scaling": "Circuit size versus model scale",
+    "faithfulness": "Faithfulness",
+    "diagrams": "Circuit diagrams",
+    "config": "Study configuration",
+    "versions": "Versions",
+}
+"""Section id → heading, in page order (ids are the HTML anchors)."""
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0 auto;
+max-width:1280px;padding:0 24px 48px;color:#222;line-height:1.45}
+h1{margin-top:24px}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:36px}
+img{max-width:100%;height:auto;border:1px solid #eee}
+table.data{border-collapse:collapse;font-size:13px;margin:8px 0}
+table.data th,table.data td{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table.data th{background:#f3f3f3}
+pre{background:#f7f7f7;padding:10px;overflow-x:auto;font-size:12px}
+.muted{color:#666}.warn{color:#9a3412}
+details{margin:6px 0}summary{cursor:pointer;font-weight:600}
+.grid{display:flex;flex-wrap:wrap;gap:8px}.grid img{max-width:420px}
+nav ol{columns:2}
+"""
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the report computes and how it draws it.
+
+    Attributes:
+        emergence_frac: Fraction of the final value that counts as emerged (0.8).
+        emergence_baseline: ``zero`` (x / x_final) or ``initial`` ((x − x_0)/(x_final − x_0)).
+        emergence_tolerance: Allowed dip below the fraction after emergence.
+        size_emergence_baseline: Baseline of the circuit-size emergence (``initial`` by default:
+            a size is never 0, so progress from zero says little).
+        min_final_metric: A task whose final clean metric is not above this never emerges
+            (0: the model must end up preferring the right answer).
+        drop_steps_at_most: Drop steps ≤ this from Figure 1 (paper: 100; None keeps all).
+        mean_size_min_step: Average circuit sizes over steps ≥ this (paper: 1000); if a model ×
+            task has no such step, every step is used and the page says so.
+        jaccard_checkpoints: Restrict the Jaccard analysis to these steps (e.g.
+            ``analyses.PAPER_JACCARD_CHECKPOINTS``); None uses every analysed step.
+        diagrams_per_series: Circuit diagrams per model × task (evenly spaced checkpoints, the
+            first and last included); None draws every checkpoint.
+        dpi: Resolution of the embedded PNGs.
+    """
+
+    emergence_frac: float = 0.8
+    emergence_baseline: Baseline = "zero"
+    emergence_tolerance: float = 0.0
+    size_emergence_baseline: Baseline = "initial"
+    min_final_metric: float | None = 0.0
+    drop_steps_at_most: int | None = None
+    mean_size_min_step: int | None = analyses.PAPER_MEAN_SIZE_MIN_STEP
+    jaccard_checkpoints: tuple[int, ...] | None = None
+    diagrams_per_series: int | None = 4
+    dpi: int = 100
+
+
+@dataclass(frozen=True)
+class ReportFrames:
+    """The store tables a report is built from; a missing table is an empty frame."""
+
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)
+    task_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    circuits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    edges: pd.DataFrame = field(default_factory=pd.DataFrame)
+    nodes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @classmethod
+    def load(cls, source: Any) -> ReportFrames:
+        """Read the tables from a store, a store directory, a mapping of frames, or frames.
+
+        From a store only in-circuit edges are read (the report never needs the others).
+
+        Args:
+            source: A :class:`ReportFrames`; a mapping table name → DataFrame; an object with
+                ``table(name)`` and ``query(sql)`` (a ``ResultsStore``); or a store directory.
+
+        Raises:
+            AnalysisError: If ``source`` is none of these.
+            circuit_atlas.errors.StoreError: If the directory is not a valid store.
+        """
+        if isinstance(source, ReportFrames):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            from circuit_atlas.store import ResultsStore
+
+            source = ResultsStore(source)
+        if isinstance(source, Mapping):
+            given = {("curves" if k == "faithfulness" else k): v for k, v in source.items()}
+            unknown = sorted(set(given) - set(TABLES))
+            if unknown:
+                raise AnalysisError(f"unknown table(s) {unknown}; expected some of {TABLES}")
+            return cls(**{k: v for k, v in given.items() if v is not None})
+        if hasattr(source, "table") and hasattr(source, "query"):
+            tables = {name: source.table(name) for name in TABLES if name != "edges"}
+            tables["edges"] = source.query("SELECT * FROM edges WHERE in_circuit")
+            return cls(**tables)
+        raise AnalysisError(
+            f"cannot read report data from {type(source).__name__}: pass a ResultsStore, its "
+            "directory, or a mapping of table name -> DataFrame"
+        )
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(frame: pd.DataFrame, *, empty: str = "No data.") -> str:
+    if frame is None or frame.empty:
+        return f'<p class="muted">{_esc(empty)}</p>'
+    shown = frame.copy()
+    for column in shown.columns:
+        if column in ("step", "step_from", "step_to", "n_checkpoints", "n_models", "params"):
+            numbers = pd.to_numeric(shown[column], errors="coerce")
+            shown[column] = [f"{int(v)}" if pd.notna(v) else "—" for v in numbers]
+    return shown.to_html(
+        index=False, escape=True, na_rep="—", border=0, classes="data",
+        float_format=lambda x: f"{x:.4g}",
+    )  # fmt: skip
+
+
+def _image(figure, dpi: int, alt: str) -> str:
+    data = figures.figure_to_png(figure, dpi=dpi)
+    figure.clear()
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _has(frame: pd.DataFrame, *columns: str) -> bool:
+    return not frame.empty and all(c in frame.columns for c in columns)
+
+
+def _summary(frames: ReportFrames) -> str:
+    source = next(
+        (f for f in (frames.units, frames.circuits, frames.task_metrics) if _has(f, "model")),
+        pd.DataFrame(),
+    )
+    if source.empty:
+        return '<p class="warn">The store holds no results.</p>'
+    stats = {"n_checkpoints": ("step", "nunique"), "first_step": ("step", "min"),
+             "last_step": ("step", "max")}  # fmt: skip
+    if "params" in source.columns:
+        stats = {"params": ("params", "max"), **stats}
+    per_model = source.groupby("model").agg(**stats)
+    per_model = per_model.reindex(analyses.model_order(source)).reset_index()
+    tasks = sorted(set(frames.task_metrics.get("task", [])) | set(frames.circuits.get("task", [])))
+    single = per_model.loc[per_model["n_checkpoints"] < 2, "model"].tolist()
+    note = (
+        f'<p class="warn">Only one checkpoint for: {_esc(", ".join(single))} — no stability or '
+        "emergence over training can be measured for them.</p>"
+        if single
+        else ""
+    )
+    return (
+        f"<p>{len(per_model)} model(s), tasks: {_esc(', '.join(tasks) or 'none')}.</p>"
+        + _table(per_model)
+        + note
+    )
+
+
+def _emergence(frames: ReportFrames, options: ReportOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    settings = dict(frac=options.emergence_frac, tolerance=options.emergence_tolerance)
+    metric = pd.DataFrame()
+    if _has(frames.task_metrics, "model", "task", "step", "clean_metric"):
+        metric = analyses.emergence_table(
+            frames.task_metrics, "clean_metric", baseline=options.emergence_baseline,
+            min_final=options.min_final_metric, **settings,
+        )  # fmt: skip
+    size = pd.DataFrame()
+    if _has(frames.circuits, "model", "task", "step", "n_nodes"):
+        size = analyses.emergence_table(
+            frames.circuits, "n_nodes", baseline=options.size_emergence_baseline, **settings
+        )
+    return metric, size
+
+
+def _performance_section(frames, options, metric_emergence) -> str:
+    if not _has(frames.task_metrics, "model", "task", "step", "tokens_seen"):
+        return '<p class="muted">No task metrics in the store.</p>'
+    perf = analyses.task_performance(
+        frames.task_metrics, drop_steps_at_most=options.drop_steps_at_most
+    )
+    figure = figures.performance_figure(perf, emergence=metric_emergence)
+    dropped = (
+        f" Steps ≤ {options.drop_steps_at_most} are left out, as in the paper."
+        if options.drop_steps_at_most is not None
+        else ""
+    )
+    return (
+        "<p>Raw clean-prompt task metric (logit difference or probability difference, not "
+        "normalised) against tokens seen; stars mark emergence points. Step 0 (0 tokens) cannot "
+        f"be drawn on the log axis.{dropped}</p>" + _image(figure, options.dpi, "task performance")
+    )
+
+
+def _emergence_section(metric: pd.DataFrame, size: pd.DataFrame, options) -> str:
+    rule = (
+        f"First checkpoint from which the value reaches and keeps ≥ {options.emergence_frac:g} of "
+        f"its progress to the final value (baseline: {options.emergence_baseline}; tolerance "
+        f"{options.emergence_tolerance:g}). A task metric must end above "
+        f"{options.min_final_metric} to count as emerged."
+    )
+    cols = ["model", "task", "emerged", "step", "tokens_seen", "value_at_emergence",
+            "final_value", "n_checkpoints", "reason"]  # fmt: skip
+    pick = lambda f: f[[c for c in cols if c in f.columns]] if not f.empty else f  # noqa: E731
+    return (
+        f"<p>{_esc(rule)}</p><h3>Task metric (clean_metric)</h3>"
+        + _table(pick(metric))
+        + f"<h3>Circuit size (nodes; baseline: {_esc(options.size_emergence_baseline)})</h3>"
+        + _table(pick(size))
+    )
+
+
+def _not_emerged_section(frames: ReportFrames, metric: pd.DataFrame) -> str:
+    parts = []
+    if metric.empty:
+        parts.append('<p class="muted">No task metrics, so emergence could not be assessed.</p>')
+    else:
+        failed = metric[~metric["emerged"]]
+        for task, group in metric.groupby("task"):
+            missing = group.loc[~group["emerged"], "model"].tolist()
+            verdict = (
+                f"emerged in every model ({len(group)})"
+                if not missing
+                else f"did NOT emerge in {len(missing)} of {len(group)} model(s): "
+                + ", ".join(missing)
+            )
+            parts.append(f"<li><b>{_esc(task)}</b>: {_esc(verdict)}</li>")
+        parts = ["<ul>", *parts, "</ul>"]
+        if not failed.empty:
+            parts.append(_table(failed[["model", "task", "final_value", "reason"]]))
+    if _has(frames.units, "model", "step", "errors"):
+        errors = []
+        for _, unit in frames.units.iterrows():
+            try:
+                failures = json.loads(unit["errors"] or "{}")
+            except (TypeError, json.JSONDecodeError):
+                failures = {"?": str(unit["errors"])}
+            errors += [{"model": unit["model"], "step": unit["step"], "task": t, "error": e}
+                       for t, e in failures.items()]  # fmt: skip
+        if errors:
+            parts.append("<h3>Tasks that could not be run</h3>" + _table(pd.DataFrame(errors)))
+    return "".join(parts)
+
+
+def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, str]:
+    if not _has(frames.circuits, "model", "task", "step", "n_nodes", "n_edges"):
+        missing = '<p class="muted">No circuits in the store.</p>'
+        return missing, missing
+    sizes = analyses.circuit_size(frames.circuits)
+    means = analyses.mean_circuit_size(frames.circuits, min_step=options.mean_size_min_step)
+    note = ""
+    lacking = (
+        sizes.groupby(["model", "task"]).size().index.difference(
+            means.set_index(["model", "task"]).index
+        )
+    )  # fmt: skip
+    if len(lacking):
+        fallback = analyses.mean_circuit_size(frames.circuits, min_step=None)
+        keyed = fallback.set_index(["model", "task"]).loc[lacking].reset_index()
+        means = pd.concat([means, keyed], ignore_index=True)
+        note = (
+            f'<p class="warn">No checkpoint at step ≥ {options.mean_size_min_step} for '
+            + _esc(", ".join(f"{m}/{t}" for m, t in lacking))
+            + ": their mean is over every checkpoint.</p>"
+        )
+    size_html = (
+        _image(figures.circuit_size_figure(sizes), options.dpi, "circuit size")
+        + f"<h3>Mean circuit size (steps ≥ {options.mean_size_min_step})</h3>"
+        + _table(means)
+        + note
+    )
+    corr = analyses.size_scale_correlation(means)
+    few = corr["n_models"].max() < 3 if not corr.empty else True
+    caution = (
+        '<p class="warn">Fewer than three models: a correlation is ±1 or undefined and '
+        "carries no evidence.</p>"
+        if few
+        else ""
+    )
+    scaling_html = (
+        "<p>Pearson and Spearman correlation between each model's mean circuit size in nodes "
+        "and its parameter count, per task (PAPER.md §7.3, with correct parameter counts).</p>"
+        + _table(corr)
+        + caution
+    )
+    return size_html, scaling_html
+
+
+def _stability_section(frames: ReportFrames, options: ReportOptions) -> str:
+    similarities = {}
+    steps = frames.circuits if _has(frames.circuits, "model", "task", "step") else None
+    kwargs = dict(checkpoints=options.jaccard_checkpoints, all_steps=steps)
+    if _has(frames.edges, "model", "task", "step", "edge", "in_circuit"):
+        similarities["edges"] = analyses.edge_jaccard(frames.edges, **kwargs)
+    if _has(frames.nodes, "model", "task", "step", "node", "in_circuit"):
+        similarities["nodes"] = analyses.node_jaccard(frames.nodes, **kwargs)
+    similarities = {k: v for k, v in similarities.items() if not v.empty}
+    if not similarities:
+        return '<p class="muted">No model has two analysed checkpoints with stored circuits.</p>'
+    tokens = analyses.step_tokens(frames.units, frames.circuits, frames.task_metrics)
+    params = frames.circuits if _has(frames.circuits, "params") else frames.units
+    figure = figures.jaccard_figure(similarities, tokens, params=params)
+    rows = []
+    for kind, frame in similarities.items():
+        for (model, task), group in frame.groupby(["model", "task"], sort=False):
+            ewma = group.sort_values("step_from")["jaccard_ewma"].to_numpy()
+            rows.append({"set": kind, "model": model, "task": task, "pairs": len(ewma),
+                         "mean": ewma.mean(), "min": ewma.min(),
+                         "mean after first 5": ewma[5:].mean() if len(ewma) > 5 else np.nan,
+                         "final": ewma[-1]})  # fmt: skip
+    return (
+        "<p>Jaccard similarity of the in-circuit edge and node sets of consecutive analysed "
+        "checkpoints, smoothed with an EWMA (α = 0.5, s₀ = J₀); dots are the raw values.</p>"
+        + _image(figure, options.dpi, "EWMA Jaccard")
+        + "<h3>Summary of the smoothed series</h3>"
+        + _table(pd.DataFrame(rows))
+    )
+
+
+def _faithfulness_section(frames: ReportFrames, options: ReportOptions) -> str:
+    if not _has(frames.circuits, "model", "task", "step", "n_nodes", "n_edges"):
+        return '<p class="muted">No circuits in the store.</p>'
+    sizes = analyses.circuit_size(frames.circuits)
+    threshold = (
+        float(frames.circuits["threshold"].dropna().iloc[0])
+        if _has(frames.circuits, "threshold") and frames.circuits["threshold"].notna().any()
+        else None
+    )
+    figure = figures.faithfulness_figure(sizes, frames.curves, threshold=threshold)
+    undefined = sizes[sizes["faithfulness"].isna()]
+    counts = undefined.groupby(["model", "task"]).size().rename("undefined checkpoints")
+    note = (
+        '<p class="warn">Faithfulness is undefined (the clean metric is 0) or missing at:</p>'
+        + _table(counts.reset_index())
+        if not undefined.empty
+        else "<p>Faithfulness is defined at every checkpoint.</p>"
+    )
+    return (
+        "<p>faithfulness = metric(circuit) / metric(clean model) (PAPER.md §3.4); the dashed "
+        "line is the search threshold.</p>" + _image(figure, options.dpi, "faithfulness") + note
+    )
+
+
+def _diagrams_section(frames: ReportFrames, options: ReportOptions) -> str:
+    edges = frames.edges
+    if not _has(edges, "model", "task", "step", "parent", "child", "score", "in_circuit"):
+        return '<p class="muted">No stored edges to draw.</p>'
+    blocks: dict[tuple[str, str], list[str]] = {}
+    for model, task, step, figure in figures.circuit_diagrams(
+        edges, units=frames.units, per_series=options.diagrams_per_series
+    ):
+        blocks.setdefault((model, task), []).append(
+            _image(figure, options.dpi, f"{model} {task} step {step}")
+        )
+    return (
+        "<p>In-circuit edges drawn by layer (input at the bottom, logits at the top; each "
+        "layer's heads in a row, its MLP on the right). Blue: positive score, red: negative; "
+        "width ∝ |score|. Click a model and task to open or close it.</p>"
+        + "".join(
+            f"<details{' open' if i == 0 else ''}><summary>{_esc(m)} — {_esc(t)} "
+            f'({len(images)} checkpoints)</summary><div class="grid">{"".join(images)}</div>'
+            "</details>"
+            for i, ((m, t), images) in enumerate(blocks.items())
+        )
+    )
+
+
+def _versions_section(frames: ReportFrames, versions: Mapping[str, Any] | None) -> str:
+    found: dict[str, set[str]] = {}
+    if _has(frames.units, "versions"):
+        for text in frames.units["versions"].dropna().unique():
+            try:
+                for key, value in json.loads(text).items():
+                    found.setdefault(key, set()).add(str(value))
+            except (TypeError, json.JSONDecodeError, AttributeError):
+                found.setdefault("unparsed", set()).add(str(text))
+    rows = [{"package": k, "version": v} for k, v in (versions or {}).items()]
+    rows.append({"package": "circuit_atlas (report writer)", "version": circuit_atlas.__version__})
+    rows += [{"package": f"{k} (recorded with units)", "version": ", ".join(sorted(v))}
+             for k, v in sorted(found.items())]  # fmt: skip
+    return _table(pd.DataFrame(rows))
+
+
+def _config_section(frames: ReportFrames, config_text: str | None) -> str:
+    if config_text is not None:
+        return f"<pre>{_esc(config_text)}</pre>"
+    if _has(frames.units, "settings"):
+        settings = frames.units["settings"].dropna().unique()
+        if len(settings):
+            try:
+                shown = json.dumps(json.loads(settings[0]), indent=2, sort_keys=True)
+            except (TypeError, json.JSONDecodeError):
+                shown = str(settings[0])
+            return (
+                '<p class="muted">No study configuration was passed; the settings recorded with '
+                f"the units follow ({len(settings)} distinct).</p><pre>{_esc(shown)}</pre>"
+            )
+    return '<p class="muted">No study configuration was passed.</p>'
+
+
+def write_report(
+    store_or_frames: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    config_text: str | None = None,
+    versions: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    title: str = "circuit-atlas report",
+    options: ReportOptions | None = None,
+) -> Path:
+    """Write the study's report as one self-contained HTML file.
+
+    Args:
+        store_or_frames: A ``ResultsStore``, a store directory, a mapping table name → DataFrame
+            (``units``, ``task_metrics``, ``circuits``, ``edges``, ``nodes``, ``curves`` /
+            ``faithfulness``; any may be missing), or a :class:`ReportFrames`.
+        out_path: The HTML file to write (its directory is created).
+        config_text: The study configuration as text (TOML/YAML), shown verbatim.
+        versions: Package → version to list (the versions recorded with units are added).
+        notes: Free-form notes shown near the top (e.g. which tasks used a curriculum).
+        title: Page title.
+        options: :class:`ReportOptions` (defaults: emergence at 0.8 of the final value, etc.).
+
+    Returns:
+        The path written.
+
+    Raises:
+        AnalysisError: If ``store_or_frames`` cannot be read.
+        circuit_atlas.errors.StoreError: If a store directory is invalid.
+    """
+    options = options or ReportOptions()
+    frames = ReportFrames.load(store_or_frames)
+    metric_emergence, size_emergence = _emergence(frames, options)
+    size_html, scaling_html = _size_section(frames, options)
+    notes_html = (
+        "<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>"
+        if notes
+        else '<p class="muted">No notes.</p>'
+    )
+    bodies = {
+        "notes": notes_html,
+        "performance": _performance_section(frames, options, metric_emergence),
+        "emergence": _emergence_section(metric_emergence, size_emergence, options),
+        "not-emerged": _not_emerged_section(frames, metric_emergence),
+        "circuit-size": size_html,
+        "stability": _stability_section(frames, options),
+        "scaling": scaling_html,
+        "faithfulness": _faithfulness_section(frames, options),
+        "diagrams": _diagrams_section(frames, options),
+        "config": _config_section(frames, config_text),
+        "versions": _versions_section(frames, versions),
+    }
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    contents = "".join(f'<li><a href="#{k}">{_esc(v)}</a></li>' for k, v in SECTIONS.items())
+    sections = "".join(
+        f'<section id="{k}"><h2>{_esc(SECTIONS[k])}</h2>{bodies[k]}</section>' for k in SECTIONS
+    )
+    document = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        f'<h1>{_esc(title)}</h1><p class="muted">Generated {generated} by circuit-atlas '
+        f"{_esc(circuit_atlas.__version__)}.</p>{_summary(frames)}"
+        f"<nav><ol>{contents}</ol></nav>{sections}</body></html>\n"
+    )
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document, encoding="utf-8")
+    logger.info("wrote report %s (%d bytes)", out, len(document))
+    return out

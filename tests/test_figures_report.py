@@ -1,0 +1,242 @@
+"""Tests of circuit_atlas.figures and circuit_atlas.report on synthetic store tables."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from circuit_atlas import analyses, figures
+from circuit_atlas.errors import AnalysisError
+from circuit_atlas.report import SECTIONS, ReportFrames, ReportOptions, write_report
+
+TOKENS_PER_STEP = 2_097_152
+STEPS = (0, 64, 512, 1000, 4000, 143000)
+MODELS = {"tiny-a": (70_426_624, 2, 4), "tiny-b": (162_322_944, 3, 4)}  # params, layers, heads
+TASKS = {"ioi": "logit_diff", "sva": "prob_diff"}
+
+
+def _graph_edges(n_layers: int, n_heads: int) -> list[tuple[str, str, str]]:
+    """(edge name, parent, child) of a parallel-residual EAP-IG graph."""
+    out = []
+    for layer in range(n_layers):
+        upstream = ["input"] + [
+            n for lo in range(layer) for n in [f"a{lo}.h{h}" for h in range(n_heads)] + [f"m{lo}"]
+        ]
+        for head in range(n_heads):
+            for parent in upstream:
+                out += [(f"{parent}->a{layer}.h{head}<{q}>", parent, f"a{layer}.h{head}")
+                        for q in "qkv"]  # fmt: skip
+        out += [(f"{p}->m{layer}", p, f"m{layer}") for p in upstream]  # not same-layer heads
+    everything = ["input"] + [
+        n for lo in range(n_layers) for n in [f"a{lo}.h{h}" for h in range(n_heads)] + [f"m{lo}"]
+    ]
+    out += [(f"{p}->logits", p, "logits") for p in everything]
+    return out
+
+
+def synthetic_frames(
+    models=MODELS, steps=STEPS, tasks=TASKS, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """Store tables of a fake study: ioi emerges in both models, sva only in the larger one,
+    and sva's faithfulness is undefined for the small model."""
+    rng = np.random.default_rng(seed)
+    tables: dict[str, list[dict]] = {k: [] for k in ("units", "task_metrics", "circuits",
+                                                     "edges", "nodes", "curves")}  # fmt: skip
+    for model, (params, n_layers, n_heads) in models.items():
+        graph = _graph_edges(n_layers, n_heads)
+        base_scores = rng.normal(size=len(graph))
+        for i, step in enumerate(steps):
+            unit = f"{model}-{step}"
+            keys = {"unit_id": unit, "model": model, "params": params, "step": step,
+                    "tokens_seen": step * TOKENS_PER_STEP}  # fmt: skip
+            errors = {"gender-pronoun": "name 'Judy' is not a single token"} if i == 0 else {}
+            tables["units"].append({
+                **keys, "source_kind": "suite", "status": "complete" if not errors else "partial",
+                "settings": json.dumps({"tasks": list(tasks), "threshold": 0.8}),
+                "spec": json.dumps({"n_layers": n_layers, "n_heads": n_heads}),
+                "versions": json.dumps({"torch": "2.13.0", "circuit_atlas": "0.1.0"}),
+                "timings": json.dumps({"total": 1.0}), "errors": json.dumps(errors),
+                "finished_at": pd.Timestamp("2025-01-01", tz="UTC"),
+            })  # fmt: skip
+            progress = 1 / (1 + np.exp(-(np.log1p(step) - np.log(800))))
+            for task, kind in tasks.items():
+                learns = not (task == "sva" and model == "tiny-a")
+                height = params / 5e7 if learns else -0.2
+                value = height * progress + rng.normal(0, 0.02)
+                tables["task_metrics"].append({
+                    **keys, "task": task, "metric_kind": kind, "clean_metric": value,
+                    "corrupted_metric": -value, "accuracy": 0.5 + progress / 2, "rank0": 0.1,
+                    "prob_mass": 0.2, "logit_diff": value, "prob_diff": value / 3,
+                    "n_examples": 70,
+                })  # fmt: skip
+                scores = base_scores + rng.normal(0, 1.0 - 0.8 * progress, size=len(graph))
+                k = 8 + 3 * i
+                chosen = set(np.argsort(-np.abs(scores))[:k].tolist())
+                names = set()
+                for j, (name, parent, child) in enumerate(graph):
+                    inside = j in chosen
+                    names |= {parent, child} if inside else set()
+                    tables["edges"].append({**keys, "task": task, "edge": name, "parent": parent,
+                                            "child": child, "score": float(scores[j]),
+                                            "in_circuit": inside})  # fmt: skip
+                all_nodes = {p for _, p, _ in graph} | {"logits"}
+                tables["nodes"] += [{**keys, "task": task, "node": n, "in_circuit": n in names}
+                                    for n in sorted(all_nodes)]  # fmt: skip
+                undefined = task == "sva" and model == "tiny-a"
+                faith = np.nan if undefined else 0.8 + 0.1 * rng.random()
+                tables["circuits"].append({
+                    **keys, "task": task, "n_edges": k, "n_nodes": len(names),
+                    "faithfulness": faith, "faithfulness_normalized": faith, "threshold": 0.8,
+                    "search": "fast", "method": "EAP-IG-inputs",
+                })  # fmt: skip
+                tables["curves"] += [
+                    {**keys, "task": task, "n_requested": n, "n_edges": n,
+                     "n_nodes": min(n + 2, len(all_nodes)), "metric": value * n / 32,
+                     "faithfulness": np.nan if undefined else (n / 32) ** (1 - progress / 2)}
+                    for n in (2, 4, 8, 16, 32)
+                ]  # fmt: skip
+    frames = {k: pd.DataFrame(v) for k, v in tables.items()}
+    frames["units"] = frames["units"].drop(columns=["task"], errors="ignore")
+    return frames
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, pd.DataFrame]:
+    return synthetic_frames()
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def test_figures_build_without_pyplot(frames):
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    perf = analyses.task_performance(frames["task_metrics"])
+    emergence = analyses.emergence_table(frames["task_metrics"], "clean_metric")
+    built = [
+        figures.performance_figure(perf, emergence=emergence),
+        figures.circuit_size_figure(analyses.circuit_size(frames["circuits"])),
+        figures.jaccard_figure(
+            {"edges": analyses.edge_jaccard(frames["edges"])},
+            analyses.step_tokens(frames["units"]),
+            params=frames["units"],
+        ),
+        figures.faithfulness_figure(
+            analyses.circuit_size(frames["circuits"]), frames["curves"], threshold=0.8
+        ),
+    ]
+    for figure in built:
+        assert isinstance(figure, Figure)
+        png = base64.b64decode(figures.figure_to_png(figure, dpi=40))
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.get_backend() == backend  # no global state changed
+    assert built[0].axes[0].get_xscale() == "log"
+    assert len(built[0].axes[0].get_lines()) >= 2  # one line per model (+ markers)
+
+
+def test_model_colors_order_by_size():
+    frame = pd.DataFrame({"model": ["big", "small", "mid"], "params": [1e9, 1e7, 1e8]})
+    colors = figures.model_colors(frame)
+    assert list(colors) == ["small", "mid", "big"]
+    assert colors["small"] != colors["big"]
+    assert figures.model_colors(pd.DataFrame({"model": ["x"]})) == {
+        "x": figures.model_colors(pd.DataFrame({"model": ["x"]}))["x"]
+    }
+
+
+def test_circuit_diagram_layers_and_empty(frames):
+    edges = frames["edges"]
+    one = edges[(edges["unit_id"] == "tiny-b-143000") & (edges["task"] == "ioi")]
+    figure = figures.circuit_diagram(one[one["in_circuit"]], title="tiny-b ioi")
+    assert figure.axes[0].get_title() == "tiny-b ioi"
+    assert len(figure.axes[0].collections) == 1  # the edge LineCollection
+    empty = figures.circuit_diagram(one.iloc[0:0], title="none")
+    assert "empty circuit" in [t.get_text() for t in empty.axes[0].texts]
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def _images(text: str) -> list[str]:
+    return re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+
+
+def test_report_is_one_self_contained_file_with_every_section(frames, tmp_path):
+    notes = ["sva was trained with a curriculum", "<script>alert(1)</script> is escaped"]
+    out = write_report(
+        frames,
+        tmp_path / "reports" / "report.html",
+        config_text="[study]\nname = 'synthetic'",
+        versions={"numpy": np.__version__},
+        notes=notes,
+        title="Synthetic study",
+        options=ReportOptions(dpi=50, diagrams_per_series=2),
+    )
+    assert list(tmp_path.rglob("*")) == [tmp_path / "reports", out]  # one file, nothing else
+    text = out.read_text(encoding="utf-8")
+    for anchor, heading in SECTIONS.items():
+        assert f'id="{anchor}"' in text
+        assert heading in text
+    assert "sva was trained with a curriculum" in text
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "http://" not in text and "https://" not in text
+    for attribute in re.findall(r'(?:src|href)="([^"]*)"', text):
+        assert attribute.startswith(("data:image/png;base64,", "#")), attribute
+    assert "<link" not in text and "@import" not in text and "url(" not in text
+    images = _images(text)
+    # 4 analysis figures + 2 models x 2 tasks x 2 diagrams.
+    assert len(images) == 4 + 8
+    assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    # Honest statement of what did not emerge, and of the undefined faithfulness.
+    assert "did NOT emerge in 1 of 2 model(s): tiny-a" in text
+    assert "Faithfulness is undefined" in text
+    assert "name 'Judy' is not a single token" in text
+    assert "[study]" in text and "numpy" in text
+
+
+def test_report_handles_a_model_with_one_checkpoint_and_missing_tables(tmp_path):
+    frames = synthetic_frames(models={"solo": (70_426_624, 2, 2)}, steps=(1000,))
+    del frames["curves"], frames["nodes"]
+    out = write_report(frames, tmp_path / "r.html", options=ReportOptions(dpi=40))
+    text = out.read_text(encoding="utf-8")
+    assert "Only one checkpoint for: solo" in text
+    assert "No model has two analysed checkpoints" in text
+    assert "Fewer than three models" in text
+    assert len(_images(text)) >= 3
+
+
+def test_report_frames_accepts_aliases_and_rejects_unknown(frames):
+    loaded = ReportFrames.load({"faithfulness": frames["curves"]})
+    assert len(loaded.curves) == len(frames["curves"]) and loaded.units.empty
+    with pytest.raises(AnalysisError, match=r"unknown table\(s\) \['bogus'\]"):
+        ReportFrames.load({"bogus": pd.DataFrame()})
+    with pytest.raises(AnalysisError, match="cannot read report data from int"):
+        ReportFrames.load(3)
+
+
+def test_report_from_a_results_store_directory(tmp_path):
+    store_module = pytest.importorskip("circuit_atlas.store")
+    frames = synthetic_frames(models={"tiny-b": MODELS["tiny-b"]}, steps=(512, 1000, 2000))
+    store = store_module.ResultsStore(tmp_path / "results", create=True)
+    for unit_id in frames["units"]["unit_id"]:
+        tables = {}
+        for name, schema in store_module.TABLES.items():
+            rows = frames[name][frames[name]["unit_id"] == unit_id].copy()
+            for column in schema.names:
+                if column not in rows.columns:
+                    rows[column] = None
+            tables[name] = rows[schema.names]
+        assert store.write_unit(unit_id, tables)
+    out = write_report(
+        tmp_path / "results", tmp_path / "report.html", options=ReportOptions(dpi=40)
+    )
+    text = out.read_text(encoding="utf-8")
+    assert "tiny-b" in text and 'id="diagrams"' in text
+    assert len(_images(text)) == 4 + 2 * 3  # 4 figures + 2 tasks x 3 checkpoints
