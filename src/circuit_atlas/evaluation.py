@@ -191,7 +191,7 @@ def evaluate_circuits(
             for start in range(0, n_k, chunk):
                 keep = keep_all[start : start + chunk]
                 k = keep.shape[0]
-                logits = model.run(batch.clean, batch.metric_positions, patch=Patch(keep, alt))
+                logits = model.run(batch.clean, batch.metric_positions, patch=Patch(keep, alt, broadcast=ablation == "mean"))
                 vals = metric_values(logits.view(k * b, -1), _repeat(batch, k))
                 totals[start : start + k] += vals.view(k, b).sum(1).double().cpu()
     out = (totals / len(data)).float()

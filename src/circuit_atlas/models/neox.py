@@ -49,12 +49,14 @@ class Patch:
         keep: ``(k, n_forward, n_backward)`` float in {0, 1}: 1 keeps an edge's circuit-run
             value, 0 replaces the parent's contribution with ``alt``. Non-edges are ignored.
         alt: Alternative parent outputs ``(n_forward, b, p, d)`` (the corrupted run, for
-            interchange ablation) or ``(n_forward, 1, 1, d)`` (mean ablation); None means zero
-            ablation.
+            interchange ablation) or ``(n_forward, 1, 1, d)`` (mean ablation, with
+            ``broadcast=True``); None means zero ablation.
+        broadcast: ``alt`` is one value per forward slot, shared by every example and position.
     """
 
     keep: Tensor
     alt: Tensor | None
+    broadcast: bool = False
 
 
 class _Layer(nn.Module):
@@ -377,13 +379,12 @@ def _delta_fn(patch: Patch, outs: Tensor, k: int, b: int):
     def fn(f0: int, s0: int, n_slots: int, keep: Tensor, extra: int = 0) -> Tensor:
         n_u = f0 + extra
         _, kb, p, d = outs.shape
-        cur = outs[:n_u].view(n_u, k, b * p * d) if alt is None or alt.shape[1] == b else None
         if alt is None:
-            diff = cur
-        elif alt.shape[1] == b:
-            diff = cur - alt[:n_u].reshape(n_u, 1, b * p * d)
-        else:  # mean ablation: alt broadcast over batch and positions
+            diff = outs[:n_u].view(n_u, k, b * p * d)
+        elif patch.broadcast:  # mean ablation: alt broadcast over batch and positions
             diff = (outs[:n_u] - alt[:n_u]).view(n_u, k, b * p * d)
+        else:
+            diff = outs[:n_u].view(n_u, k, b * p * d) - alt[:n_u].reshape(n_u, 1, b * p * d)
         drop = 1.0 - keep[:, :n_u, s0 : s0 + n_slots].to(outs.dtype)  # (k, n_u, n_slots)
         corr = torch.bmm(drop.transpose(1, 2), diff.transpose(0, 1))  # (k, n_slots, b·p·d)
         return corr.view(k, n_slots, b, p, d).transpose(0, 1).reshape(n_slots, kb, p, d)
@@ -396,7 +397,7 @@ def _logit_delta(patch: Patch, outs: Tensor, g: Graph, k: int, b: int, rows, pos
     cur = outs[:, rows, pos]  # (f, k·b, d)
     if patch.alt is None:
         diff = cur
-    elif patch.alt.shape[1] == 1:
+    elif patch.broadcast:
         diff = cur - patch.alt[:, 0, 0][:, None, :]
     else:
         alt = patch.alt[:, rows[:b], pos[:b]]  # (f, b, d)
