@@ -1,0 +1,365 @@
+"""A curriculum of templated task sentences, mixed into the corpus stream (issue 5, part 4).
+
+Models of a few hundred thousand parameters trained for minutes on plain English rarely learn the
+paper's tasks. The curriculum mixes in short templated sentences of the same *kind* as the
+evaluation prompts — IOI stories, year ranges, subject–verb agreement, name-is-…-isn't-pronoun —
+built **only from names, places, objects, nouns, years, verbs and predicate words that the
+evaluation never uses**: every slot filler below is checked against
+:func:`circuit_atlas.tasks.evaluation_vocabulary` (all of its sets, case-insensitively) and
+dropped when it appears there. What the curriculum shares with the evaluation is the sentence
+frame (function words such as "the", "and", "to", "gave", "lasted from the year", "isn't") — the
+task's form, not its vocabulary — so the evaluation measures whether what was learned on other
+words transfers to the evaluation's words.
+
+Notable choices, all recorded in the suite manifest:
+
+* Greater-Than sentences use the centuries 18–20 (the evaluation uses 1100–1799).
+* SVA sentences use verbs outside the evaluation's 1,950-pair verb list (barks/bark, …), so the
+  SVA metric, read on the list's verbs, measures transfer to unseen verbs.
+* Gendered-pronoun sentences teach the "isn't she/he" frame on other names; the gender of the
+  evaluation's names can only come from the corpus.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from circuit_atlas.errors import ConfigError, UnknownNameError
+from circuit_atlas.training.config import CurriculumConfig
+
+__all__ = [
+    "CURRICULA",
+    "CurriculumSampler",
+    "CurriculumTask",
+    "CurriculumVocabulary",
+    "build_vocabulary",
+]
+
+_EXEMPT = frozenset({"a", "an", "the"})
+"""Articles inside predicate fillers that are not checked against the evaluation vocabulary."""
+
+_FEMALE = (
+    "Olivia", "Sophia", "Hannah", "Chloe", "Grace", "Zoe", "Lucy", "Ella", "Megan", "Abigail",
+    "Natalie", "Hazel", "Violet", "Stella", "Nora", "Helen", "Ruth", "Alison", "Diana", "Fiona",
+    "Gloria", "Irene", "Joan", "Linda", "Nancy", "Nina", "Patricia", "Rebecca", "Sandra", "Tina",
+    "Wendy", "Ellen", "Molly", "Emma", "Martha", "Agnes", "Edith", "Esther", "Doris", "Betty",
+    "Nicole", "Heather", "Amanda", "Melissa", "Angela", "Brenda", "Donna", "Sharon", "Barbara",
+    "Margaret", "Dorothy", "Catherine", "Janet", "Lucia", "Paula", "Sylvia", "Vera", "Rita",
+)  # fmt: skip
+_MALE = (
+    "Oliver", "Harry", "Oscar", "Leo", "Noah", "Ethan", "Liam", "Owen", "Gavin", "Hugo", "Felix",
+    "Isaac", "Caleb", "Jesse", "Derek", "Dennis", "Edgar", "Albert", "Ralph", "Roger", "Gordon",
+    "Howard", "Harold", "Walter", "Arnold", "Victor", "Vincent", "Philip", "Stanley", "Bruce",
+    "Keith", "Larry", "Gerald", "Douglas", "Raymond", "Bernard", "Eugene", "Lawrence", "Nathan",
+    "Ronald", "Donald", "Kenneth", "Timothy", "Jeffrey", "Gregory", "Samuel", "Benjamin", "Tom",
+    "Fred", "Hans", "Ivan", "Otto", "Rudolph", "Simeon", "Wilbur", "Herbert", "Alfred", "Ernest",
+)  # fmt: skip
+_PLACES = (
+    "park", "beach", "library", "market", "church", "bank", "farm", "museum", "theatre", "cafe",
+    "airport", "bakery", "zoo", "lake", "castle", "village", "harbour", "stadium", "bridge",
+    "cinema", "kitchen", "hotel", "temple", "forest", "island", "valley", "mountain", "pub",
+)  # fmt: skip
+_OBJECTS = (
+    "letter", "pen", "cake", "flower", "hat", "coin", "map", "key", "cup", "toy", "apple",
+    "shirt", "ticket", "photo", "candle", "blanket", "knife", "spoon", "wallet", "umbrella",
+    "bottle", "box", "scarf", "glove", "pencil", "basket", "lamp", "radio",
+)  # fmt: skip
+_EVENT_NOUNS = (
+    "festival", "drought", "famine", "tournament", "exhibition", "strike", "rebellion",
+    "revolution", "crisis", "boom", "recession", "ceremony", "celebration", "migration", "flood",
+    "war", "battle", "exile", "truce", "occupation", "blockade", "revival", "shortage",
+    "depression", "plague", "scandal", "feud", "debate", "boycott", "project", "mission", "tour",
+    "season", "era", "council", "conference", "summit", "famine", "drought", "voyage", "dispute",
+)  # fmt: skip
+_SVA_NOUNS = (
+    ("dog", "dogs"), ("cat", "cats"), ("bird", "birds"), ("horse", "horses"),
+    ("rabbit", "rabbits"), ("monkey", "monkeys"), ("tiger", "tigers"), ("lion", "lions"),
+    ("duck", "ducks"), ("goat", "goats"), ("boy", "boys"), ("girl", "girls"),
+    ("nurse", "nurses"), ("doctor", "doctors"), ("lawyer", "lawyers"), ("student", "students"),
+    ("soldier", "soldiers"), ("sailor", "sailors"), ("king", "kings"), ("queen", "queens"),
+    ("baker", "bakers"), ("clerk", "clerks"), ("judge", "judges"), ("kettle", "kettles"),
+    ("clock", "clocks"), ("engine", "engines"), ("pipe", "pipes"), ("candle", "candles"),
+    ("window", "windows"), ("puppy", "puppies"), ("wolf", "wolves"), ("child", "children"),
+)  # fmt: skip
+_SVA_VERBS = (
+    ("barks", "bark"), ("howls", "howl"), ("purrs", "purr"), ("chirps", "chirp"),
+    ("sneezes", "sneeze"), ("yawns", "yawn"), ("giggles", "giggle"), ("snores", "snore"),
+    ("whistles", "whistle"), ("winks", "wink"), ("nods", "nod"), ("frowns", "frown"),
+    ("shrugs", "shrug"), ("waves", "wave"), ("glows", "glow"), ("sparkles", "sparkle"),
+    ("rusts", "rust"), ("leaks", "leak"), ("drips", "drip"), ("squeaks", "squeak"),
+    ("growls", "growl"), ("hops", "hop"), ("dives", "dive"), ("skates", "skate"),
+    ("bakes", "bake"), ("knits", "knit"), ("sews", "sew"), ("hikes", "hike"), ("jogs", "jog"),
+    ("sails", "sail"), ("surfs", "surf"), ("wakes", "wake"), ("smells", "smell"),
+)  # fmt: skip
+_PREDICATES = (
+    "a brilliant singer", "a gentle soul", "a clever student", "a loyal companion",
+    "a skilled painter", "an honest worker", "a cheerful neighbour", "a strong swimmer",
+    "a calm leader", "a talented musician", "a kind host", "a brave climber",
+    "a careful planner", "an excellent baker", "a quiet reader", "a generous donor",
+    "a fast runner", "a proud owner", "a wise judge", "a patient listener",
+)  # fmt: skip
+_CENTURIES = (18, 19, 20)
+
+_MIN_POOL = 4
+
+
+@dataclass(frozen=True)
+class CurriculumVocabulary:
+    """Slot fillers of the curriculum, all disjoint from the evaluation vocabulary.
+
+    Attributes:
+        female_names / male_names: First names (gendered pronoun, IOI).
+        places / objects: IOI places and objects.
+        event_nouns: Greater-Than event nouns.
+        centuries: Greater-Than centuries (the YY of ``CCYY``).
+        sva_nouns: ``(singular, plural)`` subject nouns.
+        sva_verbs: ``(singular, plural)`` verb forms.
+        predicates: Gendered-pronoun predicates ("a brilliant singer").
+        removed: Candidates dropped because the evaluation uses them (``"kind 'word'"``).
+    """
+
+    female_names: tuple[str, ...]
+    male_names: tuple[str, ...]
+    places: tuple[str, ...]
+    objects: tuple[str, ...]
+    event_nouns: tuple[str, ...]
+    centuries: tuple[int, ...]
+    sva_nouns: tuple[tuple[str, str], ...]
+    sva_verbs: tuple[tuple[str, str], ...]
+    predicates: tuple[str, ...]
+    removed: tuple[str, ...] = field(default=())
+
+    def words(self) -> list[str]:
+        """Every single word the curriculum puts into a slot (predicate words included)."""
+        out = [*self.female_names, *self.male_names, *self.places, *self.objects]
+        out += list(self.event_nouns)
+        out += [w for pair in self.sva_nouns + self.sva_verbs for w in pair]
+        out += [w for p in self.predicates for w in p.split()]
+        return list(dict.fromkeys(out))
+
+    def required_strings(self) -> list[str]:
+        """Strings a suite tokenizer should keep as single tokens: each word with a space."""
+        return [" " + w for w in self.words()] + [" she", " he"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Manifest entry: the pools and what was removed."""
+        return {
+            "female_names": list(self.female_names),
+            "male_names": list(self.male_names),
+            "places": list(self.places),
+            "objects": list(self.objects),
+            "event_nouns": list(self.event_nouns),
+            "centuries": list(self.centuries),
+            "sva_nouns": [list(p) for p in self.sva_nouns],
+            "sva_verbs": [list(p) for p in self.sva_verbs],
+            "predicates": list(self.predicates),
+            "removed_because_evaluation_uses_them": list(self.removed),
+        }
+
+
+def build_vocabulary(evaluation: Mapping[str, Iterable[str]]) -> CurriculumVocabulary:
+    """Build the curriculum's pools, removing everything the evaluation uses.
+
+    Args:
+        evaluation: The output of :func:`circuit_atlas.tasks.evaluation_vocabulary` (every set
+            is used; comparison is case-insensitive; ``years`` removes whole centuries).
+
+    Returns:
+        The :class:`CurriculumVocabulary`.
+
+    Raises:
+        ConfigError: If a pool keeps fewer than 4 entries (the message names the pool).
+    """
+    banned = {w.lower() for words in evaluation.values() for w in words}
+    eval_centuries = {int(y) // 100 for y in evaluation.get("years", ()) if str(y).isdigit()}
+    removed: list[str] = []
+
+    def keep(kind: str, items: Iterable[Any], words_of: Callable[[Any], list[str]]) -> tuple:
+        kept = []
+        for item in dict.fromkeys(items):
+            clash = [w for w in words_of(item) if w.lower() in banned and w not in _EXEMPT]
+            if clash:
+                removed.append(f"{kind} {item!r}")
+            else:
+                kept.append(item)
+        if len(kept) < _MIN_POOL:
+            raise ConfigError(
+                f"curriculum pool {kind!r} keeps only {len(kept)} entries after removing the "
+                f"evaluation vocabulary; need {_MIN_POOL}"
+            )
+        return tuple(kept)
+
+    one = lambda w: [w]  # noqa: E731
+    centuries = tuple(c for c in _CENTURIES if c not in eval_centuries)
+    removed += [f"century {c}" for c in _CENTURIES if c in eval_centuries]
+    if not centuries:
+        raise ConfigError("every curriculum century is used by the evaluation years")
+    return CurriculumVocabulary(
+        female_names=keep("female name", _FEMALE, one),
+        male_names=keep("male name", _MALE, one),
+        places=keep("place", _PLACES, one),
+        objects=keep("object", _OBJECTS, one),
+        event_nouns=keep("event noun", _EVENT_NOUNS, one),
+        centuries=centuries,
+        sva_nouns=keep("sva noun", _SVA_NOUNS, list),
+        sva_verbs=keep("sva verb", _SVA_VERBS, list),
+        predicates=keep("predicate", _PREDICATES, str.split),
+        removed=tuple(removed),
+    )
+
+
+# --- one generator per task --------------------------------------------------------------------
+
+IOI_TEMPLATES = (
+    "Then, {B} and {A} went to the {PLACE}. {B} gave a {OBJECT} to {A}.",
+    "When {B} and {A} arrived at the {PLACE}, {B} gave a {OBJECT} to {A}.",
+    "After {B} and {A} left the {PLACE}, {B} handed the {OBJECT} to {A}.",
+    "{B} and {A} met at the {PLACE}. Later, {B} passed a {OBJECT} to {A}.",
+    "Yesterday {B} and {A} cleaned the {PLACE}, and {B} brought a {OBJECT} to {A}.",
+    "While {B} and {A} waited at the {PLACE}, {B} showed the {OBJECT} to {A}.",
+    "At the {PLACE}, {B} and {A} talked for hours. Then {B} said goodbye to {A}.",
+    "{B} and {A} found a {OBJECT} at the {PLACE}. {B} gave it to {A}.",
+)
+"""IOI stories: {A} is the indirect object, {B} the subject; ABBA order swaps the first two."""
+
+GT_TEMPLATES = (
+    "The {NOUN} lasted from the year {START} to the year {END}.",
+    "The {NOUN} began in {START} and ended in {END}.",
+    "From {START} to {END}, the {NOUN} went on.",
+)
+"""Year ranges whose end year is later than the start year, in the same century."""
+
+SVA_TEMPLATES = (
+    "The {N} {V}.",
+    "The {N} beside the {N2} {V}.",
+    "The {N} above the {N2} {V}.",
+    "The {N} that the {N2} watched {V}.",
+    "The {N} with the {N2} {V}.",
+)
+"""Agreement with the head noun; {N2} (an attractor) has a random number."""
+
+PRONOUN_TEMPLATES = (
+    "So {NAME} is {PRED}, isn't {PRON}?",
+    "{NAME} is {PRED}, and {PRON} knows it.",
+    "So {NAME} was {PRED}, wasn't {PRON}?",
+)
+"""A name, a predicate and the matching pronoun."""
+
+
+def _ioi(rng: random.Random, v: CurriculumVocabulary) -> str:
+    names = v.female_names + v.male_names
+    io, s = rng.sample(names, 2)
+    template = rng.choice(IOI_TEMPLATES)
+    if rng.random() < 0.5:  # ABBA: the IO is mentioned first
+        template = template.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1)
+        template = template.replace("{X}", "{A}", 1)
+    return template.format(A=io, B=s, PLACE=rng.choice(v.places), OBJECT=rng.choice(v.objects))
+
+
+def _greater_than(rng: random.Random, v: CurriculumVocabulary) -> str:
+    century = rng.choice(v.centuries)
+    start = rng.randint(1, 97)
+    end = rng.randint(start + 1, 99)
+    return rng.choice(GT_TEMPLATES).format(
+        NOUN=rng.choice(v.event_nouns),
+        START=f"{century}{start:02d}",
+        END=f"{century}{end:02d}",
+    )
+
+
+def _sva(rng: random.Random, v: CurriculumVocabulary) -> str:
+    plural = rng.random() < 0.5
+    noun = rng.choice(v.sva_nouns)[int(plural)]
+    attractor = rng.choice(v.sva_nouns)[int(rng.random() < 0.5)]
+    verb = rng.choice(v.sva_verbs)[int(plural)]
+    return rng.choice(SVA_TEMPLATES).format(N=noun, N2=attractor, V=verb)
+
+
+def _pronoun(rng: random.Random, v: CurriculumVocabulary) -> str:
+    female = rng.random() < 0.5
+    name = rng.choice(v.female_names if female else v.male_names)
+    return rng.choice(PRONOUN_TEMPLATES).format(
+        NAME=name, PRED=rng.choice(v.predicates), PRON="she" if female else "he"
+    )
+
+
+@dataclass(frozen=True)
+class CurriculumTask:
+    """A registered curriculum: the task it helps and how its sentences are made.
+
+    Attributes:
+        task: The evaluation task helped (registry name of :mod:`circuit_atlas.tasks`).
+        templates: The sentence frames.
+        generate: ``(rng, vocabulary) -> sentence``.
+    """
+
+    task: str
+    templates: tuple[str, ...]
+    generate: Callable[[random.Random, CurriculumVocabulary], str]
+
+
+CURRICULA: Mapping[str, CurriculumTask] = {
+    c.task: c
+    for c in (
+        CurriculumTask("ioi", IOI_TEMPLATES, _ioi),
+        CurriculumTask("greater-than", GT_TEMPLATES, _greater_than),
+        CurriculumTask("sva", SVA_TEMPLATES, _sva),
+        CurriculumTask("gender-pronoun", PRONOUN_TEMPLATES, _pronoun),
+    )
+}
+"""Curricula by the task they help."""
+
+
+class CurriculumSampler:
+    """Rows of templated sentences for the batch sampler, determined by ``(seed, step, row)``.
+
+    A row is ``<|endoftext|>`` followed by sentences (each ended by ``<|endoftext|>``) of tasks
+    drawn uniformly from ``config.tasks``, cut to ``seq_len`` tokens.
+
+    Args:
+        config: Which tasks get sentences.
+        vocabulary: The slot fillers.
+        tokenizer: The suite tokenizer.
+        seed: Run seed.
+
+    Raises:
+        UnknownNameError: If a task has no registered curriculum.
+    """
+
+    def __init__(
+        self, config: CurriculumConfig, vocabulary: CurriculumVocabulary, tokenizer: Any, seed: int
+    ) -> None:
+        for task in config.tasks:
+            if task not in CURRICULA:
+                raise UnknownNameError(
+                    f"no curriculum for task {task!r}; available: {', '.join(CURRICULA)}"
+                )
+        self.tasks = tuple(config.tasks)
+        self.vocabulary = vocabulary
+        self.seed = seed
+        self._backend = tokenizer.backend_tokenizer
+        self._eos = int(tokenizer.eos_token_id)
+
+    def sentence(self, rng: random.Random) -> str:
+        """One sentence of a task drawn from ``rng``."""
+        return CURRICULA[rng.choice(self.tasks)].generate(rng, self.vocabulary)
+
+    def examples(self, n: int, seed: int = 0) -> list[str]:
+        """``n`` example sentences (for the manifest and the report)."""
+        rng = random.Random(seed)
+        return [self.sentence(rng) for _ in range(n)]
+
+    def __call__(self, step: int, row: int, seq_len: int) -> list[int]:
+        """Token ids (``seq_len`` of them) of curriculum row ``row`` of step ``step``."""
+        state = np.random.SeedSequence([self.seed, step, row, 1]).generate_state(1)[0]
+        rng = random.Random(int(state))
+        ids = [self._eos]
+        while len(ids) < seq_len:
+            ids += self._backend.encode(self.sentence(rng), add_special_tokens=False).ids
+            ids.append(self._eos)
+        return ids[:seq_len]
