@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -362,6 +364,19 @@ def test_emergence_table_reports_steps_tokens_and_reasons():
     assert not bool(out.loc["b", "emerged"]) and np.isnan(out.loc["b", "step"])
     assert "not above 0" in out.loc["b", "reason"]
     assert out.loc["a", "n_checkpoints"] == 4
+    unknown_step = frame.assign(step=[np.nan] * 4 + [0, 1000, 2000, 3000])
+    out = emergence_table(unknown_step, "clean_metric").set_index("model")
+    assert out.loc["a", "reason"] == "no data" and not bool(out.loc["a", "emerged"])
+
+
+def test_public_surface_is_sorted_and_documented():
+    import circuit_atlas.analyses as package
+
+    assert list(package.__all__) == sorted(package.__all__, key=lambda n: (not n.isupper(), n))
+    for name in package.__all__:
+        value = getattr(package, name)
+        if inspect.isfunction(value) or inspect.isclass(value):
+            assert (value.__doc__ or "").strip(), name
 
 
 # --- performance and size --------------------------------------------------------------------

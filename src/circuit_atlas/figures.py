@@ -348,11 +348,10 @@ def circuit_diagram(
     n_layers = n_layers or (max(layers) + 1 if layers else 1)
     n_heads = n_heads or (max(heads) + 1 if heads else 1)
     height = min(2.0 + 0.32 * (2 * n_layers + 2), 14.0)
-    figure = Figure(
-        figsize=(max(4.5, min(0.28 * n_heads + 3.0, 14.0)), height), layout="constrained"
-    )
+    figure = Figure(figsize=(max(4.5, min(0.28 * n_heads + 3.0, 14.0)), height))
     FigureCanvasAgg(figure)
     axis = figure.subplots()
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1.0 - 0.35 / height)
     axis.set_title(title, fontsize=9)
     axis.set_axis_off()
     position = {n: _node_position(n, n_heads, n_layers) for n in names}
@@ -374,7 +373,10 @@ def circuit_diagram(
         axis.plot(x, y, marker=shape, ms=7, color="#444444", mec="white", zorder=3)
         if len(position) <= 80:
             axis.annotate(name, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6)
-    axis.set_xlim(-0.05, 1.2)
+    for layer in range(n_layers):
+        axis.text(-0.04, 2.0 * layer + 1.0, f"L{layer}", ha="right", va="center", fontsize=6,
+                  color="grey")  # fmt: skip
+    axis.set_xlim(-0.1, 1.2)
     axis.set_ylim(-0.8, 2.0 * n_layers + 1.8)
     legend = [Line2D([], [], color=c, lw=2, label=("positive" if s else "negative") + " score")
               for s, c in SIGN_COLORS.items()]  # fmt: skip

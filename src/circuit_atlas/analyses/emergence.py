@@ -200,6 +200,7 @@ def emergence_table(
     rows = []
     for key, group in frame.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
+        group = group.dropna(subset=["step"])  # a local checkpoint may have no step
         s, v, t = _ordered(
             group["step"].to_numpy(),
             pd.to_numeric(group[value], errors="coerce").to_numpy(dtype=float),
