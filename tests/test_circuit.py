@@ -28,6 +28,7 @@ from circuit_atlas.circuit import (
     selection_order,
     topn_order,
 )
+from circuit_atlas.errors import UnknownNameError
 from circuit_atlas.graph import Graph
 
 SHAPES = [(1, 1, True), (2, 4, True), (3, 3, True), (4, 2, True), (2, 3, False), (3, 2, False)]
@@ -239,7 +240,7 @@ def test_bad_scores_and_sizes_raise():
         greedy_order(graph, torch.zeros(graph.n_edges), limit=-1)
     with pytest.raises(ValueError, match="got -2"):
         select_greedy(graph, torch.zeros(graph.n_edges), -2)
-    with pytest.raises(ValueError, match="unknown selection 'best'"):
+    with pytest.raises(UnknownNameError, match="unknown selection 'best'"):
         selection_order(graph, torch.zeros(graph.n_edges), "best")
 
 

@@ -14,6 +14,7 @@ import random
 
 import pytest
 
+from circuit_atlas.errors import UnknownNameError
 from circuit_atlas.search import (
     AdaptiveConfig,
     Baselines,
@@ -170,7 +171,7 @@ def test_errors():
         AdaptiveConfig(start=0)
     with pytest.raises(ValueError, match="initial_step=0"):
         AdaptiveConfig(initial_step=0)
-    with pytest.raises(ValueError, match="unknown search 'smart'"):
+    with pytest.raises(UnknownNameError, match="unknown search 'smart'"):
         run_search("smart", lambda s: s)
     with pytest.raises(ValueError, match="returned 1 values for 63"):
         fast_search(lambda sizes: [0.0])
@@ -184,7 +185,7 @@ def test_faithfulness_both_ways():
     assert b.normalized(-1.0) == 0.0
     assert b.normalized(0.5) == pytest.approx(0.5)
     assert b.faithfulness(1.0, "ratio") == 0.5
-    with pytest.raises(ValueError, match="unknown faithfulness 'kl'"):
+    with pytest.raises(UnknownNameError, match="unknown faithfulness 'kl'"):
         b.faithfulness(1.0, "kl")
 
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from circuit_atlas.errors import UnknownNameError
 from circuit_atlas.graph import Graph
 
 __all__ = [
@@ -313,10 +314,12 @@ def selection_order(
     """The order of a selection (:func:`greedy_order` or :func:`topn_order`).
 
     Raises:
-        ValueError: For an unknown selection.
+        UnknownNameError: For an unknown selection.
     """
     if selection not in _ORDERS:
-        raise ValueError(f"unknown selection {selection!r}; choose one of {SELECTIONS}")
+        raise UnknownNameError(
+            f"unknown selection {selection!r}; choose one of {', '.join(SELECTIONS)}"
+        )
     order = _ORDERS[selection](graph, scores, absolute=absolute)
     return order if limit is None else order[:limit]
 

@@ -1,462 +1,327 @@
-"""Faithfulness and the search for the minimal faithful circuit (PAPER.md §3.4).
+"""Find the minimal faithful circuit of a model on a task (PAPER.md §3.2–3.4).
 
-**Faithfulness** of a circuit C, with m(·) the mean task metric of a run, M the full model and ∅
-the empty circuit (every edge ablated; under patching this is the corrupted run):
+:func:`find_circuit` chains the paper's pipeline: behaviour of the model (clean and corrupted
+metric), edge attribution (EAP-IG over inputs, 30 steps), greedy selection of n edges plus
+pruning, and a search for the smallest n whose circuit recovers ``threshold`` (0.8) of the
+model's metric, with every edge outside the circuit patched from the corrupted run.
 
-* ``ratio`` (the paper's): m(C) / m(M);
-* ``normalized``: (m(C) − m(∅)) / (m(M) − m(∅)).
-
-A ratio means nothing when its denominator is noise (early checkpoints, where the model has not
-learnt the task). :class:`Baselines` calls a faithfulness *undefined* (None) when the
-denominator is smaller than ``abs_tol`` (1e-3 metric units: logits or probabilities) or than
-``n_se`` (2) standard errors of the clean mean metric (per-example std / √n).
-
-**Searches** operate on a *curve*: a function from a circuit size n (edges requested from the
-selection, before pruning) to faithfulness, queried through an ``evaluate(sizes) -> values``
-callable that evaluates many sizes in one batched call.
-
-* :func:`paper_search` reproduces ``get_faithfulness_metrics_adaptive`` and
-  ``get_faithfulness_metrics_binary_search_with_local_search`` of curt-tigges/circuits-over-time
-  (``get_circuits_over_time.py`` at commit 007e53d) exactly, one evaluation at a time.
-* :func:`fast_search` runs the same control flow against a memo that it fills speculatively in
-  a few batched calls, so it returns *the paper's size on the same curve* (not the global
-  minimum, which on a non-monotone curve may differ) in a handful of rounds.
-* :func:`exhaustive_search` evaluates every size 1…end and returns the smallest n with
-  f(n) ≥ threshold.
+The search runs on the *curve* n ↦ faithfulness(prune(select(n))). Circuits are evaluated in
+batches by :func:`circuit_atlas.evaluation.evaluate_circuits`; sizes that give the same pruned
+circuit are evaluated once. The search procedures themselves live in
+:mod:`circuit_atlas.curve_search` and faithfulness in :mod:`circuit_atlas.faithfulness`; both
+are re-exported here.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+import platform
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from circuit_atlas.circuit import (
+    PRUNE_MODES,
+    SELECTIONS,
+    PruneMode,
+    Selection,
+    circuit_sizes,
+    masks_from_order,
+    selection_order,
+)
+from circuit_atlas.circuit import (
+    prune as prune_circuit,
+)
+from circuit_atlas.curve_search import (
+    SEARCHES,
+    AdaptiveConfig,
+    SearchKind,
+    SearchResult,
+    exhaustive_search,
+    fast_search,
+    paper_search,
+    run_search,
+)
+from circuit_atlas.errors import UnknownNameError
+from circuit_atlas.faithfulness import FAITHFULNESS_KINDS, Baselines, FaithfulnessKind
+from circuit_atlas.graph import Graph
+from circuit_atlas.result import CircuitResult
 
 __all__ = [
     "FAITHFULNESS_KINDS",
     "SEARCHES",
     "AdaptiveConfig",
     "Baselines",
-    "Evaluate",
-    "FaithfulnessKind",
-    "SearchKind",
+    "CircuitCurve",
     "SearchResult",
     "exhaustive_search",
     "fast_search",
+    "find_circuit",
     "paper_search",
     "run_search",
 ]
 
-FaithfulnessKind = Literal["ratio", "normalized"]
-"""``ratio`` = m(C)/m(M) (the paper's); ``normalized`` = (m(C) − m(∅))/(m(M) − m(∅))."""
+log = logging.getLogger(__name__)
 
-FAITHFULNESS_KINDS: tuple[str, ...] = ("ratio", "normalized")
-
-SearchKind = Literal["fast", "paper", "exhaustive"]
-"""Which search finds the minimal faithful circuit."""
-
-SEARCHES: tuple[str, ...] = ("fast", "paper", "exhaustive")
-
-Evaluate = Callable[[Sequence[int]], Sequence[float]]
-"""Batched curve oracle: faithfulness of the circuits of the given sizes, in order."""
+MASK_BUDGET = 256 * 2**20
+"""Bytes of dense circuit masks handed to one ``evaluate_circuits`` call (bounds memory)."""
 
 
-@dataclass(frozen=True)
-class Baselines:
-    """The reference metrics that turn a circuit's metric into faithfulness.
-
-    Attributes:
-        clean: m(M), the full model's mean metric on the clean prompts.
-        empty: m(∅), the mean metric with every edge ablated.
-        clean_se: Standard error of ``clean`` (per-example std / √n); 0 disables the check.
-        abs_tol: Smallest denominator, in metric units, for which a ratio is defined.
-        n_se: A denominator must also exceed this many standard errors of ``clean``.
-    """
-
-    clean: float
-    empty: float
-    clean_se: float = 0.0
-    abs_tol: float = 1e-3
-    n_se: float = 2.0
-
-    def _defined(self, denominator: float) -> bool:
-        return math.isfinite(denominator) and abs(denominator) >= max(
-            self.abs_tol, self.n_se * self.clean_se
-        )
-
-    @property
-    def ratio_defined(self) -> bool:
-        """Whether m(M) is far enough from 0 for m(C)/m(M) to mean anything."""
-        return self._defined(self.clean)
-
-    @property
-    def normalized_defined(self) -> bool:
-        """Whether m(M) − m(∅) is large enough for the normalised faithfulness."""
-        return self._defined(self.clean - self.empty)
-
-    def ratio(self, metric: float) -> float | None:
-        """The paper's faithfulness m(C)/m(M), or None when undefined."""
-        return metric / self.clean if self.ratio_defined else None
-
-    def normalized(self, metric: float) -> float | None:
-        """(m(C) − m(∅)) / (m(M) − m(∅)), or None when undefined."""
-        if not self.normalized_defined:
-            return None
-        return (metric - self.empty) / (self.clean - self.empty)
-
-    def faithfulness(self, metric: float, kind: FaithfulnessKind) -> float | None:
-        """Faithfulness of the given kind (see :data:`FAITHFULNESS_KINDS`).
-
-        Raises:
-            ValueError: For an unknown kind.
-        """
-        if kind not in _KINDS:
-            raise ValueError(f"unknown faithfulness {kind!r}; choose one of {FAITHFULNESS_KINDS}")
-        return _KINDS[kind](self, metric)
-
-    def defined(self, kind: FaithfulnessKind) -> bool:
-        """Whether faithfulness of this kind is defined."""
-        return self.faithfulness(self.clean, kind) is not None
-
-
-_KINDS = {"ratio": Baselines.ratio, "normalized": Baselines.normalized}
-
-
-@dataclass(frozen=True)
-class AdaptiveConfig:
-    """Parameters of the paper's adaptive search (defaults as in the paper's runs).
-
-    Attributes:
-        threshold: Faithfulness a circuit must exceed (0.8).
-        start: First size scanned (25).
-        end: Scan while size < end (1600); also the fallback size when nothing passes.
-        initial_step: Scan step (25); the logging scan after the crossing uses twice this.
-        step_reduction_factor: Step multiplier near the threshold (0.5).
-        min_step: Smallest step (1).
-        local_search_radius: ± sizes checked around a binary-search midpoint (5).
-        near_fraction: Steps shrink once faithfulness > near_fraction · threshold (0.75).
-        local_tolerance: Local search when |f − threshold| ≤ local_tolerance · threshold (0.1).
-    """
-
-    threshold: float = 0.8
-    start: int = 25
-    end: int = 1600
-    initial_step: int = 25
-    step_reduction_factor: float = 0.5
-    min_step: int = 1
-    local_search_radius: int = 5
-    near_fraction: float = 0.75
-    local_tolerance: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.start < 1 or self.end <= self.start:
-            raise ValueError(f"need 1 <= start < end, got start={self.start}, end={self.end}")
-        if self.initial_step < 1 or self.min_step < 1:
-            raise ValueError(
-                f"steps must be >= 1, got initial_step={self.initial_step}, "
-                f"min_step={self.min_step}"
-            )
-
-
-@dataclass
-class SearchResult:
-    """Outcome of a search.
-
-    Attributes:
-        size: The minimal faithful size n (edges requested from the selection, before pruning);
-            ``end`` when no size passed.
-        passed: Whether some size passed the threshold (False means the fallback was used).
-        values: Faithfulness of every size evaluated.
-        rounds: Calls to the batched oracle (sequential model passes over the data).
-        sizes_evaluated: Sizes sent to the oracle in total (circuits run, before any
-            deduplication of identical circuits by the oracle).
-        reference_evaluations: For the paper's procedure, how many ``evaluate_graph`` calls the
-            original code makes for this curve (its scan, binary/local search, logging scan and
-            the final re-evaluation, duplicates included); None for the exhaustive search.
-        trace: Sizes in the order the paper's procedure asked for them (empty for exhaustive).
-    """
-
-    size: int
-    passed: bool
-    values: dict[int, float] = field(default_factory=dict)
-    rounds: int = 0
-    sizes_evaluated: int = 0
-    reference_evaluations: int | None = None
-    trace: list[int] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------ the paper's procedure
-@dataclass
-class _Request:
-    size: int
-    phase: Literal["scan", "binary", "log"]
-    window: tuple[int, int]  # sizes worth prefetching with this one (inclusive)
-
-
-@dataclass
-class _State:
-    decided: bool = False
-    size: int | None = None
-    passed: bool = False
-
-
-def _adaptive(cfg: AdaptiveConfig, state: _State) -> Generator[_Request, float, None]:
-    """``get_faithfulness_metrics_adaptive`` as a coroutine: yields sizes, receives scores.
-
-    Control flow (circuits-over-time ``get_circuits_over_time.py``, 007e53d): scan from
-    ``start`` while size < ``end``; at the first score > threshold run the binary search on
-    [max(size − step, 1), size] and switch to step 2·initial_step (a logging scan to ``end``).
-    Before that, a reduced step is reset to initial_step when the score is below
-    near_fraction·threshold or below the previous size's score, and the step is multiplied by
-    step_reduction_factor (floor, at least min_step) while the score > near_fraction·threshold.
-    """
-    thr = cfg.threshold
-    near = thr * cfg.near_fraction
-    seen: dict[int, float] = {}
-    step, size, exceeds = cfg.initial_step, cfg.start, False
-    while size < cfg.end:
-        phase = "log" if exceeds else "scan"
-        score = yield _Request(size, phase, (size, min(size + cfg.initial_step, cfg.end - 1)))
-        seen[size] = score
-        if score > thr and not exceeds:
-            exceeds = True
-            binary, found = yield from _binary(cfg, max(size - step, 1), size)
-            state.decided, state.size, state.passed = True, found, True
-            step = cfg.initial_step * 2
-            seen.update(binary)
-        if step < cfg.initial_step and not exceeds and (score < near or score < seen[size - step]):
-            step = max(cfg.initial_step, int(step / cfg.step_reduction_factor))
-        if not exceeds and score > near:
-            step = max(cfg.min_step, int(step * cfg.step_reduction_factor))
-        size += step
-    if not state.decided:
-        state.decided, state.size, state.passed = True, cfg.end, False
-
-
-def _binary(
-    cfg: AdaptiveConfig, start: int, end: int
-) -> Generator[_Request, float, tuple[dict[int, float], int]]:
-    """``get_faithfulness_metrics_binary_search_with_local_search`` (its own memo, ≥ test)."""
-    thr = cfg.threshold
-    seen: dict[int, float] = {}
-
-    def value(size: int) -> Generator[_Request, float, float]:
-        if size not in seen:
-            seen[size] = yield _Request(size, "binary", (start, end))
-        return seen[size]
-
-    low, high, found = start, end, None
-    while low <= high:
-        mid = (low + high) // 2
-        mid_score = yield from value(mid)
-        if mid_score >= thr:
-            found, high = mid, mid - 1
-        else:
-            low = mid + 1
-        if abs(mid_score - thr) <= thr * cfg.local_tolerance:
-            for offset in range(-cfg.local_search_radius, cfg.local_search_radius + 1):
-                local = mid + offset
-                if offset == 0 or not start <= local <= end:
-                    continue
-                local_score = yield from value(local)
-                if local_score >= thr and (found is None or local < found):
-                    found, high = local, local - 1
-                    break
-    return seen, (end if found is None else found)
-
-
-class _Memo:
-    """Faithfulness values by size, filled through the batched oracle; counts rounds."""
-
-    def __init__(self, evaluate: Evaluate) -> None:
-        self.evaluate = evaluate
-        self.values: dict[int, float] = {}
-        self.rounds = 0
-        self.sizes = 0
-
-    def fetch(self, sizes: Iterable[int]) -> None:
-        new = sorted({int(s) for s in sizes} - self.values.keys())
-        if not new:
-            return
-        values = list(self.evaluate(new))
-        if len(values) != len(new):
-            raise ValueError(f"evaluate returned {len(values)} values for {len(new)} sizes")
-        self.values.update(zip(new, (float(v) for v in values), strict=True))
-        self.rounds += 1
-        self.sizes += len(new)
-
-
-def _drive(
-    cfg: AdaptiveConfig,
-    memo: _Memo,
-    prefetch: Callable[[_Request], Iterable[int]],
-    stop_early: bool,
-) -> SearchResult:
-    state = _State()
-    gen = _adaptive(cfg, state)
-    trace: list[int] = []
-    request = next(gen, None)
-    while request is not None:
-        if stop_early and state.decided:
-            break
-        trace.append(request.size)
-        if request.size not in memo.values:
-            memo.fetch([request.size, *prefetch(request)])
-        try:
-            request = gen.send(memo.values[request.size])
-        except StopIteration:
-            request = None
-    assert state.size is not None  # the coroutine always decides before it ends
-    return SearchResult(
-        size=state.size,
-        passed=state.passed,
-        values=dict(memo.values),
-        rounds=memo.rounds,
-        sizes_evaluated=memo.sizes,
-        reference_evaluations=None if stop_early else len(trace) + 1,
-        trace=trace,
-    )
-
-
-def paper_search(evaluate: Evaluate, config: AdaptiveConfig | None = None) -> SearchResult:
-    """The paper's adaptive search, one evaluation per round, run to the end of its scan.
-
-    Reproduces ``get_faithfulness_metrics_adaptive`` (threshold 0.8, start 25, end 1600,
-    initial step 25) with its binary search and ±5 local search, from curt-tigges/
-    circuits-over-time ``get_circuits_over_time.py`` (commit 007e53d); see :func:`_adaptive`.
-    Differences, all documented: sizes already evaluated are not evaluated again (the original
-    re-evaluates inside its binary search and once more for the final circuit; these are counted
-    in ``reference_evaluations``); when nothing passes the size is ``end`` (the original then
-    fails with a ``KeyError`` when it logs ``faithfulness[end]``, a size its scan never reaches).
+class CircuitCurve:
+    """The metric of prune(select(n)) for any size n, evaluated in batches and memoised.
 
     Args:
-        evaluate: Batched curve oracle (here called with one size at a time).
-        config: Search parameters (the paper's by default).
+        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        graph: Its graph.
+        data: The task dataset.
+        order: Selection order (:func:`~circuit_atlas.circuit.selection_order`); size n is the
+            first n edges of it (sizes beyond its length take all of it).
+        ablation: ``patching``, ``mean`` or ``zero``.
+        batch_size: Examples per forward pass.
+        fixpoint: HEAD's iterated pruning (True) or the pinned single pass (False).
+        means: Precomputed mean outputs for ``mean`` ablation.
 
-    Returns:
-        The :class:`SearchResult`; ``values`` holds the whole logged curve.
+    Attributes:
+        metric: Mean task metric by requested size.
+        sizes: ``(edges, nodes)`` of the pruned circuit by requested size.
+        rounds: Calls that ran at least one new circuit (sequential passes over the data).
+        circuits: Distinct circuits run.
+        calls: ``evaluate_circuits`` calls (a round is split to bound memory).
     """
-    cfg = config or AdaptiveConfig()
-    return _drive(cfg, _Memo(evaluate), lambda request: (), stop_early=False)
+
+    def __init__(self, model: Any, graph: Graph, data: Any, order: Tensor, *,
+                 ablation: str = "patching", batch_size: int = 32, fixpoint: bool = True,
+                 means: Tensor | None = None) -> None:
+        self.model, self.graph, self.data, self.order = model, graph, data, order
+        self.ablation, self.batch_size, self.fixpoint, self.means = (
+            ablation, batch_size, fixpoint, means)
+        self.metric: dict[int, float] = {}
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self._by_circuit: dict[bytes, float] = {}
+        self.rounds = self.circuits = self.calls = 0
+        per_mask = graph.n_forward * graph.n_backward * 4
+        self.chunk = max(1, MASK_BUDGET // per_mask)
+
+    def masks(self, sizes: Sequence[int]) -> Tensor:
+        """``(k, n_edges)`` pruned circuits of the given sizes."""
+        return prune_circuit(self.graph, masks_from_order(self.graph, self.order, list(sizes)),
+                     fixpoint=self.fixpoint)
+
+    def __call__(self, sizes: Sequence[int]) -> list[float]:
+        """Mean metric of each size's circuit (new circuits run in one round)."""
+        from circuit_atlas.evaluation import evaluate_circuits
+
+        todo = sorted({int(n) for n in sizes} - self.metric.keys())
+        if todo:
+            masks = self.masks(todo)
+            edges, nodes = circuit_sizes(self.graph, masks)
+            keys = [m.nonzero().flatten().numpy().tobytes() for m in masks]
+            new: dict[bytes, int] = {}
+            for i, key in enumerate(keys):
+                if key not in self._by_circuit and key not in new:
+                    new[key] = i
+            if new:
+                self.rounds += 1
+                rows = list(new.values())
+                for s in range(0, len(rows), self.chunk):
+                    part = rows[s : s + self.chunk]
+                    values = evaluate_circuits(
+                        self.model, self.graph, self.data, masks[part], ablation=self.ablation,
+                        batch_size=self.batch_size, means=self.means,
+                    )
+                    self.calls += 1
+                    for i, v in zip(part, values.tolist(), strict=True):
+                        self._by_circuit[keys[i]] = float(v)
+                self.circuits += len(rows)
+                log.info("evaluated %d circuits for sizes %s…%s", len(rows), todo[0], todo[-1])
+            for i, n in enumerate(todo):
+                self.metric[n] = self._by_circuit[keys[i]]
+                self.sizes[n] = (int(edges[i]), int(nodes[i]))
+        return [self.metric[int(n)] for n in sizes]
 
 
-def fast_search(
-    evaluate: Evaluate, config: AdaptiveConfig | None = None, *, prefetch: Iterable[int] = ()
-) -> SearchResult:
-    """The paper's answer on the same curve, in a few batched rounds.
+def _versions() -> dict[str, str]:
+    import transformers
 
-    The paper's control flow (:func:`_adaptive`) runs unchanged against a memo; only *which*
-    sizes are evaluated together differs, so for any curve f the returned size equals
-    :func:`paper_search`'s (same decisions on the same values). Rounds:
+    from circuit_atlas import __version__
 
-    1. the coarse grid ``start, start + step, … < end`` (the scan's path while the step is
-       not reduced) plus ``prefetch`` (e.g. the logging curve's sizes), in one call;
-    2. on a miss during the reduced-step scan, every size in [size, size + w] with
-       w = initial_step (any path of reduced steps passes only through these), doubling w at
-       each further miss (a curve hovering just under the threshold keeps the paper at step 1
-       for long stretches; doubling bounds the rounds by a logarithm);
-    3. on a miss during the binary search, its whole bracket [size − step, size].
-
-    The search stops as soon as the binary search has decided (the rest of the paper's scan
-    only logs). Typically 2–5 rounds instead of the paper's 40–90 sequential evaluations.
-
-    Args:
-        evaluate: Batched curve oracle.
-        config: Search parameters (the paper's by default).
-        prefetch: Extra sizes evaluated in the first round.
-
-    Returns:
-        The :class:`SearchResult` (``reference_evaluations`` is None: the logging scan is not
-        run; use :func:`paper_search` to count the original's evaluations).
-    """
-    cfg = config or AdaptiveConfig()
-    memo = _Memo(evaluate)
-    memo.fetch([*range(cfg.start, cfg.end, cfg.initial_step), *prefetch])
-
-    scan_misses = 0
-
-    def window(request: _Request) -> range:
-        nonlocal scan_misses
-        lo, hi = request.window
-        if request.phase == "scan":  # repeated misses: double the window each time
-            hi = min(lo + (hi - lo) * 2**scan_misses, cfg.end - 1)
-            scan_misses += 1
-        return range(max(lo, 1), hi + 1)
-
-    return _drive(cfg, memo, window, stop_early=True)
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "circuit_atlas": __version__}
 
 
-def exhaustive_search(
-    evaluate: Evaluate,
-    config: AdaptiveConfig | None = None,
+def _choose(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise UnknownNameError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def find_circuit(
+    model: Any,
+    data: Any,
     *,
-    max_size: int | None = None,
-    chunk: int | None = None,
-    prefetch: Iterable[int] = (),
-) -> SearchResult:
-    """The smallest n in 1…end with f(n) ≥ threshold on the full curve.
+    graph: Graph | None = None,
+    method: str = "EAP-IG-inputs",
+    ig_steps: int = 30,
+    threshold: float = 0.8,
+    search: SearchKind = "fast",
+    selection: Selection = "greedy",
+    ablation: str = "patching",
+    prune: PruneMode = "fixpoint",
+    batch_size: int = 32,
+    max_edges: int = 1600,
+    faithfulness: FaithfulnessKind = "ratio",
+    scores: Tensor | None = None,
+    start: int = 25,
+    step: int = 25,
+    curve_step: int = 50,
+    abs_tol: float = 1e-3,
+    n_se: float = 2.0,
+) -> CircuitResult:
+    """Attribute, select and search: the minimal faithful circuit of ``model`` on ``data``.
 
     Args:
-        evaluate: Batched curve oracle.
-        config: ``threshold`` and ``end`` are used (fallback ``end`` when nothing passes).
-        max_size: Sizes above this (e.g. the number of edges: every larger size is the same
-            circuit) are not evaluated.
-        chunk: Sizes per oracle call (None = all in one call).
-        prefetch: Extra sizes evaluated in the first round.
+        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        data: The task's :class:`~circuit_atlas.tasks.base.TaskDataset`.
+        graph: The model's graph (None = ``model.graph``).
+        method: Attribution method (:data:`circuit_atlas.attribution.METHODS`).
+        ig_steps: Integrated-gradient steps (30 in the paper).
+        threshold: Faithfulness the circuit must reach (0.8).
+        search: ``fast`` (the paper's answer in a few batched rounds), ``paper`` (the paper's
+            adaptive search, one evaluation at a time) or ``exhaustive`` (smallest passing n).
+        selection: ``greedy`` (the paper's) or ``topn``.
+        ablation: How edges outside the circuit are ablated: ``patching`` (the paper's),
+            ``mean`` or ``zero``.
+        prune: ``fixpoint`` (EAP-IG HEAD) or ``single`` (the pinned library); equal for edge
+            circuits.
+        batch_size: Examples per forward pass.
+        max_edges: Largest size searched and the fallback size (``end``, 1600).
+        faithfulness: Which faithfulness drives the search: ``ratio`` (the paper's) or
+            ``normalized``. Both are reported.
+        scores: Precomputed ``(n_edges,)`` attribution scores (skips attribution).
+        start: First size of the paper's scan (25).
+        step: Initial step of the paper's scan (25).
+        curve_step: Spacing of the logged faithfulness curve (50).
+        abs_tol: Smallest denominator for which faithfulness is defined (metric units).
+        n_se: A denominator must also exceed this many standard errors of the clean metric.
 
     Returns:
-        The :class:`SearchResult`.
-    """
-    cfg = config or AdaptiveConfig()
-    top = cfg.end if max_size is None else min(cfg.end, max_size)
-    sizes = list(range(1, top + 1))
-    memo = _Memo(evaluate)
-    step = max(1, chunk or len(sizes))
-    extra = list(prefetch)
-    for i in range(0, max(len(sizes), 1), step):
-        memo.fetch(sizes[i : i + step] + extra)
-        extra = []
-    passing = [n for n in sizes if memo.values[n] >= cfg.threshold]
-    return SearchResult(
-        size=passing[0] if passing else cfg.end,
-        passed=bool(passing),
-        values=dict(memo.values),
-        rounds=memo.rounds,
-        sizes_evaluated=memo.sizes,
-    )
-
-
-_SEARCH_FUNCTIONS: dict[str, Callable[..., SearchResult]] = {
-    "paper": lambda evaluate, config, max_size, prefetch: paper_search(evaluate, config),
-    "fast": lambda evaluate, config, max_size, prefetch: fast_search(
-        evaluate, config, prefetch=prefetch
-    ),
-    "exhaustive": lambda evaluate, config, max_size, prefetch: exhaustive_search(
-        evaluate, config, max_size=max_size, prefetch=prefetch
-    ),
-}
-
-
-def run_search(
-    kind: SearchKind,
-    evaluate: Evaluate,
-    config: AdaptiveConfig | None = None,
-    *,
-    max_size: int | None = None,
-    prefetch: Iterable[int] = (),
-) -> SearchResult:
-    """Run the search named ``kind`` (see :data:`SEARCHES`).
-
-    Args:
-        kind: ``fast``, ``paper`` or ``exhaustive``.
-        evaluate: Batched curve oracle.
-        config: Search parameters (the paper's by default).
-        max_size: Largest distinct size (the number of edges); used by ``exhaustive``.
-        prefetch: Sizes to evaluate in the first round (``fast`` and ``exhaustive``).
+        The :class:`~circuit_atlas.result.CircuitResult`. When the driving faithfulness is
+        undefined (the clean-vs-empty gap is noise) no search runs: the circuit is the fallback
+        size ``max_edges`` and ``settings["note"]`` says why.
 
     Raises:
-        ValueError: For an unknown search.
+        UnknownNameError: For an unknown search, selection, ablation, prune mode, faithfulness
+            or attribution method.
+        ValueError: For a graph that does not match the model, or bad sizes.
     """
-    if kind not in _SEARCH_FUNCTIONS:
-        raise ValueError(f"unknown search {kind!r}; choose one of {SEARCHES}")
-    return _SEARCH_FUNCTIONS[kind](evaluate, config or AdaptiveConfig(), max_size, list(prefetch))
+    from circuit_atlas.attribution import METHODS, attribute
+    from circuit_atlas.evaluation import ABLATIONS, behaviour, mean_outputs
+
+    choices = (("search", search, SEARCHES), ("selection", selection, SELECTIONS),
+               ("ablation", ablation, ABLATIONS), ("prune mode", prune, PRUNE_MODES),
+               ("faithfulness", faithfulness, FAITHFULNESS_KINDS),
+               ("attribution method", method, METHODS))
+    for name, value, valid in choices:
+        _choose(name, value, valid)
+    config = AdaptiveConfig(threshold=threshold, start=start, end=max_edges, initial_step=step)
+    graph = _model_graph(model, graph)
+    timings: dict[str, float] = {}
+    t_all = t = time.perf_counter()
+
+    beh = behaviour(model, data, batch_size=batch_size)
+    timings["behaviour"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if scores is None:
+        scores = attribute(model, graph, data, method=method, ig_steps=ig_steps,
+                           batch_size=batch_size)
+    scores = scores.detach().float().cpu()
+    timings["attribution"] = time.perf_counter() - t
+    t = time.perf_counter()
+    order = selection_order(graph, scores, selection, limit=max_edges)
+    timings["selection"] = time.perf_counter() - t
+    t = time.perf_counter()
+    means = mean_outputs(model, data, batch_size=batch_size) if ablation == "mean" else None
+    curve = CircuitCurve(model, graph, data, order, ablation=ablation, batch_size=batch_size,
+                         fixpoint=prune == "fixpoint", means=means)
+    logged = list(range(curve_step, max_edges + 1, curve_step))
+    grid = list(range(start, max_edges, step)) if search == "fast" else []
+    curve([0, *logged, *grid])  # round 1: the empty circuit, the logged curve, the scan grid
+    clean = beh["clean"]
+    baselines = Baselines(clean=clean["metric"], empty=curve.metric[0],
+                          clean_se=clean["metric_std"] / math.sqrt(max(len(data), 1)),
+                          abs_tol=abs_tol, n_se=n_se)
+    note = None
+    if baselines.defined(faithfulness):
+        found = run_search(search, lambda sizes: [baselines.faithfulness(m, faithfulness)
+                                                   for m in curve(sizes)],
+                           config, max_size=graph.n_edges)
+        n_requested, passed = found.size, found.passed
+    else:
+        found, n_requested, passed = None, max_edges, False
+        note = (f"{faithfulness} faithfulness is undefined (clean {baselines.clean:.4g}, empty "
+                f"{baselines.empty:.4g}, standard error {baselines.clean_se:.3g}): no search, "
+                f"fallback size {max_edges}")
+        log.warning(note)
+    (final_metric,) = curve([n_requested])
+    timings["search"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+
+    in_circuit = curve.masks([n_requested])[0]
+    n_edges, n_nodes = curve.sizes[n_requested]
+    points = [
+        {"n_requested": n, "n_edges": curve.sizes[n][0], "n_nodes": curve.sizes[n][1],
+         "metric": m, "faithfulness": baselines.ratio(m),
+         "faithfulness_normalized": baselines.normalized(m)}
+        for n, m in sorted(curve.metric.items())
+    ]
+    settings = {
+        "method": method, "ig_steps": ig_steps, "threshold": threshold, "search": search,
+        "selection": selection, "ablation": ablation, "prune": prune, "batch_size": batch_size,
+        "max_edges": max_edges, "faithfulness": faithfulness, "start": start, "step": step,
+        "curve_step": curve_step, "abs_tol": abs_tol, "n_se": n_se, "n_examples": len(data),
+        "n_requested": n_requested, "passed": passed, "note": note,
+        "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads,
+                  "parallel_attn_mlp": graph.parallel_residual,
+                  "d_model": getattr(getattr(model, "spec", None), "d_model", None),
+                  "n_edges": graph.n_edges, "n_nodes": graph.n_nodes},
+        "behaviour": beh,
+        "search_stats": {
+            "rounds": curve.rounds, "circuits": curve.circuits, "evaluate_calls": curve.calls,
+            "search_rounds": None if found is None else found.rounds,
+            "sizes_evaluated": None if found is None else found.sizes_evaluated,
+            "reference_evaluations": None if found is None else found.reference_evaluations,
+            "trace": None if found is None else found.trace,
+        },
+    }
+    names = graph.node_names
+    return CircuitResult(
+        task=data.task, metric_kind=data.metric, node_names=list(names),
+        edge_names=list(graph.edge_names),
+        edge_parent=[names[i] for i in graph.edge_parent_node.tolist()],
+        edge_child=[names[i] for i in graph.edge_child_node.tolist()],
+        scores=scores, in_circuit=in_circuit,
+        node_in_circuit=graph.node_mask(in_circuit),
+        n_edges=n_edges, n_nodes=n_nodes,
+        faithfulness=baselines.ratio(final_metric),
+        faithfulness_normalized=baselines.normalized(final_metric),
+        clean_metric=clean["metric"], corrupted_metric=beh["corrupted"]["metric"],
+        empty_metric=baselines.empty, curve=points, settings=settings, versions=_versions(),
+        timings=timings, model=dict(getattr(model, "source", None) or {}),
+    )
+
+
+def _model_graph(model: Any, graph: Graph | None) -> Graph:
+    own = model.graph
+    if graph is None:
+        return own
+    if (graph.n_layers, graph.n_heads, graph.parallel_residual) != (
+        own.n_layers, own.n_heads, own.parallel_residual
+    ):
+        raise ValueError(
+            f"graph ({graph.n_layers} layers × {graph.n_heads} heads) does not match the model "
+            f"({own.n_layers} × {own.n_heads})"
+        )
+    return graph
