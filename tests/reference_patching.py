@@ -149,9 +149,9 @@ def mean_outputs(hf, data):
     return {u: s / count for u, s in sums.items()}
 
 
-def exact_scores(hf, data, edge_names):
-    """Exact patching score of every edge: metric(clean) − metric(only that edge patched)."""
-    everything = set(edge_names)
+def exact_scores(hf, data, all_edges, edge_names):
+    """Exact patching score of ``edge_names``: metric(clean) − metric(only that edge patched)."""
+    everything = set(all_edges)
     base = circuit_metric(hf, data, everything)
     return torch.tensor([base - circuit_metric(hf, data, everything - {e}) for e in edge_names],
                         dtype=torch.float64)

@@ -31,8 +31,11 @@ def test_eap_equals_independent_first_order_reference(setup):
 def test_exact_equals_independent_reference(setup):
     hf, model, data = setup
     ours = attribute(model, None, data, method="exact").double()
-    expected = ref.exact_scores(hf, data, model.graph.edge_names)
-    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-6)
+    subset = torch.randperm(model.graph.n_edges, generator=torch.Generator().manual_seed(0))[:30]
+    names = [model.graph.edge_names[i] for i in subset.tolist()]
+    expected = ref.exact_scores(hf, data, model.graph.edge_names, names)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(ours[subset], expected, atol=1e-6, rtol=1e-6)
 
 
 def test_exact_equals_eap_where_attribution_is_exact(setup):
@@ -85,7 +88,7 @@ def test_ig_with_one_step_is_eap_at_the_corrupted_end(setup):
 def test_ig_converges_to_the_path_integral(setup):
     """IG with many steps approximates the exact effect of patching *all* edges at once."""
     _, model, data = setup
-    ig = attribute(model, None, data, method="EAP-IG-inputs", ig_steps=200)
+    ig = attribute(model, None, data, method="EAP-IG-inputs", ig_steps=50)
     # Sum over edges into the logits and every slot: completeness holds for the input node's
     # edges only when the input is the only interpolated quantity; check the score is finite
     # and correlates with exact patching.
