@@ -1,21 +1,23 @@
 """Indirect Object Identification (IOI) prompts, clean and S2→IO corrupted (PAPER.md §2.1).
 
-Source followed: Callum McDougall's ARENA port of Wang et al.'s generator, ``ioi_dataset.py`` of
-ARENA (the version with string flips ``gen_flipped_prompts("ABB->ABA, BAB->BAA")``, which the
-paper's ``path_patching_cm/ioi_dataset.py`` is a copy of; its text was read from the public copies
-of that file, e.g. hannamw's and callummcdougall's repositories). From it we take, as data:
+Source followed: Callum McDougall's ARENA port of Wang et al.'s generator, ``ioi_dataset.py`` (the
+version with string flips ``gen_flipped_prompts("ABB->ABA, BAB->BAA")``, which the paper's
+``path_patching_cm/ioi_dataset.py`` is a copy of). The ARENA_3.0 repository itself was not in the
+search index; the file was read from public copies of it (callummcdougall/SERIMATS_app and derived
+repositories that keep its names, templates and random draws unchanged). From it we take, as data:
 
 - the 15 ``BABA_TEMPLATES`` and their ``ABBA`` versions (first ``[B]`` and first ``[A]`` swapped);
   ``prompt_type="mixed"`` uses the first 7 of each (``nb_templates // 2`` with 15 templates),
   shuffled;
 - ``PLACES`` (8), ``OBJECTS`` (8) and ``NAMES``. The ARENA list has **109** names (Aaron …
   William), not the 100 names (Michael … Samuel) of Redwood's original ``ioi_dataset.py``; we use
-  the ARENA list, since that is the generator the paper calls;
+  the ARENA list, assuming the paper's unreadable copy kept it (PAPER.md §2.1 says "100 first
+  names" from recollection);
 - the order of random draws of ``IOIDataset(prompt_type="mixed", N, seed)`` with
   ``symmetric=False`` and no prefixes: shuffle the templates, then per prompt choose a template,
   three distinct names (the third is unused), a place and an object. With a tokenizer for which
   every name, place and object is a single token (Pythia's is), the prompts are those of
-  ``IOIDataset(prompt_type="mixed", N=70, seed=42)``.
+  ``IOIDataset(prompt_type="mixed", N=70, seed=42)`` (checked by replaying its draws).
 
 What differs, on purpose:
 
