@@ -175,11 +175,13 @@ def make_dataset(
         DataNotFoundError: If a data file is missing.
     """
     spec = get_task(name)
-    kwargs: dict[str, Any] = dict(options, data_dir=data_dir)
-    if n is not None or spec.default_n is not None:
-        kwargs["n"] = spec.default_n if n is None else n
-    kwargs["seed"] = spec.default_seed if seed is None else seed
-    return spec.builder(tokenizer, **kwargs)
+    return spec.builder(
+        tokenizer,
+        n=spec.default_n if n is None else n,
+        seed=spec.default_seed if seed is None else seed,
+        data_dir=data_dir,
+        **options,
+    )
 
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
