@@ -181,3 +181,18 @@ def test_paper_example_validates():
 def test_local_suite_example_parses():
     study = parse_study(EXAMPLES / "local_suite.toml")
     assert study.models[0].kind == "suite" and len(study.tasks) == 4
+
+
+def test_choices_match_the_engine_registries():
+    from typing import get_args
+
+    from circuit_atlas.attribution import METHODS
+    from circuit_atlas.curve_search import SearchKind
+    from circuit_atlas.evaluation import ABLATIONS
+    from circuit_atlas.study.config import AttributionConfig, CircuitConfig
+
+    fields = AttributionConfig.model_fields
+    assert set(get_args(fields["method"].annotation)) == set(METHODS)
+    assert set(get_args(fields["ablation"].annotation)) == set(ABLATIONS)
+    search = CircuitConfig.model_fields["search"].annotation
+    assert set(get_args(search)) == set(get_args(SearchKind))

@@ -430,7 +430,9 @@ class ResultsStore:
         con = self.connect()
         try:
             relation = con.sql(sql)
-            return relation.df() if relation is not None else pd.DataFrame()
+            if relation is None:  # a statement without a result
+                return pd.DataFrame()
+            return relation.to_arrow_table().to_pandas()
         finally:
             con.close()
 
