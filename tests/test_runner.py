@@ -245,3 +245,16 @@ def test_eap_json_export_equals_circuit_result(root, reference, tmp_path):
     expected = result.to_eap_json()
     assert exported["nodes"] == expected["nodes"] and exported["edges"] == expected["edges"]
     assert exported["cfg"] == {**expected["cfg"], "d_model": 32}
+
+
+def test_failing_commit_is_a_failed_unit(root, reference, monkeypatch, tmp_path):
+    units = plan_units(load_study(root / "study.toml"))[:1]
+    store = ResultsStore(tmp_path / "r", create=True)
+
+    def disk_full(self, unit_id, tables):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ResultsStore, "write_unit", disk_full)
+    summary = run_study(units, store)
+    assert summary.done == 0 and "No space left" in summary.failed[units[0].unit_id]
+    assert store.unit_ids() == set() and list(store.read_state()["failed"]) == [units[0].unit_id]

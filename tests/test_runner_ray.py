@@ -99,3 +99,17 @@ def test_worker_that_always_dies_is_a_failed_unit(ray_local, root, tmp_path):
     assert list(store.read_state()["failed"]) == [units[0].unit_id]
 
 
+
+
+def test_gpu_placement(root):
+    from circuit_atlas.errors import ConfigError
+    from circuit_atlas.study.executors import RayExecutor
+
+    unit = plan_units(load_study(root / "study.toml"), device="cuda:3")[0]
+    placed, gpus = RayExecutor()._placement(unit, {"CPU": 4, "GPU": 2})
+    assert (placed.execution.device, gpus, placed.unit_id) == ("cuda", 1.0, unit.unit_id)
+    with pytest.raises(ConfigError, match="device 'cuda:3' requested but the Ray cluster"):
+        RayExecutor()._placement(unit, {"CPU": 4})
+    auto = plan_units(load_study(root / "study.toml"), device="auto")[0]
+    assert RayExecutor()._placement(auto, {"CPU": 4})[1] == 0.0
+    assert RayExecutor()._placement(auto, {"CPU": 4, "GPU": 1})[1] == 1.0

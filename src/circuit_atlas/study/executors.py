@@ -18,10 +18,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from circuit_atlas.errors import UnknownNameError
+from circuit_atlas.errors import ConfigError, UnknownNameError
 from circuit_atlas.study.cache import CachePolicy
 from circuit_atlas.study.units import Unit
 
@@ -91,8 +91,8 @@ class RayExecutor:
             raised by the unit itself are not retried: they are deterministic, and are recorded
             as the unit's failure.
         num_cpus: CPUs requested per unit.
-        num_gpus: GPUs requested per unit; None: 1 when the unit's device is ``cuda``/``auto``
-            and the cluster has GPUs, else 0.
+        num_gpus: GPUs requested per unit; None: 1 when the unit's device is ``cuda`` (or
+            ``auto`` and the cluster has GPUs), else 0.
         max_in_flight: Units submitted at once (None: as many as the cluster can run).
         init_kwargs: Extra keyword arguments of ``ray.init``.
     """
@@ -109,12 +109,23 @@ class RayExecutor:
         self.max_in_flight = max_in_flight
         self.init_kwargs = dict(init_kwargs or {})
 
-    def _gpus(self, unit: Unit, resources: dict[str, float]) -> float:
-        if self.num_gpus is not None:
-            return self.num_gpus
+    def _placement(self, unit: Unit, resources: dict[str, float]) -> tuple[Unit, float]:
+        """Return the unit as the worker should run it and the GPUs to request for it.
+
+        ``cuda``/``cuda:N`` requests one GPU and runs on the GPU Ray assigns (``cuda``); ``auto``
+        requests one GPU when the cluster has any.
+
+        Raises:
+            ConfigError: If the unit's device is ``cuda`` but the cluster has no GPU.
+        """
         device = unit.execution.device
-        wants_cuda = device.startswith("cuda") or device == "auto"
-        return 1.0 if wants_cuda and resources.get("GPU", 0) > 0 else 0.0
+        has_gpu = resources.get("GPU", 0) > 0
+        if device.startswith("cuda"):
+            if not has_gpu:
+                raise ConfigError(f"device {device!r} requested but the Ray cluster has no GPU")
+            unit = replace(unit, execution=replace(unit.execution, device="cuda"))
+        gpus = 1.0 if device.startswith("cuda") or (device == "auto" and has_gpu) else 0.0
+        return unit, gpus if self.num_gpus is None else self.num_gpus
 
     def run(self, units: Sequence[Unit], engine: Any, cache: CachePolicy | None,
             on_start: OnStart, on_progress: Any = None) -> Iterator[Outcome]:
@@ -135,12 +146,12 @@ class RayExecutor:
             while queue or in_flight:
                 while queue and len(in_flight) < cap:
                     unit = queue.pop(0)
-                    gpus = self._gpus(unit, resources)
+                    placed, gpus = self._placement(unit, resources)
                     if gpus:
                         cap = min(cap, max(1, int(resources.get("GPU", 1) // gpus)))
                     ref = remote.options(num_cpus=self.num_cpus, num_gpus=gpus,
                                          max_retries=self.max_retries, retry_exceptions=False,
-                                         name=f"unit {unit.label}").remote(unit, engine, cache)
+                                         name=f"unit {unit.label}").remote(placed, engine, cache)
                     in_flight[ref] = unit
                     on_start(unit)
                 ready, _ = ray.wait(list(in_flight), num_returns=1)

@@ -384,7 +384,11 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
                                   bars.on_progress if runner.reports_tasks else None):
             unit = outcome.unit
             if outcome.error is None:
-                store.write_unit(unit.unit_id, outcome.tables)
+                try:
+                    store.write_unit(unit.unit_id, outcome.tables)
+                except Exception as exc:  # noqa: BLE001 - the unit fails, the run goes on
+                    outcome.error, outcome.traceback = format_exception(exc)
+            if outcome.error is None:
                 store.clear_state(unit.unit_id)
                 summary.done += 1
                 logger.info("unit %s (%s) committed", unit.label, unit.unit_id)
