@@ -198,3 +198,145 @@ def test_faithfulness_undefined_when_gap_is_noise():
     gap_only = Baselines(clean=1.0, empty=0.9995)  # ratio defined, normalised not
     assert gap_only.ratio(0.5) == 0.5 and gap_only.normalized(0.5) is None
     assert Baselines(clean=float("nan"), empty=0.0).ratio(1.0) is None
+
+
+# ----------------------------------------------------------------------------- find_circuit
+def _self_labelled(model, seed=2, n=12, pos=8):
+    """A toy task with a real signal: the corrupted prompt is resampled, and the answer/wrong
+    tokens are those whose logit difference the corruption moves most."""
+    import dataclasses
+
+    import torch
+
+    from circuit_atlas.evaluation import task_logits
+    from tests.tiny import dataset
+
+    data = dataset(n=n, pos=pos, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1000)  # not the generator of the clean prompts
+    corrupted = torch.where(data.clean > 0, torch.randint(2, 64, data.clean.shape, generator=g), 0)
+    data = dataclasses.replace(data, corrupted=corrupted)
+    diff = task_logits(model, data) - task_logits(model, data, corrupted=True)
+    return dataclasses.replace(data, answer=diff.argmax(-1), wrong=diff.argmin(-1))
+
+
+@pytest.fixture(scope="module")
+def tiny_task():
+    import torch
+
+    from circuit_atlas.attribution import attribute
+    from tests.tiny import hf_model, patchable
+
+    model = patchable(hf_model(layers=4, heads=4, seed=3, dtype=torch.float32))  # 463 edges
+    data = _self_labelled(model, n=10)
+    scores = attribute(model, None, data, method="EAP-IG-inputs", ig_steps=5)
+    return model, data, scores
+
+
+def test_fast_equals_paper_and_reference_on_a_real_tiny_model(tiny_task):
+    import torch
+
+    from circuit_atlas.circuit import greedy_order, masks_from_order, prune
+    from circuit_atlas.evaluation import evaluate_circuits
+    from circuit_atlas.search import find_circuit
+
+    model, data, scores = tiny_task
+    kw = dict(scores=scores, max_edges=200)
+    paper = find_circuit(model, data, search="paper", **kw)
+    fast = find_circuit(model, data, search="fast", **kw)
+    # Independent path: the whole curve 1..200 in one batched call, fed to the literal
+    # reference search (the paper's driver evaluates one size per call, the fast one batches).
+    graph, clean = model.graph, paper.clean_metric
+    order = greedy_order(graph, scores)
+    masks = prune(graph, masks_from_order(graph, order, list(range(1, 201))))
+    table = (evaluate_circuits(model, graph, data, masks) / clean).tolist()
+
+    def f(n):
+        return table[n - 1]
+
+    ref_size, passed, _, ref_calls = reference_adaptive(f, end=200)
+    assert passed and paper.settings["passed"] and fast.settings["passed"]
+    assert paper.settings["n_requested"] == fast.settings["n_requested"] == ref_size
+    assert torch.equal(paper.in_circuit, fast.in_circuit)
+    assert paper.settings["search_stats"]["reference_evaluations"] == ref_calls
+    assert fast.settings["search_stats"]["rounds"] <= 4 < paper.settings["search_stats"]["rounds"]
+    for result in (paper, fast):
+        assert result.faithfulness >= 0.8
+        torch.testing.assert_close(
+            result.faithfulness, f(result.settings["n_requested"]), atol=1e-6, rtol=0
+        )
+
+
+def test_find_circuit_result_is_consistent(tiny_task):
+    import torch
+
+    from circuit_atlas.circuit import circuit_nodes, prune, select_greedy
+    from circuit_atlas.search import find_circuit
+
+    model, data, scores = tiny_task
+    r = find_circuit(model, data, scores=scores, max_edges=300, curve_step=100)
+    exhaustive = find_circuit(model, data, scores=scores, max_edges=80, search="exhaustive")
+    assert exhaustive.settings["passed"]
+    assert exhaustive.settings["n_requested"] <= r.settings["n_requested"]
+    assert exhaustive.faithfulness >= 0.8
+    assert all(p["faithfulness"] < 0.8 for p in exhaustive.curve
+               if p["n_requested"] < exhaustive.settings["n_requested"])
+    graph = model.graph
+    n = r.settings["n_requested"]
+    assert torch.equal(r.in_circuit, prune(graph, select_greedy(graph, scores, n)))
+    assert torch.equal(r.node_in_circuit, circuit_nodes(graph, r.in_circuit))
+    assert (r.n_edges, r.n_nodes) == (int(r.in_circuit.sum()), int(r.node_in_circuit.sum()))
+    assert r.edge_child[graph.edge_names.index("a0.h1->a2.h3<q>")] == "a2.h3"
+    sizes = [p["n_requested"] for p in r.curve]
+    assert sizes == sorted(sizes) and {0, 100, 200, 300} <= set(sizes)
+    empty = r.curve[0]
+    assert empty["n_edges"] == 0 and empty["faithfulness_normalized"] == pytest.approx(0.0)
+    torch.testing.assert_close(r.empty_metric, r.corrupted_metric, atol=1e-5, rtol=0)
+    expected = (r.curve[sizes.index(n)]["metric"] - r.empty_metric) / (
+        r.clean_metric - r.empty_metric
+    )
+    assert r.faithfulness_normalized == pytest.approx(expected)
+    assert set(r.timings) == {"behaviour", "attribution", "selection", "search", "total"}
+    assert {"torch", "transformers", "circuit_atlas", "python"} <= set(r.versions)
+    assert r.settings["graph"]["n_edges"] == graph.n_edges == len(r.edge_names)
+
+
+@pytest.mark.parametrize("ablation", ["mean", "zero"])
+def test_other_ablations_and_normalized_search(tiny_task, ablation):
+    from circuit_atlas.search import find_circuit
+
+    model, data, scores = tiny_task
+    r = find_circuit(model, data, scores=scores, ablation=ablation, faithfulness="normalized",
+                     max_edges=100, selection="topn", prune="single")
+    assert r.settings["ablation"] == ablation and r.settings["selection"] == "topn"
+    if r.settings["passed"]:
+        assert r.faithfulness_normalized >= 0.8
+    else:
+        assert r.settings["n_requested"] == 100
+
+
+def test_undefined_faithfulness_skips_the_search(tiny_task):
+    import dataclasses
+
+    from circuit_atlas.search import find_circuit
+
+    model, data, scores = tiny_task
+    same = dataclasses.replace(data, wrong=data.answer)  # metric identically 0
+    r = find_circuit(model, same, scores=scores, max_edges=100)
+    assert r.faithfulness is None and r.faithfulness_normalized is None
+    assert not r.settings["passed"] and r.settings["n_requested"] == 100
+    assert "undefined" in r.settings["note"] and "undefined" in r.summary()
+
+
+def test_find_circuit_runs_attribution_and_rejects_bad_options(tiny_task):
+    from circuit_atlas.graph import Graph
+    from circuit_atlas.search import find_circuit
+
+    model, data, _ = tiny_task
+    r = find_circuit(model, data, method="EAP", max_edges=60)
+    assert r.scores.shape == (model.graph.n_edges,) and r.scores.abs().sum() > 0
+    with pytest.raises(UnknownNameError, match="unknown search 'quick'"):
+        find_circuit(model, data, search="quick")
+    with pytest.raises(UnknownNameError, match="unknown ablation 'resample'"):
+        find_circuit(model, data, ablation="resample")
+    with pytest.raises(ValueError, match="does not match the model"):
+        find_circuit(model, data, graph=Graph(2, 2))
