@@ -18,10 +18,14 @@ class ProgressBars:
         total: Units in the plan.
         initial: Units already done before the run (shown as done, excluded from the ETA rate).
         enabled: Draw the bars; when False every method is a no-op.
+        unit_bars: Also draw the task bar of the unit in flight (only when one unit runs at a
+            time and its tasks are reported, i.e. the local executor).
     """
 
-    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True) -> None:
+    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True,
+                 unit_bars: bool = True) -> None:
         self.enabled = enabled
+        self.unit_bars = unit_bars
         self._unit_bar: Any = None
         self._overall: Any = None
         if enabled:
@@ -33,7 +37,7 @@ class ProgressBars:
 
     def start(self, unit: Any) -> None:
         """A unit started: open its task bar (only one unit in flight is shown)."""
-        if not self.enabled:
+        if not (self.enabled and self.unit_bars):
             return
         if self._unit_bar is not None:
             self._unit_bar.close()

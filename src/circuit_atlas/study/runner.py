@@ -371,7 +371,8 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
         logger.info("run %s: %d units planned, %d already done, %d to run with %s",
                     run_id, len(units), summary.skipped, len(pending), executor)
         runner = make_executor(executor, **(executor_options or {}))
-        bars = ProgressBars(len(units), summary.skipped, enabled=progress)
+        bars = ProgressBars(len(units), summary.skipped, enabled=progress,
+                            unit_bars=runner.reports_tasks)
 
         def on_start(unit: Unit) -> None:
             store.mark_state(unit.unit_id, "running", {
