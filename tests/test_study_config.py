@@ -196,3 +196,20 @@ def test_choices_match_the_engine_registries():
     assert set(get_args(fields["ablation"].annotation)) == set(ABLATIONS)
     search = CircuitConfig.model_fields["search"].annotation
     assert set(get_args(search)) == set(get_args(SearchKind))
+
+
+def test_local_suite_example_plans_over_a_suite(tmp_path):
+    (tmp_path / "examples").mkdir()
+    study_file = tmp_path / "examples" / "local_suite.toml"
+    study_file.write_text((EXAMPLES / "local_suite.toml").read_text())
+    for size, steps in {"s": [0, 100, 200], "m": [0, 200]}.items():
+        for step in steps:
+            ckpt = tmp_path / "suites" / "tiny" / size / f"step{step}"
+            ckpt.mkdir(parents=True)
+            (ckpt / "config.json").write_text("{}")
+    units = plan_units(load_study(study_file))
+    assert [(u.checkpoint.model, u.checkpoint.step) for u in units] == [
+        ("tiny-m", 0), ("tiny-m", 200), ("tiny-s", 0), ("tiny-s", 100), ("tiny-s", 200)]
+    assert all(len(u.settings.tasks) == 4 for u in units)
+    study = load_study(study_file)
+    assert study.resolve_path(study.results) == (tmp_path / "results" / "local-suite").resolve()
