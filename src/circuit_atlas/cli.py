@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import typer
 
+from circuit_atlas.circuit_cli import register as _register_circuit_command
 from circuit_atlas.study.cli import register as _register_study_commands
+from circuit_atlas.training.cli import register as _register_training_commands
 
 __all__ = ["app", "main"]
 
@@ -25,7 +27,9 @@ def _root() -> None:
     """Find and track LLM circuits across training checkpoints and model scale."""
 
 
+_register_circuit_command(app)  # circuit (circuit_atlas.circuit_cli)
 _register_study_commands(app)  # run, status, report, export (circuit_atlas.study.cli)
+_register_training_commands(app)  # train (circuit_atlas.training.cli)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""The ``circuit-atlas circuit`` command: one model, one task, its minimal faithful circuit.
+
+Thin wrapper: load the model (:func:`circuit_atlas.models.sources.load_model`), build the task
+(:func:`circuit_atlas.tasks.make_dataset`), run :func:`circuit_atlas.search.find_circuit`,
+print the behaviour and the circuit, and write the result directory
+(:meth:`circuit_atlas.result.CircuitResult.save`, plus ``eap_graph.json`` in EAP-IG's format).
+:func:`register` adds the command to the top-level Typer app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from circuit_atlas.errors import CircuitAtlasError, ModelSourceError
+
+__all__ = ["EAP_JSON_FILE", "circuit", "register"]
+
+EAP_JSON_FILE = "eap_graph.json"
+"""The circuit in hannamw/EAP-IG's graph JSON format, next to the result files."""
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
+
+
+def _label(model: str | None, step: int | None, model_path: Path | None, task: str) -> str:
+    base = model if model else (model_path.resolve().name if model_path else "model")
+    parts = [base] + ([f"step{step}"] if step is not None else []) + [task]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
+
+
+def circuit(
+    task: Annotated[str, typer.Option(help="Task: ioi, greater-than, gender-pronoun, sva or custom.")],  # noqa: E501
+    out: Annotated[Path, typer.Option(help="Directory for the result; it is written to OUT/<model>-<step>-<task>.")],  # noqa: E501
+    model: Annotated[str | None, typer.Option(help="Pythia model name from the hub (e.g. pythia-160m).")] = None,  # noqa: E501
+    step: Annotated[int | None, typer.Option(help="Training step of the checkpoint (default: the last).")] = None,  # noqa: E501
+    model_path: Annotated[Path | None, typer.Option(help="Local Hugging Face GPT-NeoX directory (instead of --model).")] = None,  # noqa: E501
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (default: $CIRCUIT_ATLAS_DATA, ../shared/data).")] = None,  # noqa: E501
+    cache_dir: Annotated[Path | None, typer.Option(help="Hugging Face hub cache directory.")] = None,  # noqa: E501
+    n: Annotated[int | None, typer.Option(help="Number of task examples (default: the task's).")] = None,  # noqa: E501
+    seed: Annotated[int | None, typer.Option(help="Task seed (default: the task's).")] = None,
+    custom_path: Annotated[Path | None, typer.Option(help="CSV/JSONL file of a custom task (with --task custom).")] = None,  # noqa: E501
+    method: Annotated[str, typer.Option(help="Attribution: EAP-IG-inputs, EAP-IG-activations, EAP, clean-corrupted, exact.")] = "EAP-IG-inputs",  # noqa: E501
+    ig_steps: Annotated[int, typer.Option(help="Integrated-gradient steps.")] = 30,
+    threshold: Annotated[float, typer.Option(help="Faithfulness the circuit must reach.")] = 0.8,
+    search: Annotated[str, typer.Option(help="Search: fast (the paper's answer, batched), paper, exhaustive.")] = "fast",  # noqa: E501
+    selection: Annotated[str, typer.Option(help="Selection: greedy (the paper's) or topn.")] = "greedy",  # noqa: E501
+    ablation: Annotated[str, typer.Option(help="Ablation of edges outside the circuit: patching, mean, zero.")] = "patching",  # noqa: E501
+    faithfulness: Annotated[str, typer.Option(help="Faithfulness driving the search: ratio (the paper's) or normalized.")] = "ratio",  # noqa: E501
+    max_edges: Annotated[int, typer.Option(help="Largest circuit size searched (edges).")] = 1600,
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 32,
+    device: Annotated[str | None, typer.Option(help="Device (default: cuda if available, else cpu).")] = None,  # noqa: E501
+    dtype: Annotated[str | None, typer.Option(help="Weights dtype: float32 (default), bfloat16, float16.")] = None,  # noqa: E501
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+) -> None:
+    """Find the minimal faithful circuit of one checkpoint on one task."""
+    from circuit_atlas.models.sources import load_model
+    from circuit_atlas.search import find_circuit
+    from circuit_atlas.tasks import make_dataset
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        if (model is None) == (model_path is None):
+            raise ModelSourceError("give exactly one of --model NAME and --model-path DIR")
+        loaded = load_model(model, step=step, path=model_path, device=device, dtype=dtype,
+                            data_dir=data_dir, cache_dir=cache_dir)
+        if loaded.tokenizer is None:
+            raise ModelSourceError(f"model {model or model_path} has no tokenizer")
+        options = {} if custom_path is None else {"path": str(custom_path)}
+        data = make_dataset(task, loaded.tokenizer, n=n, seed=seed, data_dir=data_dir, **options)
+        result = find_circuit(loaded, data, method=method, ig_steps=ig_steps,
+                              threshold=threshold, search=search, selection=selection,
+                              ablation=ablation, faithfulness=faithfulness,
+                              batch_size=batch_size, max_edges=max_edges)
+    except CircuitAtlasError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    target = out / _label(model, step if step is not None else result.model.get("step"),
+                          model_path, task)
+    result.save(target)
+    (target / EAP_JSON_FILE).write_text(json.dumps(result.to_eap_json()))
+    unit = "logits" if result.metric_kind == "logit_diff" else "probability"
+    stats = result.settings["search_stats"]
+    typer.echo(f"task {task} ({len(data)} examples, {result.metric_kind} in {unit})")
+    typer.echo(f"clean metric      {result.clean_metric:.4f}")
+    typer.echo(f"corrupted metric  {result.corrupted_metric:.4f}")
+    typer.echo(f"circuit: {result.n_edges} edges, {result.n_nodes} nodes "
+               f"(n = {result.settings['n_requested']} requested; graph {len(result.edge_names)}"
+               f" edges, {len(result.node_names)} nodes)")
+    typer.echo(f"faithfulness m(C)/m(M)                {_fmt(result.faithfulness)}")
+    typer.echo(f"faithfulness (m(C)-m(0))/(m(M)-m(0))  {_fmt(result.faithfulness_normalized)}")
+    if result.settings.get("note"):
+        typer.echo(f"note: {result.settings['note']}")
+    elif not result.settings["passed"]:
+        typer.echo(f"note: no circuit up to {max_edges} edges reached {threshold}; "
+                   f"fallback size {max_edges}")
+    typer.echo(f"{search} search: {stats['rounds']} rounds, {stats['circuits']} circuits "
+               f"evaluated; {result.timings['total']:.1f} s")
+    typer.echo(f"result written to {target}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``circuit`` to a Typer app."""
+    app.command("circuit")(circuit)
