@@ -30,14 +30,19 @@ def _fmt(value: float | None) -> str:
 
 
 def _label(model: str | None, step: int | None, model_path: Path | None, task: str) -> str:
-    base = model if model else (model_path.resolve().name if model_path else "model")
-    parts = [base] + ([f"step{step}"] if step is not None else []) + [task]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
+    """``<model>-step<N>-<task>`` (hub) or ``[<parent>-]<dir>-<task>`` (local directory)."""
+    if model_path is not None:
+        path = model_path.resolve()
+        is_step = re.fullmatch(r"step\d+", path.name) is not None
+        parts = [path.parent.name, path.name] if is_step else [path.name]
+    else:
+        parts = [model or "model"] + ([f"step{step}"] if step is not None else [])
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join([*parts, task]))
 
 
 def circuit(
     task: Annotated[str, typer.Option(help="Task: ioi, greater-than, gender-pronoun, sva or custom.")],  # noqa: E501
-    out: Annotated[Path, typer.Option(help="Directory for the result; it is written to OUT/<model>-<step>-<task>.")],  # noqa: E501
+    out: Annotated[Path, typer.Option(help="Directory for the result; it is written to OUT/<model>-step<N>-<task>.")],  # noqa: E501
     model: Annotated[str | None, typer.Option(help="Pythia model name from the hub (e.g. pythia-160m).")] = None,  # noqa: E501
     step: Annotated[int | None, typer.Option(help="Training step of the checkpoint (default: the last).")] = None,  # noqa: E501
     model_path: Annotated[Path | None, typer.Option(help="Local Hugging Face GPT-NeoX directory (instead of --model).")] = None,  # noqa: E501
@@ -82,8 +87,7 @@ def circuit(
     except CircuitAtlasError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from None
-    target = out / _label(model, step if step is not None else result.model.get("step"),
-                          model_path, task)
+    target = out / _label(model, result.model.get("step", step), model_path, task)
     result.save(target)
     (target / EAP_JSON_FILE).write_text(json.dumps(result.to_eap_json()))
     unit = "logits" if result.metric_kind == "logit_diff" else "probability"

@@ -1,0 +1,84 @@
+"""``circuit-atlas circuit`` in process, on a local random-init GPT-NeoX directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from circuit_atlas.circuit_cli import EAP_JSON_FILE
+from circuit_atlas.cli import app
+from circuit_atlas.result import CircuitResult
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, pythia_tokenizer):
+    from circuit_atlas.models.configs import save_random_checkpoint, tiny_config
+
+    return save_random_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "step100", tiny_config(), seed=0,
+        tokenizer=pythia_tokenizer,
+    )
+
+
+def test_circuit_command_writes_a_loadable_result(checkpoint, data_dir, tmp_path):
+    args = ["circuit", "--model-path", str(checkpoint), "--task", "gender-pronoun",
+            "--out", str(tmp_path), "--data-dir", str(data_dir), "--n", "8", "--ig-steps", "2",
+            "--batch-size", "8", "--max-edges", "150", "--device", "cpu"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "clean metric" in out and "corrupted metric" in out
+    assert "faithfulness m(C)/m(M)" in out and "edges," in out and "nodes" in out
+    target = tmp_path / f"{checkpoint.parent.name}-step100-gender-pronoun"
+    assert f"result written to {target}" in out.replace("\n", "")
+    result = CircuitResult.load(target)
+    assert result.task == "gender-pronoun" and result.metric_kind == "logit_diff"
+    assert result.settings["n_examples"] == 8 and result.settings["ig_steps"] == 2
+    assert result.model["kind"] in {"local", "suite"}
+    shown = "undefined" if result.faithfulness is None else f"{result.faithfulness:.4f}"
+    assert f"faithfulness m(C)/m(M)                {shown}" in out
+    assert f"clean metric      {result.clean_metric:.4f}" in out
+    eap = json.loads((target / EAP_JSON_FILE).read_text())
+    assert eap["cfg"]["n_layers"] == 2 and len(eap["edges"]) == len(result.edge_names)
+
+
+def test_custom_task_and_paper_search(checkpoint, data_dir, tmp_path):
+    rows = [
+        {"clean": "When Mary and John went to the store, John gave a drink to",
+         "corrupted": "When Mary and John went to the store, Mary gave a drink to",
+         "answer": " Mary", "wrong_answer": " John"},
+        {"clean": "When Anna and Paul went to the park, Paul gave a book to",
+         "corrupted": "When Anna and Paul went to the park, Anna gave a book to",
+         "answer": " Anna", "wrong_answer": " Paul"},
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    args = ["circuit", "--model-path", str(checkpoint), "--task", "custom",
+            "--custom-path", str(path), "--out", str(tmp_path / "out"), "--ig-steps", "1",
+            "--search", "paper", "--max-edges", "60", "--data-dir", str(data_dir)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "task custom (2 examples" in res.output and "paper search" in res.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "exactly one of --model NAME and --model-path DIR"),
+        (["--model", "pythia-70m", "--model-path", "."], "exactly one of --model"),
+        (["--model-path", "{ckpt}", "--task", "no-such-task"], "unknown task 'no-such-task'"),
+        (["--model-path", "{ckpt}", "--search", "smart"], "unknown search 'smart'"),
+    ],
+)
+def test_errors_exit_2_and_name_the_value(checkpoint, data_dir, tmp_path, extra, message):
+    extra = [a.replace("{ckpt}", str(checkpoint)) for a in extra]
+    task = [] if "--task" in extra else ["--task", "sva"]
+    args = ["circuit", *task, "--out", str(tmp_path), "--data-dir", str(data_dir),
+            "--n", "4", *extra]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert message in res.output
