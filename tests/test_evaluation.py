@@ -83,3 +83,21 @@ def test_bad_arguments(setup):
         evaluate_circuits(model, g, data, torch.ones(g.n_edges, dtype=torch.bool), ablation="resample")
     with pytest.raises(ValueError, match="3 edges"):
         evaluate_circuits(model, g, data, torch.ones(3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("ablation", ["patching", "mean", "zero"])
+def test_cached_evaluator_equals_one_shot(setup, ablation):
+    from circuit_atlas.evaluation import CircuitEvaluator
+
+    _, model, data = setup
+    g = model.graph
+    masks = torch.rand(4, g.n_edges, generator=torch.Generator().manual_seed(6)) > 0.5
+    evaluator = CircuitEvaluator(model, data, ablation=ablation, batch_size=2)
+    first = evaluator(masks)
+    second = evaluator(masks)  # served from the cached corrupted run
+    one_shot = evaluate_circuits(model, g, data, masks, ablation=ablation, batch_size=2)
+    torch.testing.assert_close(first, one_shot, atol=1e-9, rtol=0)
+    torch.testing.assert_close(second, one_shot, atol=1e-9, rtol=0)
+    if ablation == "patching":
+        n_batches = len(evaluator.batches)
+        assert evaluator.passes == n_batches + 2 * n_batches  # corrupted runs only once

@@ -22,6 +22,7 @@ from circuit_atlas.tasks.base import TaskDataset, behaviour_metrics, metric_valu
 __all__ = [
     "ABLATIONS",
     "Ablation",
+    "CircuitEvaluator",
     "behaviour",
     "evaluate_circuits",
     "mean_outputs",
@@ -130,6 +131,101 @@ def mean_outputs(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int 
     return (total / count).to(model.dtype)[:, None, None, :]
 
 
+class CircuitEvaluator:
+    """Evaluates circuits on one dataset repeatedly, caching what does not depend on the circuit.
+
+    The alternative values (the corrupted run's forward-slot outputs for ``patching``, the means
+    for ``mean``) are computed once and kept while they fit in ``cache_budget`` bytes; beyond
+    that, the corrupted run is recomputed per call. Use it when many circuits are evaluated on
+    the same data (the minimal-circuit search).
+
+    Args:
+        model: The model.
+        data: The task dataset.
+        ablation: ``patching`` (the paper's interchange ablation), ``mean`` or ``zero``.
+        batch_size: Examples per forward pass (before multiplying by circuits per pass).
+        memory_budget: Bytes for the per-pass buffer of slot differences; bounds how many
+            circuits run together in one forward.
+        cache_budget: Bytes allowed for cached corrupted-run activations.
+
+    Raises:
+        ValueError: For an unknown ablation.
+    """
+
+    def __init__(
+        self,
+        model: PatchableGPTNeoX,
+        data: TaskDataset,
+        *,
+        ablation: Ablation = "patching",
+        batch_size: int = 32,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        cache_budget: int = 2**30,
+    ) -> None:
+        if ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
+        self.model = model
+        self.graph = model.graph
+        self.data = data
+        self.ablation = ablation
+        self.batch_size = batch_size
+        self.memory_budget = memory_budget
+        self.batches = [batch.to(model.device) for batch in data.batches(batch_size)]
+        self.means = mean_outputs(model, data, batch_size=batch_size) if ablation == "mean" else None
+        elem = torch.finfo(model.dtype).bits // 8
+        per_batch = [self.graph.n_forward * b.clean.numel() * model.spec.d_model * elem
+                     for b in self.batches]
+        self._cache: dict[int, Tensor] | None = {} if sum(per_batch) <= cache_budget else None
+        self.passes = 0
+        """Model forward passes run so far (corrupted runs and circuit runs, per batch)."""
+
+    def _alt(self, i: int, batch: TaskDataset) -> Tensor | None:
+        if self.ablation == "mean":
+            return self.means
+        if self.ablation == "zero":
+            return None
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        _, alt = record_outputs(self.model, batch.corrupted, batch.metric_positions)
+        self.passes += 1
+        if self._cache is not None:
+            self._cache[i] = alt
+        return alt
+
+    @torch.no_grad()
+    def __call__(self, edge_masks: Tensor) -> Tensor:
+        """Mean task metric of each circuit: ``(k, n_edges)`` bool → ``(k,)`` float32.
+
+        Raises:
+            ValueError: If the masks do not have one entry per edge.
+        """
+        g = self.graph
+        model = self.model
+        if edge_masks.shape[-1] != g.n_edges:
+            raise ValueError(
+                f"edge masks have {edge_masks.shape[-1]} edges, the graph has {g.n_edges}"
+            )
+        masks = edge_masks.reshape(-1, g.n_edges)
+        keep_all = g.dense(masks.to(device=model.device, dtype=model.dtype))  # (k, f, s)
+        n_k = masks.shape[0]
+        totals = torch.zeros(n_k, dtype=torch.float64)
+        elem = torch.finfo(model.dtype).bits // 8
+        for i, batch in enumerate(self.batches):
+            b, p = batch.clean.shape
+            per_circuit = g.n_forward * b * p * model.spec.d_model * elem * 2
+            chunk = max(1, min(n_k, self.memory_budget // max(per_circuit, 1)))
+            alt = self._alt(i, batch)
+            for start in range(0, n_k, chunk):
+                keep = keep_all[start : start + chunk]
+                k = keep.shape[0]
+                patch = Patch(keep, alt, broadcast=self.ablation == "mean")
+                logits = model.run(batch.clean, batch.metric_positions, patch=patch)
+                self.passes += 1
+                vals = metric_values(logits.view(k * b, -1), _repeat(batch, k))
+                totals[start : start + k] += vals.view(k, b).sum(1).double().cpu()
+        return (totals / len(self.data)).float()
+
+
 def evaluate_circuits(
     model: PatchableGPTNeoX,
     graph: Graph | None,
@@ -139,9 +235,11 @@ def evaluate_circuits(
     ablation: Ablation = "patching",
     batch_size: int = 32,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    means: Tensor | None = None,
 ) -> Tensor:
     """Mean task metric of each circuit's run, with every other edge ablated.
+
+    A one-shot :class:`CircuitEvaluator`; use the class to evaluate many circuits on the same
+    data without recomputing the corrupted run.
 
     Args:
         model: The model.
@@ -153,49 +251,21 @@ def evaluate_circuits(
         batch_size: Examples per forward pass (before multiplying by circuits per pass).
         memory_budget: Bytes for the per-pass activation buffer; bounds how many circuits run
             together in one forward.
-        means: Precomputed :func:`mean_outputs` for ``mean`` ablation.
 
     Returns:
-        ``(k,)`` float32 mean metric per circuit (logits or probabilities, per the task).
-        An all-True mask gives the clean metric m(M); all-False the empty circuit m(∅).
+        ``(k,)`` float32 mean metric per circuit (logits or probabilities, per the task), or a
+        0-d tensor for a single ``(n_edges,)`` mask. An all-True mask gives the clean metric
+        m(M); all-False the empty circuit m(∅).
 
     Raises:
-        ValueError: For an unknown ablation or masks of the wrong size.
+        ValueError: For an unknown ablation, a graph that is not the model's, or masks of the
+            wrong size.
     """
-    g = _check(model, graph)
-    if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
-    single = edge_masks.dim() == 1
-    masks = edge_masks[None] if single else edge_masks
-    if masks.shape[-1] != g.n_edges:
-        raise ValueError(f"edge masks have {masks.shape[-1]} edges, the graph has {g.n_edges}")
-    keep_all = g.dense(masks.to(device=model.device, dtype=model.dtype))  # (k, f, s)
-    if ablation == "mean" and means is None:
-        means = mean_outputs(model, data, batch_size=batch_size)
-    n_k = masks.shape[0]
-    totals = torch.zeros(n_k, dtype=torch.float64)
-    d = model.spec.d_model
-    elem = torch.finfo(model.dtype).bits // 8
-    with torch.no_grad():
-        for batch in data.batches(batch_size):
-            batch = batch.to(model.device)
-            b, p = batch.clean.shape
-            per_circuit = g.n_forward * b * p * d * elem * 3
-            chunk = max(1, min(n_k, memory_budget // max(per_circuit, 1)))
-            if ablation == "patching":
-                _, alt = record_outputs(model, batch.corrupted, batch.metric_positions)
-            elif ablation == "mean":
-                alt = means
-            else:
-                alt = None
-            for start in range(0, n_k, chunk):
-                keep = keep_all[start : start + chunk]
-                k = keep.shape[0]
-                logits = model.run(batch.clean, batch.metric_positions, patch=Patch(keep, alt, broadcast=ablation == "mean"))
-                vals = metric_values(logits.view(k * b, -1), _repeat(batch, k))
-                totals[start : start + k] += vals.view(k, b).sum(1).double().cpu()
-    out = (totals / len(data)).float()
-    return out[0] if single else out
+    _check(model, graph)
+    evaluator = CircuitEvaluator(model, data, ablation=ablation, batch_size=batch_size,
+                                 memory_budget=memory_budget, cache_budget=0)
+    out = evaluator(edge_masks)
+    return out[0] if edge_masks.dim() == 1 else out
 
 
 def _repeat(data: TaskDataset, k: int) -> TaskDataset:

@@ -280,19 +280,18 @@ class PatchableGPTNeoX(nn.Module):
         k = 1 if patch is None else patch.keep.shape[0]
         if k > 1:
             x = x.repeat(k, 1, 1)
-        outs = None
-        delta_fn = None
+        deltas = None
         if patch is not None:
-            outs = x.new_empty((g.n_forward, k * b, p, d))
-            delta_fn = _delta_fn(patch, outs, k, b)
+            # deltas[u] = out_u − alt_u, the change that dropping an edge from u makes
+            deltas = x.new_empty((g.n_forward, k * b, p, d))
 
         def emit(first: int, out: Tensor) -> Tensor:
             if edit_output is not None:
                 out = edit_output(first, out)
             if record is not None:
                 record[first : first + out.shape[0]] = out.detach()
-            if outs is not None:
-                outs[first : first + out.shape[0]] = out
+            if deltas is not None:
+                _store_delta(deltas, first, out, patch, k, b)
             return out
 
         x = emit(0, x.unsqueeze(0))[0]
@@ -304,7 +303,7 @@ class PatchableGPTNeoX(nn.Module):
             s0 = g.layer_backward_start(layer)
             n_slots = 3 * h + 1
             if patch is not None:
-                slot_in = resid.unsqueeze(0) - delta_fn(f0, s0, n_slots, patch.keep)
+                slot_in = resid.unsqueeze(0) - _correction(deltas, patch.keep, f0, s0, n_slots, k)
             elif slot_hook is not None:
                 slot_in = resid.unsqueeze(0).expand(n_slots, -1, -1, -1) * 1.0
                 slot_in.register_hook(_bind(slot_hook, s0))
@@ -325,7 +324,9 @@ class PatchableGPTNeoX(nn.Module):
                 if slot_in is not None and patch is None:
                     mlp_in = mlp_in + attn
                 elif patch is not None:  # sequential residual: the MLP also reads this layer's heads
-                    mlp_in = (resid + attn).unsqueeze(0) - delta_fn(f0, s0 + 3 * h, 1, patch.keep, extra=h)
+                    mlp_in = (resid + attn).unsqueeze(0) - _correction(
+                        deltas, patch.keep, f0 + h, s0 + 3 * h, 1, k
+                    )
                     mlp_in = mlp_in[0]
                 else:
                     mlp_in = resid + attn
@@ -337,7 +338,7 @@ class PatchableGPTNeoX(nn.Module):
         pos = positions.to(resid.device).repeat(k)
         final = resid[rows, pos]  # (k·b, d)
         if patch is not None:
-            final = final - _logit_delta(patch, outs, g, k, b, rows, pos)
+            final = final - _logit_correction(deltas, patch.keep, g, k, rows, pos)
         elif slot_hook is not None:
             final = final.unsqueeze(0) * 1.0
             final.register_hook(_bind_logits(slot_hook, g.logits_backward, b, p, rows, pos))
@@ -369,40 +370,32 @@ def _bind_logits(hook: SlotHook, first: int, b: int, p: int, rows: Tensor, pos: 
     return fn
 
 
-def _delta_fn(patch: Patch, outs: Tensor, k: int, b: int):
-    """Return f(f0, s0, n_slots, keep) → ``(n_slots, k·b, p, d)`` correction to subtract.
-
-    The correction for slot s is Σ_u (1 − keep[u, s]) · (out_u − alt_u) over parents u < f0.
-    """
-    alt = patch.alt
-
-    def fn(f0: int, s0: int, n_slots: int, keep: Tensor, extra: int = 0) -> Tensor:
-        n_u = f0 + extra
-        _, kb, p, d = outs.shape
-        if alt is None:
-            diff = outs[:n_u].view(n_u, k, b * p * d)
-        elif patch.broadcast:  # mean ablation: alt broadcast over batch and positions
-            diff = (outs[:n_u] - alt[:n_u]).view(n_u, k, b * p * d)
-        else:
-            diff = outs[:n_u].view(n_u, k, b * p * d) - alt[:n_u].reshape(n_u, 1, b * p * d)
-        drop = 1.0 - keep[:, :n_u, s0 : s0 + n_slots].to(outs.dtype)  # (k, n_u, n_slots)
-        corr = torch.bmm(drop.transpose(1, 2), diff.transpose(0, 1))  # (k, n_slots, b·p·d)
-        return corr.view(k, n_slots, b, p, d).transpose(0, 1).reshape(n_slots, kb, p, d)
-
-    return fn
-
-
-def _logit_delta(patch: Patch, outs: Tensor, g: Graph, k: int, b: int, rows, pos) -> Tensor:
-    """Correction ``(k·b, d)`` to the logits slot input at the read positions."""
-    cur = outs[:, rows, pos]  # (f, k·b, d)
+def _store_delta(deltas: Tensor, first: int, out: Tensor, patch: Patch, k: int, b: int) -> None:
+    """Write out − alt for forward slots ``first…`` into ``deltas`` ``(f, k·b, p, d)``."""
+    n = out.shape[0]
+    target = deltas[first : first + n]
     if patch.alt is None:
-        diff = cur
+        target.copy_(out)
     elif patch.broadcast:
-        diff = cur - patch.alt[:, 0, 0][:, None, :]
+        torch.sub(out, patch.alt[first : first + n], out=target)
     else:
-        alt = patch.alt[:, rows[:b], pos[:b]]  # (f, b, d)
-        diff = cur - alt.repeat(1, k, 1)
-    f, kb, d = diff.shape
-    drop = 1.0 - patch.keep[:, :, g.logits_backward].to(outs.dtype)  # (k, f)
-    diff = diff.view(f, k, b, d)
-    return torch.einsum("kf,fkbd->kbd", drop, diff).reshape(kb, d)
+        _, kb, p, d = out.shape
+        alt = patch.alt[first : first + n].unsqueeze(1)  # (n, 1, b, p, d)
+        torch.sub(out.view(n, k, b, p, d), alt, out=target.view(n, k, b, p, d))
+
+
+def _correction(deltas: Tensor, keep: Tensor, n_u: int, s0: int, n_slots: int, k: int) -> Tensor:
+    """Σ_u (1 − keep[u, s]) · delta_u over parents u < n_u, for slots s0…: ``(s, k·b, p, d)``."""
+    _, kb, p, d = deltas.shape
+    drop = 1.0 - keep[:, :n_u, s0 : s0 + n_slots].to(deltas.dtype)  # (k, n_u, s)
+    cur = deltas[:n_u].view(n_u, k, (kb // k) * p * d).transpose(0, 1)  # (k, n_u, b·p·d)
+    corr = torch.bmm(drop.transpose(1, 2), cur)  # (k, s, b·p·d)
+    return corr.view(k, n_slots, kb // k, p, d).transpose(0, 1).reshape(n_slots, kb, p, d)
+
+
+def _logit_correction(deltas: Tensor, keep: Tensor, g: Graph, k: int, rows, pos) -> Tensor:
+    """Correction ``(k·b, d)`` to the logits slot input at the read positions."""
+    cur = deltas[:, rows, pos]  # (f, k·b, d)
+    f, kb, d = cur.shape
+    drop = 1.0 - keep[:, :, g.logits_backward].to(deltas.dtype)  # (k, f)
+    return torch.einsum("kf,fkbd->kbd", drop, cur.view(f, k, kb // k, d)).reshape(kb, d)
