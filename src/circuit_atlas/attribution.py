@@ -112,21 +112,22 @@ def _accumulate(model, g: Graph, batch: TaskDataset, scores: Tensor, method: str
                 steps_per_pass: int | None) -> int:
     """Add Σ_points Σ_examples ⟨diff, grad⟩ of one batch to ``scores``; return points per example."""
     b, p = batch.clean.shape
-    _, clean_out = record_outputs(model, batch.clean, batch.metric_positions)
     _, corr_out = record_outputs(model, batch.corrupted, batch.metric_positions)
-    diff = (corr_out - clean_out).float()  # (f, b, p, d)
     h = g.n_heads
-
-    def slot_hook(first: int, grad: Tensor) -> None:
-        # grad (s, r·b, p, d): sum the r stacked points first (the score is linear in grad).
-        s = grad.shape[0]
-        grad = grad.float().view(s, -1, b, p, grad.shape[-1]).sum(1)
-        if first == g.logits_backward:
-            n_u = g.n_forward
-        else:
-            layer = first // (3 * h + 1)
-            n_u = g.layer_forward_start(layer) + (0 if g.parallel_residual else h)
-        scores[:n_u, first : first + s] += torch.einsum("ubpd,sbpd->us", diff[:n_u], grad)
+    if method == "EAP":
+        # The single gradient point is the clean run itself: record it in the same pass.
+        clean_out = torch.empty_like(corr_out)
+        state = {"diff": None}
+        hook = _score_hook(g, scores, b, p, state)
+        with torch.enable_grad():
+            logits = model.run(batch.clean, batch.metric_positions, slot_hook=hook,
+                               record=clean_out)
+            state["diff"] = (corr_out - clean_out).float()
+            (-metric_values(logits, batch).sum()).backward()
+        return 1
+    _, clean_out = record_outputs(model, batch.clean, batch.metric_positions)
+    state = {"diff": (corr_out - clean_out).float()}  # (f, b, p, d)
+    slot_hook = _score_hook(g, scores, b, p, state)
 
     if method == "EAP-IG-activations":
         return _ig_activations(model, g, batch, clean_out, corr_out, slot_hook, m, steps_per_pass)
@@ -147,6 +148,25 @@ def _accumulate(model, g: Graph, batch: TaskDataset, scores: Tensor, method: str
             loss = -metric_values(logits, _tile(batch, r)).sum()
             loss.backward()
     return len(alphas)
+
+
+def _score_hook(g: Graph, scores: Tensor, b: int, p: int, state: dict):
+    """Slot hook adding ⟨diff_u, grad_s⟩ into ``scores[u, s]`` (``state["diff"]`` read lazily)."""
+    h = g.n_heads
+
+    def hook(first: int, grad: Tensor) -> None:
+        # grad (s, r·b, p, d): sum the r stacked points first (the score is linear in grad).
+        s = grad.shape[0]
+        grad = grad.float().view(s, -1, b, p, grad.shape[-1]).sum(1)
+        if first == g.logits_backward:
+            n_u = g.n_forward
+        else:
+            layer = first // (3 * h + 1)
+            n_u = g.layer_forward_start(layer) + (0 if g.parallel_residual else h)
+        diff = state["diff"]
+        scores[:n_u, first : first + s] += torch.einsum("ubpd,sbpd->us", diff[:n_u], grad)
+
+    return hook
 
 
 def _ig_activations(model, g: Graph, batch: TaskDataset, clean_out: Tensor, corr_out: Tensor,
