@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 
 def _weights(hf):
@@ -153,8 +152,9 @@ def exact_scores(hf, data, all_edges, edge_names):
     """Exact patching score of ``edge_names``: metric(clean) − metric(only that edge patched)."""
     everything = set(all_edges)
     base = circuit_metric(hf, data, everything)
-    return torch.tensor([base - circuit_metric(hf, data, everything - {e}) for e in edge_names],
-                        dtype=torch.float64)
+    return torch.tensor(
+        [base - circuit_metric(hf, data, everything - {e}) for e in edge_names], dtype=torch.float64
+    )
 
 
 def eap_scores(hf, data, edge_names):
@@ -172,8 +172,9 @@ def eap_scores(hf, data, edge_names):
         base_logits, _ = run(hf, data.clean[i, :n], n - 1)
         base = float(logit_diff(base_logits, int(data.answer[i]), int(data.wrong[i])))
         for e in edge_names:
-            logits, _ = run(hf, data.clean[i, :n], n - 1, keep=lambda u, v, e=e: f"{u}->{v}" != e,
-                            alt=alt)
+            logits, _ = run(
+                hf, data.clean[i, :n], n - 1, keep=lambda u, v, e=e: f"{u}->{v}" != e, alt=alt
+            )
             val = float(logit_diff(logits, int(data.answer[i]), int(data.wrong[i])))
             scores[e] += (base - val) / eps
     del cfg

@@ -27,7 +27,10 @@ def test_full_circuit_is_clean_and_empty_is_corrupted(setup):
         float(evaluate_circuits(model, g, data, full)), beh["clean"]["metric"], atol=1e-6, rtol=0
     )
     torch.testing.assert_close(
-        float(evaluate_circuits(model, g, data, ~full)), beh["corrupted"]["metric"], atol=1e-6, rtol=0
+        float(evaluate_circuits(model, g, data, ~full)),
+        beh["corrupted"]["metric"],
+        atol=1e-6,
+        rtol=0,
     )
 
 
@@ -80,7 +83,9 @@ def test_bad_arguments(setup):
     _, model, data = setup
     g = model.graph
     with pytest.raises(ValueError, match="unknown ablation 'resample'"):
-        evaluate_circuits(model, g, data, torch.ones(g.n_edges, dtype=torch.bool), ablation="resample")
+        evaluate_circuits(
+            model, g, data, torch.ones(g.n_edges, dtype=torch.bool), ablation="resample"
+        )
     with pytest.raises(ValueError, match="3 edges"):
         evaluate_circuits(model, g, data, torch.ones(3, dtype=torch.bool))
 

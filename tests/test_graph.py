@@ -39,7 +39,13 @@ def test_names_follow_eap_ig_convention():
     g = Graph(2, 2)
     assert g.node_names == ("input", "a0.h0", "a0.h1", "m0", "a1.h0", "a1.h1", "m1", "logits")
     names = set(g.edge_names)
-    assert {"input->a0.h1<q>", "a0.h1->a1.h0<k>", "m0->a1.h1<v>", "m1->logits", "input->logits"} <= names
+    assert {
+        "input->a0.h1<q>",
+        "a0.h1->a1.h0<k>",
+        "m0->a1.h1<v>",
+        "m1->logits",
+        "input->logits",
+    } <= names
     assert not any(n.startswith("logits") for n in names)
     assert len(names) == g.n_edges
 

@@ -9,13 +9,28 @@ from circuit_atlas.models.neox import PatchableGPTNeoX
 from circuit_atlas.tasks.base import TaskDataset
 
 
-def hf_model(*, layers=2, heads=4, d_model=32, vocab=64, parallel=True, seed=0, scale=6.0,
-             dtype=torch.float64):
+def hf_model(
+    *,
+    layers=2,
+    heads=4,
+    d_model=32,
+    vocab=64,
+    parallel=True,
+    seed=0,
+    scale=6.0,
+    dtype=torch.float64,
+):
     """A random HF GPT-NeoX whose weights are scaled up so that behaviour is far from linear."""
     torch.manual_seed(seed)
-    cfg = GPTNeoXConfig(hidden_size=d_model, num_attention_heads=heads, num_hidden_layers=layers,
-                        intermediate_size=4 * d_model, vocab_size=vocab,
-                        use_parallel_residual=parallel, max_position_embeddings=64)
+    cfg = GPTNeoXConfig(
+        hidden_size=d_model,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        intermediate_size=4 * d_model,
+        vocab_size=vocab,
+        use_parallel_residual=parallel,
+        max_position_embeddings=64,
+    )
     hf = GPTNeoXForCausalLM(cfg).eval().to(dtype)
     with torch.no_grad():
         for name, p in hf.named_parameters():
@@ -41,8 +56,8 @@ def dataset(vocab=64, n=5, pos=6, seed=1, metric="logit_diff"):
     lengths = torch.randint(pos - 2, pos + 1, (n,), generator=g)
     lengths[0] = pos
     for i in range(n):
-        clean[i, lengths[i]:] = 0
-        corrupted[i, lengths[i]:] = 0
+        clean[i, lengths[i] :] = 0
+        corrupted[i, lengths[i] :] = 0
     answer = torch.randint(2, vocab, (n,), generator=g)
     wrong = (answer + 1 + torch.randint(0, vocab - 3, (n,), generator=g)) % (vocab - 2) + 2
     kw = {}

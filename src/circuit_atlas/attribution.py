@@ -44,7 +44,13 @@ log = logging.getLogger(__name__)
 Method = Literal["EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact"]
 """Attribution methods (names as in hannamw/EAP-IG HEAD)."""
 
-METHODS: tuple[str, ...] = ("EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact")
+METHODS: tuple[str, ...] = (
+    "EAP",
+    "EAP-IG-inputs",
+    "EAP-IG-activations",
+    "clean-corrupted",
+    "exact",
+)
 
 
 def attribute(
@@ -108,20 +114,31 @@ def _points(method: str, m: int) -> list[float]:
     return [1.0 - k / m for k in range(m)]  # EAP-IG-inputs: e_corr + (k/m)(e_clean − e_corr)
 
 
-def _accumulate(model, g: Graph, batch: TaskDataset, scores: Tensor, method: str, m: int,
-                steps_per_pass: int | None) -> int:
-    """Add Σ_points Σ_examples ⟨diff, grad⟩ of one batch to ``scores``; return points per example."""
+def _accumulate(
+    model,
+    g: Graph,
+    batch: TaskDataset,
+    scores: Tensor,
+    method: str,
+    m: int,
+    steps_per_pass: int | None,
+) -> int:
+    """Add Σ_points Σ_examples ⟨diff, grad⟩ of one batch to ``scores``.
+
+    Returns:
+        The number of gradient points per example.
+    """
     b, p = batch.clean.shape
     _, corr_out = record_outputs(model, batch.corrupted, batch.metric_positions)
-    h = g.n_heads
     if method == "EAP":
         # The single gradient point is the clean run itself: record it in the same pass.
         clean_out = torch.empty_like(corr_out)
         state = {"diff": None}
         hook = _score_hook(g, scores, b, p, state)
         with torch.enable_grad():
-            logits = model.run(batch.clean, batch.metric_positions, slot_hook=hook,
-                               record=clean_out)
+            logits = model.run(
+                batch.clean, batch.metric_positions, slot_hook=hook, record=clean_out
+            )
             state["diff"] = (corr_out - clean_out).float()
             (-metric_values(logits, batch).sum()).backward()
         return 1
@@ -136,8 +153,9 @@ def _accumulate(model, g: Graph, batch: TaskDataset, scores: Tensor, method: str
     e_clean = model.embed(batch.clean)
     e_corr = model.embed(batch.corrupted)
     for start in range(0, len(alphas), per_pass):
-        chunk = torch.tensor(alphas[start : start + per_pass], dtype=e_clean.dtype,
-                             device=e_clean.device)
+        chunk = torch.tensor(
+            alphas[start : start + per_pass], dtype=e_clean.dtype, device=e_clean.device
+        )
         r = len(chunk)
         embed = e_clean[None] + chunk[:, None, None, None] * (e_corr - e_clean)[None]
         embed = embed.reshape(r * b, p, -1)
@@ -169,8 +187,16 @@ def _score_hook(g: Graph, scores: Tensor, b: int, p: int, state: dict):
     return hook
 
 
-def _ig_activations(model, g: Graph, batch: TaskDataset, clean_out: Tensor, corr_out: Tensor,
-                    slot_hook, m: int, steps_per_pass: int | None) -> int:
+def _ig_activations(
+    model,
+    g: Graph,
+    batch: TaskDataset,
+    clean_out: Tensor,
+    corr_out: Tensor,
+    slot_hook,
+    m: int,
+    steps_per_pass: int | None,
+) -> int:
     """EAP-IG-activations: interpolate one component group's output at a time."""
     h = g.n_heads
     groups = [(0, 1)]
@@ -182,22 +208,28 @@ def _ig_activations(model, g: Graph, batch: TaskDataset, clean_out: Tensor, corr
     per_pass = steps_per_pass or max(1, min(m, (4 * 32) // max(b, 1)))
     for first, size in groups:
         for start in range(0, m, per_pass):
-            chunk = torch.tensor(alphas[start : start + per_pass], dtype=model.dtype,
-                                 device=model.device)
+            chunk = torch.tensor(
+                alphas[start : start + per_pass], dtype=model.dtype, device=model.device
+            )
             r = len(chunk)
             clean_g = clean_out[first : first + size]  # (size, b, p, d)
             corr_g = corr_out[first : first + size]
-            mixed = chunk[None, :, None, None, None] * clean_g[:, None] + (
-                1 - chunk[None, :, None, None, None]
-            ) * corr_g[:, None]
+            mixed = (
+                chunk[None, :, None, None, None] * clean_g[:, None]
+                + (1 - chunk[None, :, None, None, None]) * corr_g[:, None]
+            )
             mixed = mixed.reshape(size, r * b, *clean_g.shape[2:])
 
             def edit(f: int, out: Tensor, first=first, mixed=mixed) -> Tensor:
                 return mixed if f == first else out
 
             with torch.enable_grad():
-                logits = model.run(batch.clean.repeat(r, 1), batch.metric_positions.repeat(r),
-                                   slot_hook=slot_hook, edit_output=edit)
+                logits = model.run(
+                    batch.clean.repeat(r, 1),
+                    batch.metric_positions.repeat(r),
+                    slot_hook=slot_hook,
+                    edit_output=edit,
+                )
                 loss = -metric_values(logits, _tile(batch, r)).sum()
                 loss.backward()
     return len(groups) * m  # the reference divides by its total_steps = (1 + 2L)·m

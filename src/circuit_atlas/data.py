@@ -45,7 +45,9 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if data_dir is not None:
         path = Path(data_dir).expanduser()
         if not path.is_dir():
-            raise DataNotFoundError(f"data directory {str(path)!r} (from --data-dir) does not exist")
+            raise DataNotFoundError(
+                f"data directory {str(path)!r} (from --data-dir) does not exist"
+            )
         return path.resolve()
     env = os.environ.get(DATA_ENV_VAR)
     if env:

@@ -56,8 +56,9 @@ def _check(model: PatchableGPTNeoX, graph: Graph | None) -> Graph:
 
 
 @torch.no_grad()
-def task_logits(model: PatchableGPTNeoX, data: TaskDataset, *, corrupted: bool = False,
-                batch_size: int = 32) -> Tensor:
+def task_logits(
+    model: PatchableGPTNeoX, data: TaskDataset, *, corrupted: bool = False, batch_size: int = 32
+) -> Tensor:
     """Logits ``(n, vocab)`` at each example's metric position, float32.
 
     Args:
@@ -92,7 +93,9 @@ def behaviour(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int = 3
 
 
 @torch.no_grad()
-def record_outputs(model: PatchableGPTNeoX, tokens: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+def record_outputs(
+    model: PatchableGPTNeoX, tokens: Tensor, positions: Tensor
+) -> tuple[Tensor, Tensor]:
     """Run ``tokens`` and record every forward slot's output.
 
     Args:
@@ -104,8 +107,9 @@ def record_outputs(model: PatchableGPTNeoX, tokens: Tensor, positions: Tensor) -
         ``(logits (b, vocab), outputs (n_forward, b, p, d_model))`` in the model dtype.
     """
     b, p = tokens.shape
-    buf = torch.empty((model.graph.n_forward, b, p, model.spec.d_model), dtype=model.dtype,
-                      device=model.device)
+    buf = torch.empty(
+        (model.graph.n_forward, b, p, model.spec.d_model), dtype=model.dtype, device=model.device
+    )
     logits = model.run(tokens, positions, record=buf)
     return logits, buf
 
@@ -124,7 +128,9 @@ def mean_outputs(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int 
         batch = batch.to(model.device)
         _, outs = record_outputs(model, batch.clean, batch.metric_positions)
         p = outs.shape[2]
-        valid = (torch.arange(p, device=outs.device)[None, :] < batch.lengths[:, None]).to(outs.dtype)
+        valid = (torch.arange(p, device=outs.device)[None, :] < batch.lengths[:, None]).to(
+            outs.dtype
+        )
         s = torch.einsum("fbpd,bp->fd", outs.float(), valid.float())
         total = s if total is None else total + s
         count += int(valid.sum())
@@ -171,10 +177,13 @@ class CircuitEvaluator:
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         self.batches = [batch.to(model.device) for batch in data.batches(batch_size)]
-        self.means = mean_outputs(model, data, batch_size=batch_size) if ablation == "mean" else None
+        self.means = (
+            mean_outputs(model, data, batch_size=batch_size) if ablation == "mean" else None
+        )
         elem = torch.finfo(model.dtype).bits // 8
-        per_batch = [self.graph.n_forward * b.clean.numel() * model.spec.d_model * elem
-                     for b in self.batches]
+        per_batch = [
+            self.graph.n_forward * b.clean.numel() * model.spec.d_model * elem for b in self.batches
+        ]
         self._cache: dict[int, Tensor] | None = {} if sum(per_batch) <= cache_budget else None
         self.passes = 0
         """Model forward passes run so far (corrupted runs and circuit runs, per batch)."""
@@ -262,8 +271,14 @@ def evaluate_circuits(
             wrong size.
     """
     _check(model, graph)
-    evaluator = CircuitEvaluator(model, data, ablation=ablation, batch_size=batch_size,
-                                 memory_budget=memory_budget, cache_budget=0)
+    evaluator = CircuitEvaluator(
+        model,
+        data,
+        ablation=ablation,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+        cache_budget=0,
+    )
     out = evaluator(edge_masks)
     return out[0] if edge_masks.dim() == 1 else out
 

@@ -122,7 +122,7 @@ class Graph:
     # ----------------------------------------------------------------- names and tables
     @cached_property
     def node_names(self) -> tuple[str, ...]:
-        """Node names in node order: ``input``, per layer ``a{l}.h{h}`` then ``m{l}``, ``logits``."""
+        """Node names: ``input``, per layer ``a{l}.h{h}`` then ``m{l}``, then ``logits``."""
         names = ["input"]
         for layer in range(self.n_layers):
             names += [f"a{layer}.h{h}" for h in range(self.n_heads)]
@@ -218,7 +218,10 @@ class Graph:
         """
         lead = values.shape[:-1]
         out = torch.full(
-            (*lead, self.n_forward * self.n_backward), fill, dtype=values.dtype, device=values.device
+            (*lead, self.n_forward * self.n_backward),
+            fill,
+            dtype=values.dtype,
+            device=values.device,
         )
         flat = (self.edge_src * self.n_backward + self.edge_dst).to(values.device)
         out[..., flat] = values

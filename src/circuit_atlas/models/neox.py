@@ -104,7 +104,9 @@ class PatchableGPTNeoX(nn.Module):
         self.W_U = nn.Parameter(torch.zeros(d, v))
         rot = int(spec.d_head * spec.rotary_pct)
         self.rotary_dims = rot - rot % 2
-        inv = 1.0 / (spec.rotary_base ** (torch.arange(0, self.rotary_dims, 2).float() / max(rot, 1)))
+        inv = 1.0 / (
+            spec.rotary_base ** (torch.arange(0, self.rotary_dims, 2).float() / max(rot, 1))
+        )
         self.register_buffer("inv_freq", inv, persistent=False)
         self.requires_grad_(False)
 
@@ -199,7 +201,9 @@ class PatchableGPTNeoX(nn.Module):
         x = self._ln(qkv_in, lw.ln1_w, lw.ln1_b)
         if qkv_in.shape[0] == 1:  # one shared input: one fused GEMM for q, k and v
             w = lw.W_qkv.permute(2, 0, 1, 3).reshape(d, 3 * h * e)
-            qkv = (x.reshape(b * p, d) @ w).view(b * p, 3, h, e).permute(1, 2, 0, 3)  # (3, h, bp, e)
+            qkv = (
+                (x.reshape(b * p, d) @ w).view(b * p, 3, h, e).permute(1, 2, 0, 3)
+            )  # (3, h, bp, e)
         else:
             qkv = torch.matmul(x.reshape(3 * h, b * p, d), lw.W_qkv.reshape(3 * h, d, e))
             qkv = qkv.view(3, h, b * p, e)
@@ -219,7 +223,11 @@ class PatchableGPTNeoX(nn.Module):
         """MLP output ``(..., d)`` from its input before LayerNorm ``(..., d)``."""
         lw = self.layers[layer]
         hidden = self._ln(x, lw.ln2_w, lw.ln2_b) @ lw.W_in + lw.b_in
-        act = F.gelu(hidden) if self.spec.hidden_act == "gelu" else _ACTS[self.spec.hidden_act](hidden)
+        act = (
+            F.gelu(hidden)
+            if self.spec.hidden_act == "gelu"
+            else _ACTS[self.spec.hidden_act](hidden)
+        )
         return act @ lw.W_out + lw.b_out
 
     def unembed(self, resid: Tensor) -> Tensor:
@@ -323,7 +331,9 @@ class PatchableGPTNeoX(nn.Module):
             else:
                 if slot_in is not None and patch is None:
                     mlp_in = mlp_in + attn
-                elif patch is not None:  # sequential residual: the MLP also reads this layer's heads
+                elif (
+                    patch is not None
+                ):  # sequential residual: the MLP also reads this layer's heads
                     mlp_in = (resid + attn).unsqueeze(0) - _correction(
                         deltas, patch.keep, f0 + h, s0 + 3 * h, 1, k
                     )

@@ -80,12 +80,16 @@ class TaskDataset:
         for name in ("lengths", "answer", "wrong"):
             t = getattr(self, name)
             if t.shape != (n,):
-                raise TaskDataError(f"task {self.task!r}: {name} has shape {tuple(t.shape)}, want ({n},)")
+                raise TaskDataError(
+                    f"task {self.task!r}: {name} has shape {tuple(t.shape)}, want ({n},)"
+                )
         if n and (self.lengths.min() < 1 or self.lengths.max() > self.clean.shape[1]):
             raise TaskDataError(f"task {self.task!r}: lengths outside [1, {self.clean.shape[1]}]")
         if self.metric == "prob_diff":
             if self.group_tokens is None or self.group_signs is None:
-                raise TaskDataError(f"task {self.task!r}: prob_diff needs group_tokens and group_signs")
+                raise TaskDataError(
+                    f"task {self.task!r}: prob_diff needs group_tokens and group_signs"
+                )
             if self.group_signs.shape != (n, self.group_tokens.shape[0]):
                 raise TaskDataError(
                     f"task {self.task!r}: group_signs shape {tuple(self.group_signs.shape)} != "
@@ -162,8 +166,8 @@ def metric_values(logits: Tensor, data: TaskDataset) -> Tensor:
         data: The dataset (or batch) the logits belong to.
 
     Returns:
-        ``(n,)`` float32 (float64 for float64 logits): logit differences (logits) or probability differences (probabilities
-        in [-1, 1]), depending on ``data.metric``.
+        ``(n,)`` float32 (float64 for float64 logits): logit differences (logits) or
+        probability differences (probabilities in [-1, 1]), depending on ``data.metric``.
 
     Source: ``compute_logit_diff`` / ``compute_probability_diff(mode="group_sum")`` in
     curt-tigges/circuits-over-time ``utils/metrics.py``.
