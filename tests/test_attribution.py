@@ -38,9 +38,11 @@ def test_exact_equals_independent_reference(setup):
     torch.testing.assert_close(ours[subset], expected, atol=1e-6, rtol=1e-6)
 
 
-def test_exact_equals_eap_where_attribution_is_exact(setup):
+@pytest.mark.parametrize("parallel", [True, False])
+def test_exact_equals_eap_where_attribution_is_exact(parallel):
     """A corrupted run infinitesimally close to the clean one: exact patching == EAP."""
-    _, model, data = setup
+    model = patchable(hf_model(layers=2, heads=2, d_model=16, seed=8, parallel=parallel))
+    data = dataset(n=3, pos=5, seed=4)
     g = model.graph
     eap = attribute(model, g, data, method="EAP").double()
     _, clean = record_outputs(model, data.clean, data.metric_positions)

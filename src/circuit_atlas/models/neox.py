@@ -182,42 +182,45 @@ class PatchableGPTNeoX(nn.Module):
         rotated = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
         return torch.cat((x_rot * cos + rotated * sin, x_pass), dim=-1)
 
-    def _heads(self, layer: int, qkv_in: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
-        """Per-head attention outputs.
+    def _qkv(self, layer: int, qkv_in: Tensor) -> Tensor:
+        """Per-head q, k and v ``(3, h, b, p, e)`` from their slot inputs before LayerNorm.
 
         Args:
             layer: Layer index.
-            qkv_in: Inputs of the q, k and v slots before LayerNorm, ``(3, h, b, p, d)``, or
-                ``(1, 1, b, p, d)`` when every slot receives the same residual stream.
-            rope: Rotary ``(cos, sin)``, each ``(p, rotary_dims)``.
-
-        Returns:
-            ``(h, b, p, d)`` each head's output through its slice of W_O (no b_O).
+            qkv_in: ``(3, h, b, p, d)``, or ``(1, 1, b, p, d)`` when every q/k/v slot receives
+                the same residual stream (then one fused GEMM computes all of them).
         """
         lw = self.layers[layer]
-        spec = self.spec
-        h, e = spec.n_heads, spec.d_head
+        h, e = self.spec.n_heads, self.spec.d_head
         _, _, b, p, d = qkv_in.shape
         x = self._ln(qkv_in, lw.ln1_w, lw.ln1_b)
         if qkv_in.shape[0] == 1:  # one shared input: one fused GEMM for q, k and v
             w = lw.W_qkv.permute(2, 0, 1, 3).reshape(d, 3 * h * e)
-            qkv = (
-                (x.reshape(b * p, d) @ w).view(b * p, 3, h, e).permute(1, 2, 0, 3)
-            )  # (3, h, bp, e)
+            qkv = (x.reshape(b * p, d) @ w).view(b * p, 3, h, e).permute(1, 2, 0, 3)
         else:
             qkv = torch.matmul(x.reshape(3 * h, b * p, d), lw.W_qkv.reshape(3 * h, d, e))
-            qkv = qkv.view(3, h, b * p, e)
-        qkv = (qkv + lw.b_qkv).view(3, h, b, p, e)
+            qkv = qkv.view(3, h, b * p, e)  # (3, h, b·p, e)
+        return (qkv + lw.b_qkv).view(3, h, b, p, e)
+
+    def _attend(self, layer: int, qkv: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        """Each head's output through its slice of W_O (no b_O), ``(h, b, p, d)``.
+
+        Args:
+            layer: Layer index.
+            qkv: ``(3, h, b, p, e)`` queries, keys and values before rotary embeddings.
+            rope: Rotary ``(cos, sin)``, each ``(p, rotary_dims)``.
+        """
+        lw = self.layers[layer]
+        _, h, b, p, e = qkv.shape
         cos, sin = rope
         q = self._rotate(qkv[0], cos, sin)  # (h, b, p, e)
         k = self._rotate(qkv[1], cos, sin)
         v = qkv[2]
         scores = _up(torch.matmul(q, k.transpose(-1, -2))) / math.sqrt(e)  # (h, b, p, p)
         causal = torch.ones(p, p, dtype=torch.bool, device=scores.device).triu(1)
-        scores = scores.masked_fill(causal, float("-inf"))
-        pattern = scores.softmax(-1).to(v.dtype)
+        pattern = scores.masked_fill(causal, float("-inf")).softmax(-1).to(v.dtype)
         z = torch.matmul(pattern, v)  # (h, b, p, e)
-        return torch.matmul(z.reshape(h, b * p, e), lw.W_O).view(h, b, p, d)
+        return torch.matmul(z.reshape(h, b * p, e), lw.W_O).view(h, b, p, self.spec.d_model)
 
     def _mlp(self, layer: int, x: Tensor) -> Tensor:
         """MLP output ``(..., d)`` from its input before LayerNorm ``(..., d)``."""
@@ -312,25 +315,39 @@ class PatchableGPTNeoX(nn.Module):
             n_slots = 3 * h + 1
             if patch is not None:
                 slot_in = resid.unsqueeze(0) - _correction(deltas, patch.keep, f0, s0, n_slots, k)
-            elif slot_hook is not None:
-                slot_in = resid.unsqueeze(0).expand(n_slots, -1, -1, -1) * 1.0
-                slot_in.register_hook(_bind(slot_hook, s0))
             else:
                 slot_in = None
-            if slot_in is None:
-                heads = self._heads(layer, resid[None, None], rope)
-                mlp_in = resid
-            else:
-                heads = self._heads(layer, slot_in[: 3 * h].view(3, h, *slot_in.shape[1:]), rope)
+            if slot_in is not None:
+                qkv = self._qkv(layer, slot_in[: 3 * h].view(3, h, *slot_in.shape[1:]))
                 mlp_in = slot_in[3 * h]
-            heads = emit(f0, heads)
+            elif slot_hook is not None:
+                # Every slot reads the residual stream: compute LayerNorm and q/k/v once, and
+                # recover each slot's own input gradient in backward (see _SlotFanout).
+                lw = self.layers[layer]
+                qkv = _SlotFanout.apply(
+                    resid,
+                    lw.ln1_w,
+                    lw.ln1_b,
+                    lw.W_qkv,
+                    lw.b_qkv,
+                    spec.layer_norm_eps,
+                    _bind(slot_hook, s0),
+                )
+                mlp_in = resid * 1.0
+                if spec.parallel_residual:
+                    mlp_in.register_hook(_bind_one(slot_hook, s0 + 3 * h))
+            else:
+                qkv = self._qkv(layer, resid[None, None])
+                mlp_in = resid
+            heads = emit(f0, self._attend(layer, qkv, rope))
             attn = heads.sum(0) + self.layers[layer].b_O
             if spec.parallel_residual:
                 mlp = emit(f0 + h, self._mlp(layer, mlp_in).unsqueeze(0))[0]
                 resid = resid + attn + mlp
             else:
-                if slot_in is not None and patch is None:
+                if slot_hook is not None and patch is None:
                     mlp_in = mlp_in + attn
+                    mlp_in.register_hook(_bind_one(slot_hook, s0 + 3 * h))
                 elif (
                     patch is not None
                 ):  # sequential residual: the MLP also reads this layer's heads
@@ -369,6 +386,55 @@ def _bind(hook: SlotHook, first: int) -> Callable[[Tensor], None]:
         hook(first, grad)
 
     return fn
+
+
+def _bind_one(hook: SlotHook, first: int) -> Callable[[Tensor], None]:
+    def fn(grad: Tensor) -> None:
+        hook(first, grad.unsqueeze(0))
+
+    return fn
+
+
+class _SlotFanout(torch.autograd.Function):
+    """Shared LayerNorm + q/k/v projection whose backward reports every slot's own gradient.
+
+    Forward: ``resid (b, p, d)`` → ``qkv (3, h, b, p, e)``, computed once as if the 3h q/k/v
+    slots each received ``resid``. Backward: each slot's gradient with respect to its own input
+    is ``J_LNᵀ (dqkv_s · W_sᵀ)``; these ``(3h, b, p, d)`` gradients go to ``hook`` and their sum
+    is the gradient of ``resid``. Equivalent to materialising 3h copies of the residual stream
+    (tested), without storing them.
+    """
+
+    @staticmethod
+    def forward(ctx, resid, ln_w, ln_b, w_qkv, b_qkv, eps, hook):  # noqa: D102
+        x = _up(resid)
+        mu = x.mean(-1, keepdim=True)
+        var = x.var(-1, unbiased=False, keepdim=True)
+        rstd = torch.rsqrt(var + eps)
+        xhat = (x - mu) * rstd
+        y = (xhat * _up(ln_w) + _up(ln_b)).to(resid.dtype)
+        three, h, d, e = w_qkv.shape
+        b, p, _ = resid.shape
+        w = w_qkv.permute(2, 0, 1, 3).reshape(d, three * h * e)
+        qkv = (y.reshape(b * p, d) @ w).view(b * p, three, h, e).permute(1, 2, 0, 3)
+        qkv = (qkv + b_qkv).reshape(three, h, b, p, e)
+        ctx.save_for_backward(xhat, rstd, ln_w, w_qkv)
+        ctx.hook = hook
+        return qkv
+
+    @staticmethod
+    def backward(ctx, dqkv):  # noqa: D102
+        xhat, rstd, ln_w, w_qkv = ctx.saved_tensors
+        three, h, b, p, e = dqkv.shape
+        d = w_qkv.shape[2]
+        dy = torch.bmm(
+            dqkv.reshape(three * h, b * p, e), w_qkv.reshape(three * h, d, e).transpose(1, 2)
+        )  # (3h, b·p, d): gradient of each slot's LayerNorm output
+        g = _up(dy).view(three * h, b, p, d) * _up(ln_w)
+        dx = rstd * (g - g.mean(-1, keepdim=True) - xhat * (g * xhat).mean(-1, keepdim=True))
+        dx = dx.to(dqkv.dtype)
+        ctx.hook(dx)
+        return dx.sum(0), None, None, None, None, None, None
 
 
 def _bind_logits(hook: SlotHook, first: int, b: int, p: int, rows: Tensor, pos: Tensor):
