@@ -60,12 +60,23 @@ def main() -> None:
     corrupted = clean.clone()
     corrupted[:, args.pos // 2] = torch.randint(2, v, (args.n,), generator=gen)
     data = TaskDataset(
-        "bench", clean, corrupted, torch.full((args.n,), args.pos),
-        torch.randint(2, v, (args.n,), generator=gen), torch.randint(2, v, (args.n,), generator=gen),
+        "bench",
+        clean,
+        corrupted,
+        torch.full((args.n,), args.pos),
+        torch.randint(2, v, (args.n,), generator=gen),
+        torch.randint(2, v, (args.n,), generator=gen),
         "logit_diff",
     )
-    info = {"model": args.model, "nodes": g.n_nodes, "edges": g.n_edges, "device": str(device),
-            "dtype": args.dtype, "threads": torch.get_num_threads(), "cpu": platform.processor()}
+    info = {
+        "model": args.model,
+        "nodes": g.n_nodes,
+        "edges": g.n_edges,
+        "device": str(device),
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor(),
+    }
     print(json.dumps({"setup": info}))
 
     def sync():
@@ -83,25 +94,60 @@ def main() -> None:
         print(json.dumps({name: round(dt, 3), "peak_rss_gb": round(_peak_rss_gb(), 3)}), flush=True)
         return out
 
-    scores = timed("EAP_s", lambda: attribute(model, g, data, method="EAP", batch_size=args.batch_size))
+    scores = timed(
+        "EAP_s", lambda: attribute(model, g, data, method="EAP", batch_size=args.batch_size)
+    )
     mask = torch.zeros(g.n_edges, dtype=torch.bool)
     mask[scores.abs().argsort(descending=True)[:200]] = True
-    timed("circuit_eval_s", lambda: evaluate_circuits(model, g, data, mask, batch_size=args.batch_size), 3)
+    timed(
+        "circuit_eval_s",
+        lambda: evaluate_circuits(model, g, data, mask, batch_size=args.batch_size),
+        3,
+    )
     masks = mask.repeat(16, 1)
-    timed("circuit_eval_16_batched_s",
-          lambda: evaluate_circuits(model, g, data, masks, batch_size=args.batch_size))
+    timed(
+        "circuit_eval_16_batched_s",
+        lambda: evaluate_circuits(model, g, data, masks, batch_size=args.batch_size),
+    )
     if not args.skip_ig:
-        timed("EAP_IG_inputs_s", lambda: attribute(model, g, data, method="EAP-IG-inputs",
-                                                   ig_steps=args.ig_steps, batch_size=args.batch_size))
+        timed(
+            "EAP_IG_inputs_s",
+            lambda: attribute(
+                model,
+                g,
+                data,
+                method="EAP-IG-inputs",
+                ig_steps=args.ig_steps,
+                batch_size=args.batch_size,
+            ),
+        )
     if not args.skip_search:
         from circuit_atlas.search import find_circuit
 
         for search in ("fast", "paper"):
-            res = timed(f"search_{search}_s (incl. attribution)", lambda s=search: find_circuit(
-                model, data, method="EAP-IG-inputs", ig_steps=args.ig_steps, search=s,
-                batch_size=args.batch_size))
-            print(json.dumps({f"search_{search}": {"n_edges": res.n_edges, "n_nodes": res.n_nodes,
-                              "faithfulness": res.faithfulness, "timings": res.timings}}))
+            res = timed(
+                f"search_{search}_s (incl. attribution)",
+                lambda s=search: find_circuit(
+                    model,
+                    data,
+                    method="EAP-IG-inputs",
+                    ig_steps=args.ig_steps,
+                    search=s,
+                    batch_size=args.batch_size,
+                ),
+            )
+            print(
+                json.dumps(
+                    {
+                        f"search_{search}": {
+                            "n_edges": res.n_edges,
+                            "n_nodes": res.n_nodes,
+                            "faithfulness": res.faithfulness,
+                            "timings": res.timings,
+                        }
+                    }
+                )
+            )
     if device.type == "cuda":
         print(json.dumps({"cuda_peak_gb": torch.cuda.max_memory_allocated() / 2**30}))
     print(json.dumps({"peak_rss_gb": round(_peak_rss_gb(), 3)}))

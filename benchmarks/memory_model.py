@@ -33,7 +33,9 @@ def main() -> None:
     b, p, e = args.batch, args.pos, args.dtype_bytes
     gb = 2**30
     print(f"batch {b}, {p} positions, {e}-byte activations (GiB)")
-    print("| model | nodes | edges | weights | attribution buffers | one circuit in flight | edge table |")
+    print(
+        "| model | nodes | edges | weights | attribution buffers | one circuit in flight | edge table |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in SIZES:
         cfg = pythia_config(name)
