@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from circuit_atlas.cli import app
@@ -238,9 +239,14 @@ def test_eap_json_export_equals_circuit_result(root, reference, tmp_path):
     task = s.tasks[0]
     data = engine.make_dataset(task.name, model.tokenizer, n=task.n, seed=task.seed,
                                data_dir=ex.data_dir)
-    result = engine.find_circuit(model, data, method=s.method, ig_steps=s.ig_steps,
-                                 threshold=s.threshold, search=s.search, ablation=s.ablation,
-                                 batch_size=ex.batch_size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(ex.threads)  # as the runner does: same reduction order, same floats
+    try:
+        result = engine.find_circuit(model, data, method=s.method, ig_steps=s.ig_steps,
+                                     threshold=s.threshold, search=s.search,
+                                     ablation=s.ablation, batch_size=ex.batch_size)
+    finally:
+        torch.set_num_threads(threads)
     exported = eap_json(ResultsStore(root / "ref"), unit.unit_id, task.name)
     expected = result.to_eap_json()
     assert exported["nodes"] == expected["nodes"] and exported["edges"] == expected["edges"]

@@ -192,15 +192,25 @@ def compute_unit(unit: Unit, engine: Engine | None = None, *,
         :meth:`~circuit_atlas.store.ResultsStore.write_unit`. A task whose data cannot be built
         for this model (:class:`~circuit_atlas.errors.TaskDataError`) is recorded in the unit's
         ``errors`` and its status is ``partial``; any other error propagates (the unit fails and
-        is retried on the next run).
+        is retried on the next run). The global torch RNG and thread count are restored.
     """
     import torch
 
-    engine = engine or default_engine()
+    threads = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            if unit.execution.threads:
+                torch.set_num_threads(unit.execution.threads)
+            return _compute(unit, engine or default_engine(), on_progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[str, pa.Table]:
+    import torch
+
     ex, ckpt, settings = unit.execution, unit.checkpoint, unit.settings
-    if ex.threads:
-        torch.set_num_threads(ex.threads)
-    torch.manual_seed(0)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     model = engine.load_model(**ckpt.load_kwargs(),
