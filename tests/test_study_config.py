@@ -213,3 +213,21 @@ def test_local_suite_example_plans_over_a_suite(tmp_path):
     assert all(len(u.settings.tasks) == 4 for u in units)
     study = load_study(study_file)
     assert study.resolve_path(study.results) == (tmp_path / "results" / "local-suite").resolve()
+
+
+def test_unit_id_is_stable_across_versions():
+    # Results stores key units by this hash: changing it silently recomputes every study.
+    # Regenerate (only on purpose, with a store schema bump) by printing `unit.unit_id`.
+    from circuit_atlas.study.units import CheckpointRef, Execution, TaskSettings, UnitSettings
+
+    settings = UnitSettings(
+        tasks=(TaskSettings("ioi", 70, 42, "{}"),), method="EAP-IG-inputs", ig_steps=30,
+        ablation="patching", threshold=0.8, search="paper", precision="bfloat16",
+        analyses=("behaviour", "circuit"))
+    ckpt = CheckpointRef("pythia", "pythia-70m", "70m", 1000, name="pythia-70m")
+    assert Unit(ckpt, settings).unit_id == "4fd499af05cc2e3e"
+    assert Unit(ckpt, settings, Execution(device="cuda", batch_size=5)).unit_id == (
+        "4fd499af05cc2e3e")
+    tampered = dict(Unit(ckpt, settings).to_dict(), unit_id="0000000000000000")
+    with pytest.raises(ConfigError, match="unit id '0000000000000000' does not match"):
+        Unit.from_dict(tampered)
