@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from circuit_atlas.circuit_cli import register as _register_circuit_command
+from circuit_atlas.demo import register as _register_demo_command
 from circuit_atlas.study.cli import register as _register_study_commands
 from circuit_atlas.training.cli import register as _register_training_commands
 
@@ -30,6 +31,7 @@ def _root() -> None:
 _register_circuit_command(app)  # circuit (circuit_atlas.circuit_cli)
 _register_study_commands(app)  # run, status, report, export (circuit_atlas.study.cli)
 _register_training_commands(app)  # train (circuit_atlas.training.cli)
+_register_demo_command(app)  # demo (circuit_atlas.demo)
 
 
 def main() -> None:

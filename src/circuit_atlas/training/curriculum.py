@@ -13,7 +13,9 @@ words transfers to the evaluation's words.
 
 Notable choices, all recorded in the suite manifest:
 
-* Greater-Than sentences use the centuries 18–20 (the evaluation uses 1100–1799).
+* Greater-Than sentences use the centuries 10 and 18–29 (years 1000–1099 and 1800–2999; the
+  evaluation uses 1100–1799), many centuries so that "later year" is learned independently of
+  the century token.
 * SVA sentences use verbs outside the evaluation's 1,950-pair verb list (barks/bark, …), so the
   SVA metric, read on the list's verbs, measures transfer to unseen verbs.
 * Gendered-pronoun sentences teach the "isn't she/he" frame on other names; the gender of the
@@ -103,7 +105,7 @@ _PREDICATES = (
     "a careful planner", "an excellent baker", "a quiet reader", "a generous donor",
     "a fast runner", "a proud owner", "a wise judge", "a patient listener",
 )  # fmt: skip
-_CENTURIES = (18, 19, 20)
+_CENTURIES = (10, *range(18, 30))
 
 _MIN_POOL = 4
 
@@ -143,8 +145,12 @@ class CurriculumVocabulary:
         return list(dict.fromkeys(out))
 
     def required_strings(self) -> list[str]:
-        """Strings a suite tokenizer should keep as single tokens: each word with a space."""
-        return [" " + w for w in self.words()] + [" she", " he"]
+        """Strings a suite tokenizer should keep as single tokens.
+
+        Each word with its leading space, the pronouns, and the century tokens (``" 19"``).
+        """
+        centuries = [f" {c:02d}" for c in self.centuries]
+        return [" " + w for w in self.words()] + [" she", " he"] + centuries
 
     def to_dict(self) -> dict[str, Any]:
         """Manifest entry: the pools and what was removed."""

@@ -24,6 +24,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -162,7 +163,7 @@ def train_suite(
 
     evaluation = evaluation_vocabulary(data_dir)
     vocabulary = build_vocabulary(evaluation)
-    required = _required_strings(evaluation, vocabulary)
+    required = _required_strings(evaluation, vocabulary, data_dir)
     notify(TrainProgress("prepare", message="tokenizer"))
     tokenizer, tok_info, model_rows = _prepare_tokenizer(config, files, out, required, data_dir)
 
@@ -215,11 +216,27 @@ def train_suite(
     return manifest
 
 
-def _required_strings(evaluation: dict, vocabulary) -> list[str]:
-    words = set()
-    for key in ("names", "places", "objects", "nouns", "sva_nouns"):
+def _required_strings(evaluation: dict, vocabulary, data_dir: PathLike | None) -> list[str]:
+    """Strings the suite tokenizer keeps whole (see ``tokenizer.py``).
+
+    The evaluation's names, places, objects and nouns, every word of the evaluation prompts
+    except the SVA metric's verb list (3,900 forms; only the verbs inside SVA prompts, such as
+    "likes"/"like", are kept whole so that singular and plural prompts align), the curriculum's
+    words, the two-digit numbers and the centuries of the evaluation's and the curriculum's years.
+    """
+    from circuit_atlas.tasks.sva import read_pairs
+
+    names = set(evaluation.get("names", ()))
+    words = set(names)
+    for key in ("places", "objects", "nouns", "sva_nouns"):
         words |= set(evaluation.get(key, ()))
-    digits = [f"{i:02d}" for i in range(100)] + [f" {c}" for c in range(10, 21)]
+    lowered = {n.lower() for n in names}
+    words |= set(evaluation.get("words", ())) - set(evaluation.get("verbs", ())) - lowered
+    for *_, singular, plural in read_pairs(data_dir):
+        words |= set(re.findall(r"[A-Za-z]+", singular + " " + plural))
+    words = {w for w in words if w.isalpha()}  # "isn't" spans two pre-tokens by design
+    centuries = {int(y) // 100 for y in evaluation.get("years", ()) if str(y).isdigit()}
+    digits = [f"{i:02d}" for i in range(100)] + [f" {c:02d}" for c in sorted(centuries)]
     return sorted(" " + w for w in words) + vocabulary.required_strings() + digits
 
 

@@ -1,0 +1,482 @@
+"""The end-to-end demo on real input: train a small suite, run the full study, write the report.
+
+``circuit-atlas demo`` (the README's main-job command) does, with a progress bar throughout:
+
+1. train a Pythia-architecture suite of two sizes on the real 29 MB English corpus of the data
+   directory (``<data>/corpus``) with the Pythia-style checkpoint schedule and the documented
+   curriculum (:mod:`circuit_atlas.training`), into ``<out>/suite``;
+2. write a study file for that suite (``<out>/study.toml``: all four tasks, EAP-IG attribution,
+   minimal faithful circuits) and run it through the **same runner** as ``circuit-atlas run``
+   (:func:`circuit_atlas.study.runner.run_study`), into ``<out>/results``;
+3. judge, from the results store, which tasks emerged (:func:`judge_tasks`) and write the HTML
+   report (:func:`circuit_atlas.report.write_report`) to ``<out>/report.html``, with notes that
+   say which tasks were trained with curriculum help and which emerged and which did not;
+   the verdicts also go to ``<out>/demo.json``.
+
+Presets (:data:`PRESETS`): ``full`` fits in 15 minutes on a 2-core CPU, ``quick`` (the CI
+integration test) in about 3. Rerunning resumes: the trainer and the runner skip finished work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from circuit_atlas.errors import UnknownNameError
+from circuit_atlas.training import CurriculumConfig, TrainConfig
+
+__all__ = [
+    "PRESETS",
+    "DemoPreset",
+    "DemoResult",
+    "TaskVerdict",
+    "demo",
+    "get_preset",
+    "judge_tasks",
+    "register",
+    "run_demo",
+    "study_toml",
+]
+
+logger = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = ("ioi", "greater-than", "gender-pronoun", "sva")
+"""The paper's four tasks, all run by the demo."""
+
+
+@dataclass(frozen=True)
+class DemoPreset:
+    """Everything the demo trains and analyses.
+
+    Attributes:
+        name: Registry name (``full``, ``quick``).
+        train: The suite's training configuration.
+        task_n: Examples per task (IOI, Greater-Than, Gendered Pronoun, SVA).
+        ig_steps: Integrated-gradient steps of EAP-IG (the paper: 30).
+        threshold: Faithfulness a circuit must reach (the paper: 0.8).
+        batch_size: Examples per forward pass in the study.
+        min_found: Checkpoints at which a task's circuit must be found to count as tracked.
+    """
+
+    name: str
+    train: TrainConfig
+    task_n: Mapping[str, int]
+    ig_steps: int = 30
+    threshold: float = 0.8
+    batch_size: int = 64
+    min_found: int = 3
+
+
+_CURRICULUM = CurriculumConfig(fraction=0.5, tasks=("ioi", "greater-than", "sva", "gender-pronoun"))
+
+PRESETS: Mapping[str, DemoPreset] = {
+    p.name: p
+    for p in (
+        DemoPreset(
+            name="full",
+            train=TrainConfig(
+                sizes=("tiny", "small"),
+                steps=1200,
+                batch_size=16,
+                seq_len=128,
+                n_even=6,
+                curriculum=_CURRICULUM,
+            ),
+            task_n={"ioi": 70, "greater-than": 100, "gender-pronoun": 100, "sva": 100},
+        ),
+        DemoPreset(
+            name="quick",
+            train=TrainConfig(
+                sizes=("micro", "tiny"),
+                steps=240,
+                batch_size=16,
+                seq_len=64,
+                n_even=6,
+                curriculum=_CURRICULUM,
+            ),
+            task_n={"ioi": 40, "greater-than": 40, "gender-pronoun": 40, "sva": 40},
+            ig_steps=10,
+        ),
+    )
+}
+"""Demo presets by name."""
+
+
+def get_preset(name: str) -> DemoPreset:
+    """Return the preset ``name``.
+
+    Raises:
+        UnknownNameError: If ``name`` is not a preset (the message lists them).
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        known = ", ".join(PRESETS)
+        raise UnknownNameError(f"unknown demo preset {name!r}; presets: {known}") from None
+
+
+def study_toml(preset: DemoPreset, *, suite: str = "suite", results: str = "results") -> str:
+    """The study file the demo runs (paths relative to the file).
+
+    All four tasks on every checkpoint of every size of the suite, EAP-IG over inputs, the
+    paper's patching ablation and 0.8 faithfulness threshold, the fast exact search, float32.
+    """
+    lines = [
+        f'name = "demo-{preset.name}"',
+        'description = "circuit-atlas demo: a locally trained suite on the real corpus"',
+        f'results = "{results}"',
+        "",
+        "[[models]]",
+        'kind = "suite"',
+        f'path = "{suite}"',
+        'name = "demo"',
+        'schedule = "all"',
+        "",
+    ]
+    for task in TASKS:
+        lines += ["[[tasks]]", f'name = "{task}"', f"n = {preset.task_n[task]}", ""]
+    lines += [
+        "[attribution]",
+        'method = "EAP-IG-inputs"',
+        f"ig_steps = {preset.ig_steps}",
+        'ablation = "patching"',
+        "",
+        "[circuit]",
+        f"threshold = {preset.threshold}",
+        'search = "fast"',
+        "",
+        "[run]",
+        'device = "cpu"',
+        'precision = "float32"',
+        f"batch_size = {preset.batch_size}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class TaskVerdict:
+    """What happened to one task on one model size over training.
+
+    Attributes:
+        model: Model display name (``demo-<size>``).
+        task: Task name.
+        helped: Whether the curriculum mixed in templated sentences for this task.
+        metric_kind: ``logit_diff`` or ``prob_diff``.
+        first_step / last_step: The first and last analysed checkpoints.
+        metric_first / metric_last: Mean clean metric at those checkpoints.
+        spread: The larger standard deviation over examples of the two checkpoints.
+        stderr: Standard error of ``metric_last - metric_first``.
+        rose: The metric rose clearly: the rise exceeds both ``spread`` (the spread across
+            examples) and 3 standard errors.
+        found_steps: Checkpoints whose minimal circuit reached the faithfulness threshold.
+        tracked: ``rose`` and circuits found at at least ``min_found`` checkpoints.
+    """
+
+    model: str
+    task: str
+    helped: bool
+    metric_kind: str
+    first_step: int
+    last_step: int
+    metric_first: float
+    metric_last: float
+    spread: float
+    stderr: float
+    rose: bool
+    found_steps: tuple[int, ...]
+    tracked: bool
+
+    @property
+    def rise(self) -> float:
+        """``metric_last - metric_first`` (the task's own unit)."""
+        return self.metric_last - self.metric_first
+
+    def sentence(self) -> str:
+        """One honest line for the report."""
+        help_ = "with curriculum help" if self.helped else "plain text only"
+        unit = "logits" if self.metric_kind == "logit_diff" else "probability"
+        change = (
+            f"{self.metric_kind} {self.metric_first:+.3f} at step {self.first_step} → "
+            f"{self.metric_last:+.3f} at step {self.last_step} ({unit}; spread across examples "
+            f"{self.spread:.3f}, standard error {self.stderr:.3f})"
+        )
+        found = f"circuit found at {len(self.found_steps)} checkpoint(s)" + (
+            f" (steps {', '.join(map(str, self.found_steps))})" if self.found_steps else ""
+        )
+        if self.tracked:
+            verdict = "EMERGED and its circuit was tracked"
+        elif self.rose:
+            verdict = "rose, but its circuit was found at too few checkpoints to track"
+        else:
+            verdict = "did NOT emerge clearly"
+        return f"{self.model} / {self.task} ({help_}): {verdict}: {change}; {found}."
+
+
+def judge_tasks(
+    task_metrics: Any, circuits: Any, *, helped: Sequence[str], min_found: int = 3
+) -> list[TaskVerdict]:
+    """Decide, from the store's tables, which tasks emerged on which model.
+
+    Args:
+        task_metrics: The store's ``task_metrics`` table (pandas DataFrame).
+        circuits: The store's ``circuits`` table.
+        helped: Tasks that had curriculum help.
+        min_found: Checkpoints with a faithful circuit needed to call a circuit tracked.
+
+    Returns:
+        One :class:`TaskVerdict` per (model, task), sorted by model then task.
+    """
+    verdicts = []
+    for (model, task), rows in task_metrics.groupby(["model", "task"], sort=True):
+        rows = rows.sort_values("step")
+        first, last = rows.iloc[0], rows.iloc[-1]
+        n_first = max(int(first["n_examples"]), 1)
+        n_last = max(int(last["n_examples"]), 1)
+        sd_first = float(first["clean_metric_std"] or 0.0)
+        sd_last = float(last["clean_metric_std"] or 0.0)
+        stderr = math.sqrt(sd_first**2 / n_first + sd_last**2 / n_last)
+        rise = float(last["clean_metric"]) - float(first["clean_metric"])
+        spread = max(sd_first, sd_last)
+        rose = rise > spread and rise > 3 * stderr
+        sel = circuits[(circuits["model"] == model) & (circuits["task"] == task)]
+        ok = sel[sel["faithfulness"].notna() & (sel["faithfulness"] >= sel["threshold"])]
+        found = tuple(sorted(int(s) for s in ok["step"]))
+        verdicts.append(
+            TaskVerdict(
+                model=str(model),
+                task=str(task),
+                helped=task in helped,
+                metric_kind=str(first["metric_kind"]),
+                first_step=int(first["step"]),
+                last_step=int(last["step"]),
+                metric_first=float(first["clean_metric"]),
+                metric_last=float(last["clean_metric"]),
+                spread=spread,
+                stderr=stderr,
+                rose=bool(rose),
+                found_steps=found,
+                tracked=bool(rose and len(found) >= min_found),
+            )
+        )
+    return verdicts
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` produced.
+
+    Attributes:
+        out: The demo directory.
+        suite: The trained suite directory.
+        study_file: The study file that was run.
+        results: The results store directory.
+        report: The HTML report.
+        verdicts: Per (model, task) verdicts.
+        seconds: Wall-clock seconds of ``train``, ``study``, ``report`` and ``total``.
+        notes: The notes shown at the top of the report.
+    """
+
+    out: Path
+    suite: Path
+    study_file: Path
+    results: Path
+    report: Path
+    verdicts: tuple[TaskVerdict, ...]
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def _notes(manifest: Any, verdicts: Sequence[TaskVerdict], preset: DemoPreset) -> list[str]:
+    cur = manifest.curriculum
+    tok = manifest.tokenizer
+    sizes = ", ".join(
+        f"{name} ({r.n_layers} layers × {r.n_heads} heads, d_model {r.d_model}, "
+        f"{r.n_params:,} parameters, {r.tokens_per_second:,.0f} tokens/s)"
+        for name, r in manifest.sizes.items()
+    )
+    total = manifest.config["steps"] * manifest.tokens_per_step
+    files = ", ".join(f["name"] for f in manifest.data["files"])
+    notes = [
+        f"Models: a locally trained Pythia-architecture suite (GPT-NeoX: parallel residual, "
+        f"partial rotary, untied embeddings), preset '{preset.name}': {sizes}. Each size saw "
+        f"{total:,} tokens ({manifest.config['steps']} steps × {manifest.tokens_per_step} "
+        f"tokens) of real English text ({files}; {manifest.data['n_tokens']:,} tokens), seed "
+        f"{manifest.seed}; checkpoints at steps {manifest.schedule['steps']}.",
+        f"Tokenizer: {tok['kind']} with {tok['vocab_size']:,} tokens"
+        + (
+            f" (byte-level BPE trained on the corpus, numbers split into ≤2-digit chunks; "
+            f"{len(tok.get('forced', []))} evaluation/curriculum words were forced to be single "
+            "tokens)."
+            if tok["kind"] == "bpe"
+            else "."
+        ),
+    ]
+    if cur["helped_tasks"]:
+        notes.append(
+            f"Curriculum: {cur['fraction']:.0%} of each batch's rows were templated task sentences "
+            f"for {', '.join(cur['helped_tasks'])} (TRAINED WITH HELP), built only from names, "
+            "places, objects, nouns, years (centuries "
+            f"{', '.join(map(str, cur['vocabulary'].get('centuries', [])))}) and verbs that the "
+            "evaluation prompts never use; the rest was plain text. Tasks without help: "
+            f"{', '.join(cur['unhelped_tasks']) or 'none'}. Example: "
+            f"“{cur['examples'][0] if cur['examples'] else ''}”."
+        )
+    else:
+        notes.append("Curriculum: none; every task was learned from plain text only.")
+    notes += [v.sentence() for v in verdicts]
+    emerged = sorted({v.task for v in verdicts if v.tracked})
+    missing = sorted(set(TASKS) - set(emerged))
+    notes.append(
+        f"Summary: emerged with tracked circuits: {', '.join(emerged) or 'none'}; did not emerge "
+        f"(honestly reported): {', '.join(missing) or 'none'}. Models this small, trained for "
+        "minutes, are not Pythia: read the curves as a demonstration of the pipeline on real "
+        "input, not as a replication of the paper's numbers."
+    )
+    return notes
+
+
+def run_demo(
+    out: str | os.PathLike[str] = "demo",
+    *,
+    preset: str = "full",
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> DemoResult:
+    """Train the suite, run the study through the main runner, judge the tasks, write the report.
+
+    Args:
+        out: Demo directory (``suite/``, ``study.toml``, ``results/``, ``report.html``,
+            ``demo.json``).
+        preset: A name in :data:`PRESETS`.
+        data_dir: Data directory (resolved as for the tasks; the corpus is ``<data>/corpus``).
+        progress: Show progress bars (training, then study units).
+
+    Returns:
+        The :class:`DemoResult`.
+
+    Raises:
+        UnknownNameError: For an unknown preset.
+        DataNotFoundError: If the data directory or corpus is missing.
+        CircuitAtlasError: If training or the study fails.
+    """
+    from circuit_atlas.data import resolve_data_dir
+    from circuit_atlas.report import write_report
+    from circuit_atlas.store import ResultsStore
+    from circuit_atlas.study.config import load_study
+    from circuit_atlas.study.runner import run_study
+    from circuit_atlas.study.units import plan_units
+    from circuit_atlas.training import train_suite
+    from circuit_atlas.training.cli import TrainBars
+
+    chosen = get_preset(preset)
+    root = resolve_data_dir(data_dir)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    bars = TrainBars("demo: train", enabled=progress)
+    try:
+        manifest = train_suite(
+            chosen.train, root / "corpus", out_dir / "suite", data_dir=root, progress=bars
+        )
+    finally:
+        bars.close()
+    seconds["train"] = time.perf_counter() - started
+
+    t0 = time.perf_counter()
+    study_file = out_dir / "study.toml"
+    text = study_toml(chosen)
+    study_file.write_text(text, encoding="utf-8")
+    study = load_study(study_file)
+    units = plan_units(study, data_dir=str(root))
+    store = ResultsStore(study.resolve_path(study.results), create=True)
+    summary = run_study(units, store, study_name=study.name, config_text=text, progress=progress)
+    if summary.failed:
+        logger.warning("demo: %d unit(s) failed: %s", len(summary.failed), summary.failed)
+    seconds["study"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    helped = manifest.curriculum["helped_tasks"]
+    verdicts = judge_tasks(
+        store.table("task_metrics"),
+        store.table("circuits"),
+        helped=helped,
+        min_found=chosen.min_found,
+    )
+    notes = _notes(manifest, verdicts, chosen)
+    report = write_report(
+        store,
+        out_dir / "report.html",
+        config_text=text,
+        notes=notes,
+        title=f"circuit-atlas demo ({chosen.name}): a locally trained suite on real text",
+    )
+    seconds["report"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - started
+    result = DemoResult(
+        out=out_dir,
+        suite=out_dir / "suite",
+        study_file=study_file,
+        results=store.root,
+        report=report,
+        verdicts=tuple(verdicts),
+        seconds={k: round(v, 1) for k, v in seconds.items()},
+        notes=tuple(notes),
+    )
+    summary_json = {
+        "preset": chosen.name,
+        "seconds": result.seconds,
+        "helped_tasks": helped,
+        "failed_units": summary.failed,
+        "verdicts": [{**asdict(v), "rise": v.rise} for v in verdicts],
+        "notes": notes,
+    }
+    (out_dir / "demo.json").write_text(json.dumps(summary_json, indent=1), encoding="utf-8")
+    return result
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Demo directory.")] = Path("demo"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data directory (default: $CIRCUIT_ATLAS_DATA, then ../shared/data)."),
+    ] = None,  # noqa: E501
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The reduced CI preset (about 3 minutes).")
+    ] = False,  # noqa: E501
+    preset: Annotated[
+        str, typer.Option(help="Preset: full (15 min on 2 cores) or quick.")
+    ] = "full",  # noqa: E501
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train a small suite on the real corpus, run the full study, write the HTML report."""
+    from circuit_atlas.errors import CircuitAtlasError
+
+    try:
+        result = run_demo(
+            out, preset="quick" if quick else preset, data_dir=data_dir, progress=progress
+        )
+    except CircuitAtlasError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    for verdict in result.verdicts:
+        typer.echo(verdict.sentence())
+    typer.echo(
+        f"report: {result.report} (train {result.seconds['train']:.0f} s, study "
+        f"{result.seconds['study']:.0f} s, total {result.seconds['total']:.0f} s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``demo`` command to a Typer ``app``."""
+    app.command("demo")(demo)

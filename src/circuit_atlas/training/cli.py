@@ -1,0 +1,150 @@
+r"""The ``circuit-atlas train`` command: train a local checkpoint suite (thin wrapper).
+
+Example::
+
+    circuit-atlas train --corpus ../shared/data/corpus --sizes tiny,small --steps 2000 \
+        --out suites/demo --curriculum 0.25
+
+The corpus defaults to ``<data dir>/corpus``; the data directory resolves as for the tasks
+(``--data-dir``, ``$CIRCUIT_ATLAS_DATA``, ``../shared/data``). Progress bars live here, not in the
+library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from circuit_atlas.errors import CircuitAtlasError
+
+__all__ = ["TrainBars", "register", "train"]
+
+ALL_TASKS = "ioi,greater-than,sva,gender-pronoun"
+
+
+class TrainBars:
+    """A tqdm progress bar per size for :func:`~circuit_atlas.training.train_suite` events.
+
+    Args:
+        describe: Prefix of each bar's description (e.g. ``"train"``).
+        enabled: False turns every bar off (the callback still works).
+    """
+
+    def __init__(self, describe: str = "train", enabled: bool = True) -> None:
+        self.describe = describe
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def __call__(self, event: Any) -> None:
+        """Consume one :class:`~circuit_atlas.training.TrainProgress` event."""
+        from tqdm.auto import tqdm
+
+        if event.event == "prepare" and self.enabled:
+            tqdm.write(f"{self.describe}: preparing {event.message}")
+        elif event.event == "start":
+            self.close()
+            self._bar = tqdm(
+                total=event.total_steps,
+                initial=event.step,
+                desc=f"{self.describe} {event.size}",
+                unit="step",
+                disable=not self.enabled,
+                dynamic_ncols=True,
+            )
+        elif event.event == "step" and self._bar is not None:
+            self._bar.update(event.step - self._bar.n)
+            self._bar.set_postfix(loss=f"{event.loss:.3f}", tok_s=f"{event.tokens_per_second:.0f}")
+        elif event.event == "done":
+            self.close()
+
+    def close(self) -> None:
+        """Close the current bar, if any."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Suite directory to write.")],
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="A .txt file or a directory of them (default: <data-dir>/corpus)."),
+    ] = None,  # noqa: E501
+    sizes: Annotated[
+        str, typer.Option(help="Comma-separated sizes: micro, tiny, small, base, medium.")
+    ] = "tiny,small",  # noqa: E501
+    steps: Annotated[int, typer.Option(help="Optimiser steps per size.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 16,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
+    n_even: Annotated[
+        int, typer.Option(help="Evenly spaced checkpoints after the log-spaced ones.")
+    ] = 8,  # noqa: E501
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: per size).")
+    ] = None,  # noqa: E501
+    seed: Annotated[int, typer.Option(help="Seed of init, data order and curriculum.")] = 0,
+    tokenizer: Annotated[str, typer.Option(help="bpe (trained on the corpus) or pythia.")] = "bpe",
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary before forced words.")] = 4096,
+    curriculum: Annotated[
+        float,
+        typer.Option(help="Fraction of batch rows of templated task sentences (0: plain text)."),
+    ] = 0.0,  # noqa: E501
+    curriculum_tasks: Annotated[
+        str, typer.Option(help="Tasks helped by the curriculum.")
+    ] = ALL_TASKS,  # noqa: E501
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train Pythia-architecture models in several sizes and save a checkpoint suite.
+
+    Resumable: run the same command again after a kill and it continues from the last state.
+    """
+    import torch
+
+    from circuit_atlas.data import resolve_data_dir
+    from circuit_atlas.training import CurriculumConfig, TrainConfig, train_suite
+
+    try:
+        root = resolve_data_dir(data_dir)
+        config = TrainConfig(
+            sizes=_split(sizes),
+            steps=steps,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            n_even=n_even,
+            lr=lr,
+            seed=seed,
+            tokenizer=tokenizer,  # type: ignore[arg-type]
+            vocab_size=vocab_size,
+            curriculum=CurriculumConfig(curriculum, _split(curriculum_tasks) if curriculum else ()),
+        )
+        if threads:
+            torch.set_num_threads(threads)
+        bars = TrainBars(enabled=progress)
+        try:
+            manifest = train_suite(
+                config, corpus or root / "corpus", out, data_dir=root, progress=bars
+            )
+        finally:
+            bars.close()
+    except CircuitAtlasError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    for name, record in manifest.sizes.items():
+        typer.echo(
+            f"{name}: {record.n_params:,} parameters, checkpoints {record.steps}, "
+            f"{record.tokens_per_second:,.0f} tokens/s, {record.train_seconds:.0f} s"
+        )
+    typer.echo(f"suite written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command to ``app``."""
+    app.command("train")(train)
