@@ -139,6 +139,22 @@ def test_paper_and_fast_search_match_reference(seed):
     assert len(flat) == len(set(flat)) == fast.sizes_evaluated  # nor across calls
 
 
+@pytest.mark.parametrize(("window", "growth"), [(0, 1.0), (5, 1.0), (25, 1.5), (60, 3.0)])
+def test_fast_speculation_settings_keep_the_answer(window, growth):
+    for seed in range(0, 120, 7):
+        f = _curve(seed)
+        size, passed, _, _ = reference_adaptive(f)
+        evaluate, batches = _counting(f)
+        fast = fast_search(evaluate, window=window, growth=growth)
+        assert (fast.size, fast.passed) == (size, passed)
+        default = fast_search(_counting(f)[0])
+        if window == 0:  # no speculation: more rounds, never more circuits
+            assert fast.rounds >= default.rounds
+            assert fast.sizes_evaluated <= default.sizes_evaluated
+    with pytest.raises(ValueError, match="growth=0.5"):
+        fast_search(evaluate, window=1, growth=0.5)
+
+
 def test_fast_is_not_the_global_minimum_on_non_monotone_curves():
     # Passing at 7, failing everywhere else until 400: the paper's scan never visits 7.
     def f(n):

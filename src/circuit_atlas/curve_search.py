@@ -262,7 +262,12 @@ def paper_search(evaluate: Evaluate, config: AdaptiveConfig | None = None) -> Se
 
 
 def fast_search(
-    evaluate: Evaluate, config: AdaptiveConfig | None = None, *, prefetch: Iterable[int] = ()
+    evaluate: Evaluate,
+    config: AdaptiveConfig | None = None,
+    *,
+    prefetch: Iterable[int] = (),
+    window: int | None = None,
+    growth: float = 2.0,
 ) -> SearchResult:
     """The paper's answer on the same curve, in a few batched rounds.
 
@@ -272,39 +277,49 @@ def fast_search(
 
     1. the coarse grid ``start, start + step, … < end`` (the scan's path while the step is
        not reduced) plus ``prefetch`` (e.g. the logging curve's sizes), in one call;
-    2. on a miss during the reduced-step scan, every size in [size, size + w] with
-       w = initial_step (any path of reduced steps passes only through these), doubling w at
-       each further miss (a curve hovering just under the threshold keeps the paper at step 1
-       for long stretches; doubling bounds the rounds by a logarithm);
+    2. on a miss during the reduced-step scan, every size in [size, size + w], with
+       w = ``window`` (any path of reduced steps passes only through these), w growing by
+       ``growth`` at each further miss (a curve hovering just under the threshold keeps the
+       paper at steps of 1–12 for long stretches; growth bounds the rounds by a logarithm);
     3. on a miss during the binary search, its whole bracket [size − step, size].
 
     The search stops as soon as the binary search has decided (the rest of the paper's scan
-    only logs). Typically 2–5 rounds instead of the paper's 40–90 sequential evaluations.
+    only logs). Rounds and circuits trade off: on the curves of docs/circuits.md the default
+    needs 4–5 rounds and ~4× the paper's distinct evaluations; ``window=0`` evaluates only what
+    the paper asks for (no speculation: many rounds, fewest circuits).
 
     Args:
         evaluate: Batched curve oracle.
         config: Search parameters (the paper's by default).
         prefetch: Extra sizes evaluated in the first round.
+        window: Width of the first speculative scan window (default ``initial_step``; 0
+            disables speculation outside the binary search's bracket).
+        growth: Factor by which the window grows after each further miss (≥ 1).
 
     Returns:
         The :class:`SearchResult` (``reference_evaluations`` is None: the logging scan is not
         run; use :func:`paper_search` to count the original's evaluations).
+
+    Raises:
+        ValueError: If ``window`` < 0 or ``growth`` < 1.
     """
     cfg = config or AdaptiveConfig()
+    width = cfg.initial_step if window is None else window
+    if width < 0 or growth < 1:
+        raise ValueError(f"need window >= 0 and growth >= 1, got window={window}, growth={growth}")
     memo = _Memo(evaluate)
     memo.fetch([*range(cfg.start, cfg.end, cfg.initial_step), *prefetch])
-
     scan_misses = 0
 
-    def window(request: _Request) -> range:
+    def speculate(request: _Request) -> range:
         nonlocal scan_misses
         lo, hi = request.window
-        if request.phase == "scan":  # repeated misses: double the window each time
-            hi = min(lo + (hi - lo) * 2**scan_misses, cfg.end - 1)
+        if request.phase == "scan":
+            hi = min(lo + int(width * growth**scan_misses), cfg.end - 1)
             scan_misses += 1
         return range(max(lo, 1), hi + 1)
 
-    return _drive(cfg, memo, window, stop_early=True)
+    return _drive(cfg, memo, speculate, stop_early=True)
 
 
 def exhaustive_search(

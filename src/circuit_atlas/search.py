@@ -74,6 +74,10 @@ MASK_BUDGET = 256 * 2**20
 class CircuitCurve:
     """The metric of prune(select(n)) for any size n, evaluated in batches and memoised.
 
+    Circuits run through one :class:`~circuit_atlas.evaluation.CircuitEvaluator`, so the
+    corrupted run is computed once and shared by every circuit; sizes whose pruned circuits
+    are identical are evaluated once.
+
     Args:
         model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
         graph: Its graph.
@@ -83,38 +87,40 @@ class CircuitCurve:
         ablation: ``patching``, ``mean`` or ``zero``.
         batch_size: Examples per forward pass.
         fixpoint: HEAD's iterated pruning (True) or the pinned single pass (False).
-        means: Precomputed mean outputs for ``mean`` ablation.
 
     Attributes:
         metric: Mean task metric by requested size.
         sizes: ``(edges, nodes)`` of the pruned circuit by requested size.
         rounds: Calls that ran at least one new circuit (sequential passes over the data).
         circuits: Distinct circuits run.
-        calls: ``evaluate_circuits`` calls (a round is split to bound memory).
+        calls: Evaluator calls (a round is split to bound the memory of dense masks).
     """
 
     def __init__(self, model: Any, graph: Graph, data: Any, order: Tensor, *,
-                 ablation: str = "patching", batch_size: int = 32, fixpoint: bool = True,
-                 means: Tensor | None = None) -> None:
-        self.model, self.graph, self.data, self.order = model, graph, data, order
-        self.ablation, self.batch_size, self.fixpoint, self.means = (
-            ablation, batch_size, fixpoint, means)
+                 ablation: str = "patching", batch_size: int = 32,
+                 fixpoint: bool = True) -> None:
+        from circuit_atlas.evaluation import CircuitEvaluator
+
+        self.graph, self.order, self.fixpoint = graph, order, fixpoint
+        self.evaluator = CircuitEvaluator(model, data, ablation=ablation, batch_size=batch_size)
         self.metric: dict[int, float] = {}
         self.sizes: dict[int, tuple[int, int]] = {}
         self._by_circuit: dict[bytes, float] = {}
         self.rounds = self.circuits = self.calls = 0
-        per_mask = graph.n_forward * graph.n_backward * 4
-        self.chunk = max(1, MASK_BUDGET // per_mask)
+        self.chunk = max(1, MASK_BUDGET // (graph.n_forward * graph.n_backward * 4))
+
+    @property
+    def passes(self) -> int:
+        """Model forward passes over a batch of examples run so far (corrupted and circuit)."""
+        return self.evaluator.passes
 
     def masks(self, sizes: Sequence[int]) -> Tensor:
         """``(k, n_edges)`` pruned circuits of the given sizes."""
         return prune_circuit(self.graph, masks_from_order(self.graph, self.order, list(sizes)),
-                     fixpoint=self.fixpoint)
+                             fixpoint=self.fixpoint)
 
     def __call__(self, sizes: Sequence[int]) -> list[float]:
         """Mean metric of each size's circuit (new circuits run in one round)."""
-        from circuit_atlas.evaluation import evaluate_circuits
-
         todo = sorted({int(n) for n in sizes} - self.metric.keys())
         if todo:
             masks = self.masks(todo)
@@ -129,10 +135,7 @@ class CircuitCurve:
                 rows = list(new.values())
                 for s in range(0, len(rows), self.chunk):
                     part = rows[s : s + self.chunk]
-                    values = evaluate_circuits(
-                        self.model, self.graph, self.data, masks[part], ablation=self.ablation,
-                        batch_size=self.batch_size, means=self.means,
-                    )
+                    values = self.evaluator(masks[part])
                     self.calls += 1
                     for i, v in zip(part, values.tolist(), strict=True):
                         self._by_circuit[keys[i]] = float(v)
@@ -218,7 +221,7 @@ def find_circuit(
         ValueError: For a graph that does not match the model, or bad sizes.
     """
     from circuit_atlas.attribution import METHODS, attribute
-    from circuit_atlas.evaluation import ABLATIONS, behaviour, mean_outputs
+    from circuit_atlas.evaluation import ABLATIONS, behaviour
 
     choices = (("search", search, SEARCHES), ("selection", selection, SELECTIONS),
                ("ablation", ablation, ABLATIONS), ("prune mode", prune, PRUNE_MODES),
@@ -243,9 +246,8 @@ def find_circuit(
     order = selection_order(graph, scores, selection, limit=max_edges)
     timings["selection"] = time.perf_counter() - t
     t = time.perf_counter()
-    means = mean_outputs(model, data, batch_size=batch_size) if ablation == "mean" else None
     curve = CircuitCurve(model, graph, data, order, ablation=ablation, batch_size=batch_size,
-                         fixpoint=prune == "fixpoint", means=means)
+                         fixpoint=prune == "fixpoint")
     logged = list(range(curve_step, max_edges + 1, curve_step))
     grid = list(range(start, max_edges, step)) if search == "fast" else []
     curve([0, *logged, *grid])  # round 1: the empty circuit, the logged curve, the scan grid
@@ -290,6 +292,7 @@ def find_circuit(
         "behaviour": beh,
         "search_stats": {
             "rounds": curve.rounds, "circuits": curve.circuits, "evaluate_calls": curve.calls,
+            "forward_passes": curve.passes, "n_batches": len(curve.evaluator.batches),
             "search_rounds": None if found is None else found.rounds,
             "sizes_evaluated": None if found is None else found.sizes_evaluated,
             "reference_evaluations": None if found is None else found.reference_evaluations,
