@@ -148,9 +148,10 @@ def test_fast_speculation_settings_keep_the_answer(window, growth):
         fast = fast_search(evaluate, window=window, growth=growth)
         assert (fast.size, fast.passed) == (size, passed)
         default = fast_search(_counting(f)[0])
-        if window == 0:  # no speculation: more rounds, never more circuits
+        if window == 0:  # no speculation: one size per round, a subset of the paper's sizes
+            assert all(len(b) == 1 for b in batches)
+            assert {n for b in batches for n in b} <= set(paper_search(_counting(f)[0]).values)
             assert fast.rounds >= default.rounds
-            assert fast.sizes_evaluated <= default.sizes_evaluated
     with pytest.raises(ValueError, match="growth=0.5"):
         fast_search(evaluate, window=1, growth=0.5)
 
@@ -259,6 +260,7 @@ def test_fast_equals_paper_and_reference_on_a_real_tiny_model(tiny_task):
     kw = dict(scores=scores, max_edges=200)
     paper = find_circuit(model, data, search="paper", **kw)
     fast = find_circuit(model, data, search="fast", **kw)
+    lazy = find_circuit(model, data, search="fast", fast_window=0, **kw)
     # Independent path: the whole curve 1..200 in one batched call, fed to the literal
     # reference search (the paper's driver evaluates one size per call, the fast one batches).
     graph, clean = model.graph, paper.clean_metric
@@ -272,6 +274,11 @@ def test_fast_equals_paper_and_reference_on_a_real_tiny_model(tiny_task):
     ref_size, passed, _, ref_calls = reference_adaptive(f, end=200)
     assert passed and paper.settings["passed"] and fast.settings["passed"]
     assert paper.settings["n_requested"] == fast.settings["n_requested"] == ref_size
+    assert lazy.settings["n_requested"] == ref_size
+    stats = {r.settings["search"] + str(r.settings["fast_window"]): r.settings["search_stats"]
+             for r in (paper, fast, lazy)}
+    assert stats["fast0"]["circuits"] <= min(stats["fastNone"]["circuits"],
+                                             stats["paperNone"]["circuits"])
     assert torch.equal(paper.in_circuit, fast.in_circuit)
     assert paper.settings["search_stats"]["reference_evaluations"] == ref_calls
     assert fast.settings["search_stats"]["rounds"] <= 4 < paper.settings["search_stats"]["rounds"]

@@ -285,15 +285,16 @@ def fast_search(
 
     The search stops as soon as the binary search has decided (the rest of the paper's scan
     only logs). Rounds and circuits trade off: on the curves of docs/circuits.md the default
-    needs 4–5 rounds and ~4× the paper's distinct evaluations; ``window=0`` evaluates only what
-    the paper asks for (no speculation: many rounds, fewest circuits).
+    needs 4–5 rounds and 2.5–4× the paper's distinct evaluations; ``window=0`` evaluates only
+    what the paper asks for until it decides (no grid, no speculation: a subset of the paper's
+    evaluations, one per round).
 
     Args:
         evaluate: Batched curve oracle.
         config: Search parameters (the paper's by default).
         prefetch: Extra sizes evaluated in the first round.
         window: Width of the first speculative scan window (default ``initial_step``; 0
-            disables speculation outside the binary search's bracket).
+            disables all speculation, the grid of round 1 included).
         growth: Factor by which the window grows after each further miss (≥ 1).
 
     Returns:
@@ -308,12 +309,15 @@ def fast_search(
     if width < 0 or growth < 1:
         raise ValueError(f"need window >= 0 and growth >= 1, got window={window}, growth={growth}")
     memo = _Memo(evaluate)
-    memo.fetch([*range(cfg.start, cfg.end, cfg.initial_step), *prefetch])
+    grid = range(cfg.start, cfg.end, cfg.initial_step) if width else ()
+    memo.fetch([*grid, *prefetch])
     scan_misses = 0
 
     def speculate(request: _Request) -> range:
         nonlocal scan_misses
         lo, hi = request.window
+        if not width:
+            return range(0)
         if request.phase == "scan":
             hi = min(lo + int(width * growth**scan_misses), cfg.end - 1)
             scan_misses += 1
@@ -363,11 +367,11 @@ def exhaustive_search(
 
 
 _SEARCH_FUNCTIONS: dict[str, Callable[..., SearchResult]] = {
-    "paper": lambda evaluate, config, max_size, prefetch: paper_search(evaluate, config),
-    "fast": lambda evaluate, config, max_size, prefetch: fast_search(
-        evaluate, config, prefetch=prefetch
+    "paper": lambda evaluate, config, max_size, prefetch, window: paper_search(evaluate, config),
+    "fast": lambda evaluate, config, max_size, prefetch, window: fast_search(
+        evaluate, config, prefetch=prefetch, window=window
     ),
-    "exhaustive": lambda evaluate, config, max_size, prefetch: exhaustive_search(
+    "exhaustive": lambda evaluate, config, max_size, prefetch, window: exhaustive_search(
         evaluate, config, max_size=max_size, prefetch=prefetch
     ),
 }
@@ -380,6 +384,7 @@ def run_search(
     *,
     max_size: int | None = None,
     prefetch: Iterable[int] = (),
+    window: int | None = None,
 ) -> SearchResult:
     """Run the search named ``kind`` (see :data:`SEARCHES`).
 
@@ -389,10 +394,13 @@ def run_search(
         config: Search parameters (the paper's by default).
         max_size: Largest distinct size (the number of edges); used by ``exhaustive``.
         prefetch: Sizes to evaluate in the first round (``fast`` and ``exhaustive``).
+        window: Speculation window of the ``fast`` search (see :func:`fast_search`).
 
     Raises:
         UnknownNameError: For an unknown search.
     """
     if kind not in _SEARCH_FUNCTIONS:
         raise UnknownNameError(f"unknown search {kind!r}; choose one of {', '.join(SEARCHES)}")
-    return _SEARCH_FUNCTIONS[kind](evaluate, config or AdaptiveConfig(), max_size, list(prefetch))
+    return _SEARCH_FUNCTIONS[kind](
+        evaluate, config or AdaptiveConfig(), max_size, list(prefetch), window
+    )

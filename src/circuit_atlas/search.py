@@ -182,6 +182,7 @@ def find_circuit(
     curve_step: int = 50,
     abs_tol: float = 1e-3,
     n_se: float = 2.0,
+    fast_window: int | None = None,
 ) -> CircuitResult:
     """Attribute, select and search: the minimal faithful circuit of ``model`` on ``data``.
 
@@ -209,6 +210,9 @@ def find_circuit(
         curve_step: Spacing of the logged faithfulness curve (50).
         abs_tol: Smallest denominator for which faithfulness is defined (metric units).
         n_se: A denominator must also exceed this many standard errors of the clean metric.
+        fast_window: Speculation of the fast search (:func:`fast_search`'s ``window``; 0 runs
+            only the circuits the paper's procedure asks for: fewest circuits, most rounds —
+            cheaper where a batch of circuits costs as much as running them one by one).
 
     Returns:
         The :class:`~circuit_atlas.result.CircuitResult`. When the driving faithfulness is
@@ -249,7 +253,7 @@ def find_circuit(
     curve = CircuitCurve(model, graph, data, order, ablation=ablation, batch_size=batch_size,
                          fixpoint=prune == "fixpoint")
     logged = list(range(curve_step, max_edges + 1, curve_step))
-    grid = list(range(start, max_edges, step)) if search == "fast" else []
+    grid = list(range(start, max_edges, step)) if search == "fast" and fast_window != 0 else []
     curve([0, *logged, *grid])  # round 1: the empty circuit, the logged curve, the scan grid
     clean = beh["clean"]
     baselines = Baselines(clean=clean["metric"], empty=curve.metric[0],
@@ -259,7 +263,7 @@ def find_circuit(
     if baselines.defined(faithfulness):
         found = run_search(search, lambda sizes: [baselines.faithfulness(m, faithfulness)
                                                    for m in curve(sizes)],
-                           config, max_size=graph.n_edges)
+                           config, max_size=graph.n_edges, window=fast_window)
         n_requested, passed = found.size, found.passed
     else:
         found, n_requested, passed = None, max_edges, False
@@ -283,7 +287,8 @@ def find_circuit(
         "method": method, "ig_steps": ig_steps, "threshold": threshold, "search": search,
         "selection": selection, "ablation": ablation, "prune": prune, "batch_size": batch_size,
         "max_edges": max_edges, "faithfulness": faithfulness, "start": start, "step": step,
-        "curve_step": curve_step, "abs_tol": abs_tol, "n_se": n_se, "n_examples": len(data),
+        "curve_step": curve_step, "abs_tol": abs_tol, "n_se": n_se, "fast_window": fast_window,
+        "n_examples": len(data),
         "n_requested": n_requested, "passed": passed, "note": note,
         "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads,
                   "parallel_attn_mlp": graph.parallel_residual,
