@@ -23,6 +23,7 @@ from circuit_atlas.circuit import (
     greedy_order,
     masks_from_order,
     prune,
+    prune_prefixes,
     select_greedy,
     select_topn,
     selection_order,
@@ -298,6 +299,18 @@ def test_prune_matches_pinned_and_head(shape):
     # For edge masks the pinned single pass already reaches HEAD's fixpoint.
     assert torch.equal(single, fixed)
     assert torch.equal(prune(graph, fixed), fixed)  # idempotent
+
+
+@pytest.mark.parametrize("fixpoint", [True, False])
+def test_prune_prefixes_equals_dense(fixpoint):
+    graph = Graph(3, 3)
+    order = greedy_order(graph, _scores(graph, 4))
+    sizes = [0, 1, 7, 30, 31, graph.n_edges, graph.n_edges + 9]
+    sparse = prune_prefixes(graph, order[:100], sizes, fixpoint=fixpoint)
+    dense = prune(graph, masks_from_order(graph, order[:100], sizes), fixpoint=fixpoint)
+    assert [e.tolist() for e in sparse] == [m.nonzero().flatten().tolist() for m in dense]
+    with pytest.raises(ValueError, match="got -3"):
+        prune_prefixes(graph, order, [4, -3])
 
 
 def test_prune_shapes_and_errors():

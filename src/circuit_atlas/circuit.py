@@ -55,6 +55,7 @@ __all__ = [
     "greedy_order",
     "masks_from_order",
     "prune",
+    "prune_prefixes",
     "select_greedy",
     "select_topn",
     "selection_order",
@@ -412,47 +413,83 @@ def prune(graph: Graph, edge_mask: Tensor, *, fixpoint: bool = True) -> Tensor:
     lead = edge_mask.shape[:-1]
     flat = edge_mask.reshape(-1, graph.n_edges).to("cpu", torch.bool)
     k_idx, e_idx = flat.nonzero(as_tuple=True)
+    alive = torch.from_numpy(
+        _prune_pairs(graph, k_idx.numpy(), e_idx.numpy(), flat.shape[0], fixpoint)
+    )
+    out = torch.zeros_like(flat)
+    out[k_idx[alive], e_idx[alive]] = True
+    return out.reshape(*lead, graph.n_edges).to(edge_mask.device)
+
+
+def prune_prefixes(
+    graph: Graph, order: Tensor, sizes: list[int], *, fixpoint: bool = True
+) -> list[Tensor]:
+    """Pruned circuits made of the first ``n`` edges of an order, kept sparse.
+
+    Equivalent to ``prune(graph, masks_from_order(graph, order, sizes))`` without ever building
+    ``(k, n_edges)`` dense masks (65 dense masks of Pythia-2.8b's graph are 100 MB).
+
+    Args:
+        graph: The graph.
+        order: ``(m,)`` int64 selection order.
+        sizes: Circuit sizes (sizes above ``m`` take the whole order).
+        fixpoint: HEAD's iterated pruning (True) or the pinned single pass (False).
+
+    Returns:
+        One sorted ``(edges,)`` int64 tensor of in-circuit edge indices per size.
+
+    Raises:
+        ValueError: For a negative size.
+    """
+    if any(n < 0 for n in sizes):
+        raise ValueError(f"circuit sizes must be >= 0, got {min(sizes)}")
+    order_np = order.numpy()
+    counts = np.array([min(n, order_np.size) for n in sizes], dtype=np.int64)
+    e_idx = np.concatenate([order_np[:c] for c in counts]) if counts.sum() else np.empty(0, int)
+    k_idx = np.repeat(np.arange(len(sizes)), counts)
+    alive = _prune_pairs(graph, k_idx, e_idx.astype(np.int64), len(sizes), fixpoint)
+    kept = np.bincount(k_idx[alive], minlength=len(sizes))
+    pieces = np.split(e_idx[alive], np.cumsum(kept)[:-1])
+    return [torch.from_numpy(np.sort(p)) for p in pieces]
+
+
+def _prune_pairs(
+    graph: Graph, k_idx: np.ndarray, e_idx: np.ndarray, n_circuits: int, fixpoint: bool
+) -> np.ndarray:
+    """Which (circuit, edge) pairs survive pruning: ``(len(e_idx),)`` bool (numpy)."""
     n_nodes = graph.n_nodes
-    parent = graph.edge_parent_node[e_idx] + k_idx * n_nodes  # node ids offset per circuit
-    child = graph.edge_child_node[e_idx] + k_idx * n_nodes
-    size = flat.shape[0] * n_nodes
-    is_input = torch.zeros(n_nodes, dtype=torch.bool)
-    is_input[0] = True
-    is_logits = torch.zeros(n_nodes, dtype=torch.bool)
-    is_logits[graph.logits_node] = True
-    is_input, is_logits = is_input.repeat(flat.shape[0]), is_logits.repeat(flat.shape[0])
-    alive = torch.ones(e_idx.numel(), dtype=torch.bool)
+    parent = graph.edge_parent_node.numpy()[e_idx] + k_idx * n_nodes  # node ids per circuit
+    child = graph.edge_child_node.numpy()[e_idx] + k_idx * n_nodes
+    size = n_circuits * n_nodes
+    node = np.arange(size) % n_nodes
+    is_input, is_logits = node == 0, node == graph.logits_node
+    alive = np.ones(e_idx.size, dtype=bool)
 
-    def has(ids: Tensor) -> Tensor:
-        return torch.bincount(ids[alive], minlength=size) > 0
+    def has(ids: np.ndarray) -> np.ndarray:
+        return np.bincount(ids[alive], minlength=size) > 0
 
-    def cascade(rule) -> bool:
-        changed = False
-        while True:
-            keep = rule()
-            drop = alive & ~keep
-            if not bool(drop.any()):
-                return changed
-            alive[drop] = False
-            changed = True
-
-    def childless() -> Tensor:  # child must be logits or have an outgoing edge
+    def childless() -> np.ndarray:  # child must be logits or have an outgoing edge
         return (is_logits | has(parent))[child]
 
-    def parentless() -> Tensor:  # parent must be input or have an incoming edge
+    def parentless() -> np.ndarray:  # parent must be input or have an incoming edge
         return (is_input | has(child))[parent]
 
-    def both() -> Tensor:
+    def both() -> np.ndarray:
         return childless() & parentless()
+
+    def cascade(rule) -> None:
+        while True:
+            drop = alive & ~rule()
+            if not drop.any():
+                return
+            alive[drop] = False
 
     if fixpoint:
         cascade(both)
     else:
         cascade(childless)
         cascade(parentless)
-    out = torch.zeros_like(flat)
-    out[k_idx[alive], e_idx[alive]] = True
-    return out.reshape(*lead, graph.n_edges).to(edge_mask.device)
+    return alive
 
 
 def circuit_nodes(graph: Graph, edge_mask: Tensor) -> Tensor:

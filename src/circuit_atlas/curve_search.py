@@ -367,12 +367,14 @@ def exhaustive_search(
 
 
 _SEARCH_FUNCTIONS: dict[str, Callable[..., SearchResult]] = {
-    "paper": lambda evaluate, config, max_size, prefetch, window: paper_search(evaluate, config),
-    "fast": lambda evaluate, config, max_size, prefetch, window: fast_search(
+    "paper": lambda evaluate, config, max_size, prefetch, window, chunk: paper_search(
+        evaluate, config
+    ),
+    "fast": lambda evaluate, config, max_size, prefetch, window, chunk: fast_search(
         evaluate, config, prefetch=prefetch, window=window
     ),
-    "exhaustive": lambda evaluate, config, max_size, prefetch, window: exhaustive_search(
-        evaluate, config, max_size=max_size, prefetch=prefetch
+    "exhaustive": lambda evaluate, config, max_size, prefetch, window, chunk: exhaustive_search(
+        evaluate, config, max_size=max_size, prefetch=prefetch, chunk=chunk
     ),
 }
 
@@ -385,6 +387,7 @@ def run_search(
     max_size: int | None = None,
     prefetch: Iterable[int] = (),
     window: int | None = None,
+    chunk: int | None = None,
 ) -> SearchResult:
     """Run the search named ``kind`` (see :data:`SEARCHES`).
 
@@ -395,6 +398,7 @@ def run_search(
         max_size: Largest distinct size (the number of edges); used by ``exhaustive``.
         prefetch: Sizes to evaluate in the first round (``fast`` and ``exhaustive``).
         window: Speculation window of the ``fast`` search (see :func:`fast_search`).
+        chunk: Sizes per oracle call of the ``exhaustive`` search (None = all at once).
 
     Raises:
         UnknownNameError: For an unknown search.
@@ -402,5 +406,5 @@ def run_search(
     if kind not in _SEARCH_FUNCTIONS:
         raise UnknownNameError(f"unknown search {kind!r}; choose one of {', '.join(SEARCHES)}")
     return _SEARCH_FUNCTIONS[kind](
-        evaluate, config or AdaptiveConfig(), max_size, list(prefetch), window
+        evaluate, config or AdaptiveConfig(), max_size, list(prefetch), window, chunk
     )

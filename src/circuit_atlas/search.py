@@ -29,12 +29,8 @@ from circuit_atlas.circuit import (
     SELECTIONS,
     PruneMode,
     Selection,
-    circuit_sizes,
-    masks_from_order,
+    prune_prefixes,
     selection_order,
-)
-from circuit_atlas.circuit import (
-    prune as prune_circuit,
 )
 from circuit_atlas.curve_search import (
     SEARCHES,
@@ -115,17 +111,22 @@ class CircuitCurve:
         return self.evaluator.passes
 
     def masks(self, sizes: Sequence[int]) -> Tensor:
-        """``(k, n_edges)`` pruned circuits of the given sizes."""
-        return prune_circuit(self.graph, masks_from_order(self.graph, self.order, list(sizes)),
-                             fixpoint=self.fixpoint)
+        """``(k, n_edges)`` bool pruned circuits of the given sizes."""
+        return self._dense(prune_prefixes(self.graph, self.order, list(sizes),
+                                          fixpoint=self.fixpoint))
+
+    def _dense(self, circuits: Sequence[Tensor]) -> Tensor:
+        masks = torch.zeros(len(circuits), self.graph.n_edges, dtype=torch.bool)
+        for row, edges in enumerate(circuits):
+            masks[row, edges] = True
+        return masks
 
     def __call__(self, sizes: Sequence[int]) -> list[float]:
         """Mean metric of each size's circuit (new circuits run in one round)."""
         todo = sorted({int(n) for n in sizes} - self.metric.keys())
         if todo:
-            masks = self.masks(todo)
-            edges, nodes = circuit_sizes(self.graph, masks)
-            keys = [m.nonzero().flatten().numpy().tobytes() for m in masks]
+            circuits = prune_prefixes(self.graph, self.order, todo, fixpoint=self.fixpoint)
+            keys = [c.numpy().tobytes() for c in circuits]
             new: dict[bytes, int] = {}
             for i, key in enumerate(keys):
                 if key not in self._by_circuit and key not in new:
@@ -135,15 +136,17 @@ class CircuitCurve:
                 rows = list(new.values())
                 for s in range(0, len(rows), self.chunk):
                     part = rows[s : s + self.chunk]
-                    values = self.evaluator(masks[part])
+                    values = self.evaluator(self._dense([circuits[i] for i in part]))
                     self.calls += 1
                     for i, v in zip(part, values.tolist(), strict=True):
                         self._by_circuit[keys[i]] = float(v)
                 self.circuits += len(rows)
                 log.info("evaluated %d circuits for sizes %s…%s", len(rows), todo[0], todo[-1])
-            for i, n in enumerate(todo):
-                self.metric[n] = self._by_circuit[keys[i]]
-                self.sizes[n] = (int(edges[i]), int(nodes[i]))
+            parent, child = self.graph.edge_parent_node, self.graph.edge_child_node
+            for n, key, edges in zip(todo, keys, circuits, strict=True):
+                self.metric[n] = self._by_circuit[key]
+                nodes = torch.unique(torch.cat([parent[edges], child[edges]])).numel()
+                self.sizes[n] = (int(edges.numel()), int(nodes))
         return [self.metric[int(n)] for n in sizes]
 
 
@@ -263,7 +266,8 @@ def find_circuit(
     if baselines.defined(faithfulness):
         found = run_search(search, lambda sizes: [baselines.faithfulness(m, faithfulness)
                                                    for m in curve(sizes)],
-                           config, max_size=graph.n_edges, window=fast_window)
+                           config, max_size=graph.n_edges, window=fast_window,
+                           chunk=max(curve.chunk, 64))
         n_requested, passed = found.size, found.passed
     else:
         found, n_requested, passed = None, max_edges, False
