@@ -55,12 +55,13 @@ def main(seeds: list[int]) -> None:
         model = PatchableGPTNeoX.from_hf(hf)
         data = toy_task(model, n=16, pos=10, seed=seed, vocab=vocab)
         scores = attribute(model, None, data, ig_steps=10)
-        for search in ("paper", "fast"):
+        for search, window in (("paper", None), ("fast", None), ("fast", 0)):
             t = time.perf_counter()
-            r = find_circuit(model, data, scores=scores, search=search)
+            r = find_circuit(model, data, scores=scores, search=search, fast_window=window)
             s = r.settings["search_stats"]
+            label = search if window is None else f"{search}/w{window}"
             print(
-                f"seed {seed} {search:10s} n={r.settings['n_requested']:5d} "
+                f"seed {seed} {label:10s} n={r.settings['n_requested']:5d} "
                 f"passed={r.settings['passed']!s:5s} edges={r.n_edges:4d} nodes={r.n_nodes:3d} "
                 f"faith={r.faithfulness if r.faithfulness is None else round(r.faithfulness, 3)} "
                 f"rounds={s['rounds']:3d} circuits={s['circuits']:4d} "
