@@ -179,8 +179,8 @@ def greedy_order(
       above the best edge leading to a new node (the *frontier*), in rank order — one
       vectorised gather per node that enters (at most ``n_nodes`` iterations).
 
-    Pythia-2.8b's 1.6M edges take tens of milliseconds for a 1,600-edge prefix and well under
-    a second for the whole order.
+    On Pythia-2.8b's graph (1.6M edges) a 1,600-edge prefix takes ~0.1 s and the whole order
+    under a second on a loaded 2-core CPU.
 
     Args:
         graph: The graph.
