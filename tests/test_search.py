@@ -289,10 +289,11 @@ def test_fast_equals_paper_and_reference_on_a_real_tiny_model(tiny_task):
         )
 
 
-def test_find_circuit_result_is_consistent(tiny_task):
+def test_find_circuit_result_is_consistent(tiny_task, tmp_path):
     import torch
 
     from circuit_atlas.circuit import circuit_nodes, prune, select_greedy
+    from circuit_atlas.result import CircuitResult
     from circuit_atlas.search import find_circuit
 
     model, data, scores = tiny_task
@@ -321,6 +322,9 @@ def test_find_circuit_result_is_consistent(tiny_task):
     assert set(r.timings) == {"behaviour", "attribution", "selection", "search", "total"}
     assert {"torch", "transformers", "circuit_atlas", "python"} <= set(r.versions)
     assert r.settings["graph"]["n_edges"] == graph.n_edges == len(r.edge_names)
+    loaded = CircuitResult.load(r.save(tmp_path))
+    assert loaded.settings == r.settings and loaded.curve == r.curve
+    assert torch.equal(loaded.in_circuit, r.in_circuit)
 
 
 @pytest.mark.parametrize("ablation", ["mean", "zero"])
