@@ -107,6 +107,9 @@ def test_config_validation_names_the_bad_value() -> None:
         TrainConfig(sizes=("huge",))
     with pytest.raises(ConfigError, match="curriculum fraction must be in"):
         CurriculumConfig(fraction=1.5, tasks=("ioi",))
+    with pytest.raises(ConfigError, match="do not match tasks"):
+        CurriculumConfig(fraction=0.5, tasks=("ioi", "sva"), weights=(1.0,))
+    assert CurriculumConfig(0.5, ("ioi", "sva")).task_weights() == (1.0, 1.0)
     with pytest.raises(ConfigError, match="steps must be >= 1, got 0"):
         TrainConfig(steps=0, n_even=1)
     assert TrainConfig.from_dict(CONFIG.to_dict()) == CONFIG

@@ -121,16 +121,29 @@ class CurriculumConfig:
             batch_size)``.
         tasks: Tasks that get templated sentences (names from the curriculum registry). Tasks
             not listed are learned from plain text only; the manifest and the report say which.
+        weights: Relative frequency of each task's sentences (same length as ``tasks``);
+            empty = uniform.
     """
 
     fraction: float = 0.0
     tasks: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
             raise ConfigError(f"curriculum fraction must be in [0, 1), got {self.fraction}")
         if self.fraction > 0 and not self.tasks:
             raise ConfigError("curriculum fraction > 0 needs at least one task in tasks")
+        if self.weights and len(self.weights) != len(self.tasks):
+            raise ConfigError(
+                f"curriculum weights {list(self.weights)} do not match tasks {list(self.tasks)}"
+            )
+        if any(w <= 0 for w in self.weights):
+            raise ConfigError(f"curriculum weights must be > 0, got {list(self.weights)}")
+
+    def task_weights(self) -> tuple[float, ...]:
+        """The weight of each task (uniform when ``weights`` is empty)."""
+        return self.weights or tuple(1.0 for _ in self.tasks)
 
     @property
     def active(self) -> bool:
@@ -236,7 +249,9 @@ class TrainConfig:
         cur = values.get("curriculum")
         if isinstance(cur, Mapping):
             values["curriculum"] = CurriculumConfig(
-                fraction=float(cur.get("fraction", 0.0)), tasks=tuple(cur.get("tasks", ()))
+                fraction=float(cur.get("fraction", 0.0)),
+                tasks=tuple(cur.get("tasks", ())),
+                weights=tuple(cur.get("weights", ())),
             )
         return cls(**values)
 

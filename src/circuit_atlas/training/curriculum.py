@@ -13,9 +13,9 @@ words transfers to the evaluation's words.
 
 Notable choices, all recorded in the suite manifest:
 
-* Greater-Than sentences use the centuries 10 and 18–29 (years 1000–1099 and 1800–2999; the
-  evaluation uses 1100–1799), many centuries so that "later year" is learned independently of
-  the century token.
+* Greater-Than sentences use every century 01–99 except the evaluation's 11–17 (years such as
+  0512, 1893 or 4527; the evaluation uses 1100–1799), so that "a later year" is learned
+  independently of the century token and the evaluation's centuries are held out.
 * SVA sentences use verbs outside the evaluation's 1,950-pair verb list (barks/bark, …), so the
   SVA metric, read on the list's verbs, measures transfer to unseen verbs.
 * Gendered-pronoun sentences teach the "isn't she/he" frame on other names; the gender of the
@@ -77,6 +77,13 @@ _EVENT_NOUNS = (
     "war", "battle", "exile", "truce", "occupation", "blockade", "revival", "shortage",
     "depression", "plague", "scandal", "feud", "debate", "boycott", "project", "mission", "tour",
     "season", "era", "council", "conference", "summit", "famine", "drought", "voyage", "dispute",
+    "regime", "presidency", "tenure", "career", "apprenticeship", "residency", "partnership",
+    "alliance", "embargo", "heatwave", "winter", "summer", "lockdown", "quarantine", "ceasefire",
+    "standoff", "uprising", "mutiny", "coup", "protest", "parade", "fair", "carnival", "expo",
+    "championship", "league", "concert", "opera", "hearing", "inquiry", "audit", "census",
+    "excavation", "exploration", "colonization", "settlement", "reconstruction", "renovation",
+    "restoration", "voyage", "drought", "monarchy", "republic", "empire", "caliphate", "papacy",
+    "boom", "slump", "shutdown", "blackout", "fever", "craze", "movement", "schism", "exodus",
 )  # fmt: skip
 _SVA_NOUNS = (
     ("dog", "dogs"), ("cat", "cats"), ("bird", "birds"), ("horse", "horses"),
@@ -105,7 +112,7 @@ _PREDICATES = (
     "a careful planner", "an excellent baker", "a quiet reader", "a generous donor",
     "a fast runner", "a proud owner", "a wise judge", "a patient listener",
 )  # fmt: skip
-_CENTURIES = (10, *range(18, 30))
+_CENTURIES = tuple(range(1, 100))
 
 _MIN_POOL = 4
 
@@ -235,10 +242,12 @@ IOI_TEMPLATES = (
 
 GT_TEMPLATES = (
     "The {NOUN} lasted from the year {START} to the year {END}.",
+    "The {NOUN} lasted from the year {START} to the year {END}.",
     "The {NOUN} began in {START} and ended in {END}.",
     "From {START} to {END}, the {NOUN} went on.",
 )
-"""Year ranges whose end year is later than the start year, in the same century."""
+"""Year ranges whose end year is later than the start year, in the same century (the first frame,
+the evaluation's, is listed twice so that it is drawn half of the time)."""
 
 SVA_TEMPLATES = (
     "The {N} {V}.",
@@ -273,8 +282,8 @@ def _greater_than(rng: random.Random, v: CurriculumVocabulary) -> str:
     end = rng.randint(start + 1, 99)
     return rng.choice(GT_TEMPLATES).format(
         NOUN=rng.choice(v.event_nouns),
-        START=f"{century}{start:02d}",
-        END=f"{century}{end:02d}",
+        START=f"{century:02d}{start:02d}",
+        END=f"{century:02d}{end:02d}",
     )
 
 
@@ -325,7 +334,7 @@ class CurriculumSampler:
     """Rows of templated sentences for the batch sampler, determined by ``(seed, step, row)``.
 
     A row is ``<|endoftext|>`` followed by sentences (each ended by ``<|endoftext|>``) of tasks
-    drawn uniformly from ``config.tasks``, cut to ``seq_len`` tokens.
+    drawn from ``config.tasks`` with ``config.weights``, cut to ``seq_len`` tokens.
 
     Args:
         config: Which tasks get sentences.
@@ -346,6 +355,7 @@ class CurriculumSampler:
                     f"no curriculum for task {task!r}; available: {', '.join(CURRICULA)}"
                 )
         self.tasks = tuple(config.tasks)
+        self.weights = config.task_weights()
         self.vocabulary = vocabulary
         self.seed = seed
         self._backend = tokenizer.backend_tokenizer
@@ -353,7 +363,8 @@ class CurriculumSampler:
 
     def sentence(self, rng: random.Random) -> str:
         """One sentence of a task drawn from ``rng``."""
-        return CURRICULA[rng.choice(self.tasks)].generate(rng, self.vocabulary)
+        task = rng.choices(self.tasks, weights=self.weights)[0]
+        return CURRICULA[task].generate(rng, self.vocabulary)
 
     def examples(self, n: int, seed: int = 0) -> list[str]:
         """``n`` example sentences (for the manifest and the report)."""
