@@ -106,3 +106,20 @@ def test_cached_evaluator_equals_one_shot(setup, ablation):
     if ablation == "patching":
         n_batches = len(evaluator.batches)
         assert evaluator.passes == n_batches + 2 * n_batches  # corrupted runs only once
+
+
+@pytest.mark.parametrize("ablation", ["patching", "mean", "zero"])
+def test_small_circuits_skip_unused_nodes_exactly(setup, ablation):
+    """Nodes with no kept outgoing edge are never computed; the result must not change."""
+    hf, model, data = setup
+    g = model.graph
+    gen = torch.Generator().manual_seed(9)
+    masks = torch.zeros(2, g.n_edges, dtype=torch.bool)
+    masks[0, torch.randperm(g.n_edges, generator=gen)[:6]] = True
+    masks[1, g.edge_index_by_name["a1.h2->logits"]] = True
+    ours = evaluate_circuits(model, g, data, masks, ablation=ablation)
+    means = ref.mean_outputs(hf, data) if ablation == "mean" else None
+    for k in range(2):
+        in_circuit = {g.edge_names[i] for i in masks[k].nonzero().flatten().tolist()}
+        expected = ref.circuit_metric(hf, data, in_circuit, ablation=ablation, means=means)
+        torch.testing.assert_close(float(ours[k]), expected, atol=1e-6, rtol=1e-6)

@@ -182,35 +182,44 @@ class PatchableGPTNeoX(nn.Module):
         rotated = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
         return torch.cat((x_rot * cos + rotated * sin, x_pass), dim=-1)
 
-    def _qkv(self, layer: int, qkv_in: Tensor) -> Tensor:
+    def _qkv(self, layer: int, qkv_in: Tensor, heads: list[int] | None = None) -> Tensor:
         """Per-head q, k and v ``(3, h, b, p, e)`` from their slot inputs before LayerNorm.
 
         Args:
             layer: Layer index.
             qkv_in: ``(3, h, b, p, d)``, or ``(1, 1, b, p, d)`` when every q/k/v slot receives
                 the same residual stream (then one fused GEMM computes all of them).
+            heads: Compute only these heads (``qkv_in`` then has ``len(heads)`` rows per q/k/v).
         """
         lw = self.layers[layer]
-        h, e = self.spec.n_heads, self.spec.d_head
+        e = self.spec.d_head
+        w_qkv, b_qkv = lw.W_qkv, lw.b_qkv
+        if heads is not None:
+            w_qkv, b_qkv = w_qkv[:, heads], b_qkv[:, heads]
+        h = w_qkv.shape[1]
         _, _, b, p, d = qkv_in.shape
         x = self._ln(qkv_in, lw.ln1_w, lw.ln1_b)
         if qkv_in.shape[0] == 1:  # one shared input: one fused GEMM for q, k and v
-            w = lw.W_qkv.permute(2, 0, 1, 3).reshape(d, 3 * h * e)
+            w = w_qkv.permute(2, 0, 1, 3).reshape(d, 3 * h * e)
             qkv = (x.reshape(b * p, d) @ w).view(b * p, 3, h, e).permute(1, 2, 0, 3)
         else:
-            qkv = torch.matmul(x.reshape(3 * h, b * p, d), lw.W_qkv.reshape(3 * h, d, e))
+            qkv = torch.matmul(x.reshape(3 * h, b * p, d), w_qkv.reshape(3 * h, d, e))
             qkv = qkv.view(3, h, b * p, e)  # (3, h, b·p, e)
-        return (qkv + lw.b_qkv).view(3, h, b, p, e)
+        return (qkv + b_qkv).view(3, h, b, p, e)
 
-    def _attend(self, layer: int, qkv: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    def _attend(
+        self, layer: int, qkv: Tensor, rope: tuple[Tensor, Tensor], heads: list[int] | None = None
+    ) -> Tensor:
         """Each head's output through its slice of W_O (no b_O), ``(h, b, p, d)``.
 
         Args:
             layer: Layer index.
             qkv: ``(3, h, b, p, e)`` queries, keys and values before rotary embeddings.
             rope: Rotary ``(cos, sin)``, each ``(p, rotary_dims)``.
+            heads: The heads ``qkv`` holds (default: all).
         """
         lw = self.layers[layer]
+        w_o = lw.W_O if heads is None else lw.W_O[heads]
         _, h, b, p, e = qkv.shape
         cos, sin = rope
         q = self._rotate(qkv[0], cos, sin)  # (h, b, p, e)
@@ -220,7 +229,7 @@ class PatchableGPTNeoX(nn.Module):
         causal = torch.ones(p, p, dtype=torch.bool, device=scores.device).triu(1)
         pattern = scores.masked_fill(causal, float("-inf")).softmax(-1).to(v.dtype)
         z = torch.matmul(pattern, v)  # (h, b, p, e)
-        return torch.matmul(z.reshape(h, b * p, e), lw.W_O).view(h, b, p, self.spec.d_model)
+        return torch.matmul(z.reshape(h, b * p, e), w_o).view(h, b, p, self.spec.d_model)
 
     def _mlp(self, layer: int, x: Tensor) -> Tensor:
         """MLP output ``(..., d)`` from its input before LayerNorm ``(..., d)``."""
@@ -282,27 +291,22 @@ class PatchableGPTNeoX(nn.Module):
         Returns:
             Logits ``(k·b, vocab)`` at ``positions`` (rows ordered circuit-major), or the residual.
         """
+        if patch is not None:
+            if record is not None or slot_hook is not None or edit_output is not None:
+                raise ValueError("a patched run takes no record, slot_hook or edit_output")
+            return self._run_patched(tokens, positions, embed, patch)
         g = self.graph
         spec = self.spec
         h = spec.n_heads
         x = self.embed(tokens) if embed is None else embed
         b, p, d = x.shape
         rope = self._rotary(p)
-        k = 1 if patch is None else patch.keep.shape[0]
-        if k > 1:
-            x = x.repeat(k, 1, 1)
-        deltas = None
-        if patch is not None:
-            # deltas[u] = out_u − alt_u, the change that dropping an edge from u makes
-            deltas = x.new_empty((g.n_forward, k * b, p, d))
 
         def emit(first: int, out: Tensor) -> Tensor:
             if edit_output is not None:
                 out = edit_output(first, out)
             if record is not None:
                 record[first : first + out.shape[0]] = out.detach()
-            if deltas is not None:
-                _store_delta(deltas, first, out, patch, k, b)
             return out
 
         x = emit(0, x.unsqueeze(0))[0]
@@ -312,15 +316,7 @@ class PatchableGPTNeoX(nn.Module):
         for layer in range(spec.n_layers):
             f0 = g.layer_forward_start(layer)
             s0 = g.layer_backward_start(layer)
-            n_slots = 3 * h + 1
-            if patch is not None:
-                slot_in = resid.unsqueeze(0) - _correction(deltas, patch.keep, f0, s0, n_slots, k)
-            else:
-                slot_in = None
-            if slot_in is not None:
-                qkv = self._qkv(layer, slot_in[: 3 * h].view(3, h, *slot_in.shape[1:]))
-                mlp_in = slot_in[3 * h]
-            elif slot_hook is not None:
+            if slot_hook is not None:
                 # Every slot reads the residual stream: compute LayerNorm and q/k/v once, and
                 # recover each slot's own input gradient in backward (see _SlotFanout).
                 lw = self.layers[layer]
@@ -345,32 +341,93 @@ class PatchableGPTNeoX(nn.Module):
                 mlp = emit(f0 + h, self._mlp(layer, mlp_in).unsqueeze(0))[0]
                 resid = resid + attn + mlp
             else:
-                if slot_hook is not None and patch is None:
+                if slot_hook is not None:  # sequential residual: the MLP reads this layer's heads
                     mlp_in = mlp_in + attn
                     mlp_in.register_hook(_bind_one(slot_hook, s0 + 3 * h))
-                elif (
-                    patch is not None
-                ):  # sequential residual: the MLP also reads this layer's heads
-                    mlp_in = (resid + attn).unsqueeze(0) - _correction(
-                        deltas, patch.keep, f0 + h, s0 + 3 * h, 1, k
-                    )
-                    mlp_in = mlp_in[0]
                 else:
                     mlp_in = resid + attn
                 mlp = emit(f0 + h, self._mlp(layer, mlp_in).unsqueeze(0))[0]
                 resid = resid + attn + mlp
         if return_resid:
             return resid
-        rows = torch.arange(k * b, device=resid.device)
-        pos = positions.to(resid.device).repeat(k)
-        final = resid[rows, pos]  # (k·b, d)
-        if patch is not None:
-            final = final - _logit_correction(deltas, patch.keep, g, k, rows, pos)
-        elif slot_hook is not None:
+        rows = torch.arange(b, device=resid.device)
+        pos = positions.to(resid.device)
+        final = resid[rows, pos]  # (b, d)
+        if slot_hook is not None:
             final = final.unsqueeze(0) * 1.0
             final.register_hook(_bind_logits(slot_hook, g.logits_backward, b, p, rows, pos))
             final = final[0]
         return self.unembed(final)
+
+    @torch.no_grad()
+    def _run_patched(
+        self, tokens: Tensor, positions: Tensor, embed: Tensor | None, patch: Patch
+    ) -> Tensor:
+        """A patched run of ``k`` circuits: logits ``(k·b, vocab)`` at ``positions``.
+
+        Each backward slot s of the circuit run receives
+        ``alt_resid + Σ_u keep[u, s] · (out_u − alt_u)``, where ``alt_resid`` is the residual
+        stream made of the alternative outputs (plus biases). This equals
+        ``bias + Σ_u [keep·out_u + (1 − keep)·alt_u]`` and lets nodes with no kept outgoing
+        edge in any of the ``k`` circuits be skipped entirely: their output never reaches a
+        child. Small circuits therefore cost only the nodes they contain.
+        """
+        g, spec = self.graph, self.spec
+        h = spec.n_heads
+        x = self.embed(tokens) if embed is None else embed
+        b, p, d = x.shape
+        rope = self._rotary(p)
+        keep = patch.keep.to(x.dtype)  # (k, f, s)
+        k = keep.shape[0]
+        needed = (keep.amax(dim=(0, 2)) > 0).tolist()  # forward slots some circuit reads
+        deltas = x.new_zeros((g.n_forward, k, b, p, d))  # out − alt of needed slots
+        alt = patch.alt
+
+        def alt_of(first: int, n: int) -> Tensor | None:
+            return None if alt is None else alt[first : first + n]  # (n, b|1, p|1, d)
+
+        def put(index: list[int], out: Tensor) -> None:  # out (n, k, b, p, d)
+            a = None if alt is None else alt[index].unsqueeze(1)
+            deltas[index] = out if a is None else out - a
+
+        def slot_inputs(n_u: int, slots: list[int], base: Tensor) -> Tensor:
+            drop_in = keep[:, :n_u, slots].transpose(1, 2)  # (k, S, n_u)
+            cur = deltas[:n_u].view(n_u, k, b * p * d).transpose(0, 1)  # (k, n_u, b·p·d)
+            corr = torch.bmm(drop_in, cur).view(k, len(slots), b, p, d).transpose(0, 1)
+            return corr + base  # (S, k, b, p, d)
+
+        if needed[0]:
+            put([0], x[None, None].expand(1, k, b, p, d))
+        alt_resid = x.new_zeros((1, 1, d)) if alt is None else alt_of(0, 1)[0]
+        for layer in range(spec.n_layers):
+            f0 = g.layer_forward_start(layer)
+            s0 = g.layer_backward_start(layer)
+            lw = self.layers[layer]
+            sel = [i for i in range(h) if needed[f0 + i]]
+            need_mlp = needed[f0 + h]
+            if sel:
+                slots = [s0 + j * h + i for j in range(3) for i in sel]
+                qkv_in = slot_inputs(f0, slots, alt_resid).reshape(3, len(sel), k * b, p, d)
+                out = self._attend(layer, self._qkv(layer, qkv_in, heads=sel), rope, heads=sel)
+                put([f0 + i for i in sel], out.view(len(sel), k, b, p, d))
+            alt_attn = lw.b_O if alt is None else alt_of(f0, h).sum(0) + lw.b_O
+            if need_mlp:
+                if spec.parallel_residual:
+                    mlp_in = slot_inputs(f0, [s0 + 3 * h], alt_resid)[0]
+                else:
+                    mlp_in = slot_inputs(f0 + h, [s0 + 3 * h], alt_resid + alt_attn)[0]
+                out = self._mlp(layer, mlp_in.reshape(k * b, p, d))
+                put([f0 + h], out.view(1, k, b, p, d))
+            alt_resid = alt_resid + alt_attn
+            if alt is not None:
+                alt_resid = alt_resid + alt_of(f0 + h, 1)[0]
+        rows = torch.arange(b, device=x.device)
+        pos = positions.to(x.device)
+        final_alt = alt_resid.expand(b, p, d)[rows, pos]  # (b, d)
+        cur = deltas[:, :, rows, pos]  # (f, k, b, d)
+        drop_in = keep[:, :, g.logits_backward]  # (k, f)
+        final = torch.einsum("kf,fkbd->kbd", drop_in, cur) + final_alt
+        return self.unembed(final.reshape(k * b, d))
 
 
 def _up(x: Tensor) -> Tensor:
@@ -444,34 +501,3 @@ def _bind_logits(hook: SlotHook, first: int, b: int, p: int, rows: Tensor, pos: 
         hook(first, full)
 
     return fn
-
-
-def _store_delta(deltas: Tensor, first: int, out: Tensor, patch: Patch, k: int, b: int) -> None:
-    """Write out − alt for forward slots ``first…`` into ``deltas`` ``(f, k·b, p, d)``."""
-    n = out.shape[0]
-    target = deltas[first : first + n]
-    if patch.alt is None:
-        target.copy_(out)
-    elif patch.broadcast:
-        torch.sub(out, patch.alt[first : first + n], out=target)
-    else:
-        _, kb, p, d = out.shape
-        alt = patch.alt[first : first + n].unsqueeze(1)  # (n, 1, b, p, d)
-        torch.sub(out.view(n, k, b, p, d), alt, out=target.view(n, k, b, p, d))
-
-
-def _correction(deltas: Tensor, keep: Tensor, n_u: int, s0: int, n_slots: int, k: int) -> Tensor:
-    """Σ_u (1 − keep[u, s]) · delta_u over parents u < n_u, for slots s0…: ``(s, k·b, p, d)``."""
-    _, kb, p, d = deltas.shape
-    drop = 1.0 - keep[:, :n_u, s0 : s0 + n_slots].to(deltas.dtype)  # (k, n_u, s)
-    cur = deltas[:n_u].view(n_u, k, (kb // k) * p * d).transpose(0, 1)  # (k, n_u, b·p·d)
-    corr = torch.bmm(drop.transpose(1, 2), cur)  # (k, s, b·p·d)
-    return corr.view(k, n_slots, kb // k, p, d).transpose(0, 1).reshape(n_slots, kb, p, d)
-
-
-def _logit_correction(deltas: Tensor, keep: Tensor, g: Graph, k: int, rows, pos) -> Tensor:
-    """Correction ``(k·b, d)`` to the logits slot input at the read positions."""
-    cur = deltas[:, rows, pos]  # (f, k·b, d)
-    f, kb, d = cur.shape
-    drop = 1.0 - keep[:, :, g.logits_backward].to(deltas.dtype)  # (k, f)
-    return torch.einsum("kf,fkbd->kbd", drop, cur.view(f, k, kb // k, d)).reshape(kb, d)
