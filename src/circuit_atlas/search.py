@@ -186,6 +186,7 @@ def find_circuit(
     abs_tol: float = 1e-3,
     n_se: float = 2.0,
     fast_window: int | None = None,
+    baseline: dict | None = None,
 ) -> CircuitResult:
     """Attribute, select and search: the minimal faithful circuit of ``model`` on ``data``.
 
@@ -216,6 +217,9 @@ def find_circuit(
         fast_window: Speculation of the fast search (:func:`fast_search`'s ``window``; 0 runs
             only the circuits the paper's procedure asks for: fewest circuits, most rounds —
             cheaper where a batch of circuits costs as much as running them one by one).
+            None picks 0 on a CPU and the default speculation on an accelerator.
+        baseline: A precomputed :func:`circuit_atlas.evaluation.behaviour` result for ``data``
+            (the runner computes it for the task metrics; avoids running it twice).
 
     Returns:
         The :class:`~circuit_atlas.result.CircuitResult`. When the driving faithfulness is
@@ -241,7 +245,10 @@ def find_circuit(
     timings: dict[str, float] = {}
     t_all = t = time.perf_counter()
 
-    beh = behaviour(model, data, batch_size=batch_size)
+    on_cpu = getattr(getattr(model, "device", None), "type", "cpu") == "cpu"
+    if search == "fast" and fast_window is None and on_cpu:
+        fast_window = 0  # on a CPU a batch of circuits costs as much as running them in turn
+    beh = baseline if baseline is not None else behaviour(model, data, batch_size=batch_size)
     timings["behaviour"] = time.perf_counter() - t
     t = time.perf_counter()
     if scores is None:

@@ -235,6 +235,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
             logger.warning("unit %s: task %s skipped: %s", unit.label, task.name, exc)
             errors[task.name] = str(exc)
             continue
+        result = None
         if "behaviour" in settings.analyses:
             result = engine.behaviour(model, data, batch_size=ex.batch_size)
             parts["task_metrics"].append([_metric_row(keys, task.name, data, result)])
@@ -244,7 +245,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
             res = engine.find_circuit(model, data, method=settings.method,
                                       ig_steps=settings.ig_steps, threshold=settings.threshold,
                                       search=settings.search, ablation=settings.ablation,
-                                      batch_size=ex.batch_size)
+                                      batch_size=ex.batch_size, baseline=result)
             for name, rows in _circuit_tables(keys, short, task.name, res, unit).items():
                 parts[name].append(rows)
             versions.update({k: str(v) for k, v in (getattr(res, "versions", None) or {}).items()})
