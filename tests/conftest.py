@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data directory and Pythia's tokenizer (read offline, never downloaded)."""
+"""Shared fixtures: the real data directory and Pythia's tokenizer (read offline)."""
 
 from __future__ import annotations
 
