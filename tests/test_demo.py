@@ -27,7 +27,9 @@ def _metrics(rows):
 
 
 def _circuits(rows):
-    return pd.DataFrame(rows, columns=["model", "task", "step", "faithfulness", "threshold"])
+    return pd.DataFrame(
+        rows, columns=["model", "task", "step", "faithfulness", "threshold", "n_edges"]
+    )
 
 
 def test_judge_tasks_needs_a_rise_beyond_the_spread_and_tracked_circuits() -> None:
@@ -42,10 +44,11 @@ def test_judge_tasks_needs_a_rise_beyond_the_spread_and_tracked_circuits() -> No
     )
     circuits = _circuits(
         [
-            ("m", "ioi", 0, None, 0.8),
-            ("m", "ioi", 10, 0.85, 0.8),
-            ("m", "ioi", 20, 0.9, 0.8),
-            ("m", "sva", 20, 0.95, 0.8),
+            ("m", "ioi", 0, None, 0.8, 5),
+            ("m", "ioi", 5, 1.0, 0.8, 0),  # empty: not a circuit
+            ("m", "ioi", 10, 0.85, 0.8, 4),
+            ("m", "ioi", 20, 0.9, 0.8, 7),
+            ("m", "sva", 20, 0.95, 0.8, 3),
         ]
     )
     by_task = {v.task: v for v in judge_tasks(metrics, circuits, helped=["ioi"], min_found=2)}
@@ -118,7 +121,7 @@ def test_quick_demo_end_to_end(tmp_path: Path, data_dir: Path) -> None:
             last["clean_metric_std"] / math.sqrt(last["n_examples"]),
         )
         sel = circuits[(circuits["model"] == model) & (circuits["task"] == task)]
-        faithful = sel[sel["faithfulness"] >= sel["threshold"]]
+        faithful = sel[(sel["faithfulness"] >= sel["threshold"]) & (sel["n_edges"] > 0)]
         if rise > spread and rise > 3 * stderr and faithful["step"].nunique() >= 3:
             emerged.append((model, task))
     assert emerged, metrics[["model", "task", "step", "clean_metric", "clean_metric_std"]]

@@ -177,7 +177,9 @@ class TaskVerdict:
         stderr: Standard error of ``metric_last - metric_first``.
         rose: The metric rose clearly: the rise exceeds both ``spread`` (the spread across
             examples) and 3 standard errors.
-        found_steps: Checkpoints whose minimal circuit reached the faithfulness threshold.
+        found_steps: Checkpoints whose minimal circuit reached the faithfulness threshold with at
+            least one edge (an empty circuit passes only when the corrupted prompt does not
+            change the metric, i.e. the model does not use the contrast at all).
         tracked: ``rose`` and circuits found at at least ``min_found`` checkpoints.
     """
 
@@ -248,7 +250,11 @@ def judge_tasks(
         spread = max(sd_first, sd_last)
         rose = rise > spread and rise > 3 * stderr
         sel = circuits[(circuits["model"] == model) & (circuits["task"] == task)]
-        ok = sel[sel["faithfulness"].notna() & (sel["faithfulness"] >= sel["threshold"])]
+        ok = sel[
+            sel["faithfulness"].notna()
+            & (sel["faithfulness"] >= sel["threshold"])
+            & (sel["n_edges"] > 0)  # an empty "circuit": the corrupted prompt changes nothing
+        ]
         found = tuple(sorted(int(s) for s in ok["step"]))
         verdicts.append(
             TaskVerdict(
