@@ -39,7 +39,9 @@ def test_judge_tasks_needs_a_rise_beyond_the_spread_and_tracked_circuits() -> No
             ("m", "ioi", 10, "logit_diff", 0.5, 0.3, 50),
             ("m", "ioi", 20, "logit_diff", 1.5, 0.4, 50),
             ("m", "sva", 0, "prob_diff", 0.0, 0.2, 50),
-            ("m", "sva", 20, "prob_diff", 0.1, 0.2, 50),  # rise below the spread
+            ("m", "sva", 20, "prob_diff", 0.15, 0.2, 50),  # rise below the step-0 spread
+            ("m", "gp", 0, "logit_diff", 0.0, 0.01, 4),
+            ("m", "gp", 20, "logit_diff", 0.5, 2.0, 4),  # above the spread, within 3 SE
         ]
     )
     circuits = _circuits(
@@ -52,7 +54,8 @@ def test_judge_tasks_needs_a_rise_beyond_the_spread_and_tracked_circuits() -> No
         ]
     )
     by_task = {v.task: v for v in judge_tasks(metrics, circuits, helped=["ioi"], min_found=2)}
-    ioi, sva = by_task["ioi"], by_task["sva"]
+    ioi, sva, gp = by_task["ioi"], by_task["sva"], by_task["gp"]
+    assert not gp.rose
     assert ioi.rose and ioi.tracked and ioi.helped
     assert ioi.found_steps == (10, 20)
     assert ioi.rise == pytest.approx(1.5)
@@ -60,8 +63,8 @@ def test_judge_tasks_needs_a_rise_beyond_the_spread_and_tracked_circuits() -> No
     assert not sva.rose and not sva.tracked and not sva.helped
     assert "did NOT emerge" in sva.sentence() and "plain text only" in sva.sentence()
     assert "EMERGED" in ioi.sentence() and "with curriculum help" in ioi.sentence()
-    strict = judge_tasks(metrics, circuits, helped=["ioi"], min_found=3)
-    assert strict[0].rose and not strict[0].tracked
+    strict = {v.task: v for v in judge_tasks(metrics, circuits, helped=["ioi"], min_found=3)}
+    assert strict["ioi"].rose and not strict["ioi"].tracked
 
 
 def test_demo_study_file_is_a_valid_study(tmp_path: Path) -> None:
@@ -106,7 +109,8 @@ def test_quick_demo_end_to_end(tmp_path: Path, data_dir: Path) -> None:
     assert set(metrics["task"]) == {"ioi", "greater-than", "gender-pronoun", "sva"}
     assert units.groupby("model")["step"].nunique().min() >= 12
 
-    # Some (model, task) rises well beyond its step-0 value and the spread across examples, and
+    # Some (model, task) rises well beyond its step-0 value and the spread across examples there
+    # (and by more than 3 standard errors), and
     # its minimal faithful circuit is found at several checkpoints (computed here, independently
     # of the demo's own verdicts).
     emerged = []
@@ -115,7 +119,7 @@ def test_quick_demo_end_to_end(tmp_path: Path, data_dir: Path) -> None:
         first, last = rows.iloc[0], rows.iloc[-1]
         assert first["step"] == 0
         rise = last["clean_metric"] - first["clean_metric"]
-        spread = max(first["clean_metric_std"], last["clean_metric_std"])
+        spread = first["clean_metric_std"]
         stderr = math.hypot(
             first["clean_metric_std"] / math.sqrt(first["n_examples"]),
             last["clean_metric_std"] / math.sqrt(last["n_examples"]),

@@ -28,7 +28,7 @@ from circuit_atlas.training import (
     train_suite,
 )
 from circuit_atlas.training.curriculum import CurriculumSampler
-from circuit_atlas.training.data import corpus_files
+from circuit_atlas.training.data import corpus_files, read_corpus
 from circuit_atlas.training.tokenizer import force_single_tokens, train_bpe
 
 STEPS = 12
@@ -127,7 +127,7 @@ def test_size_config_is_pythia_architecture() -> None:
 
 
 def test_force_single_tokens_only_adds(corpus: Path) -> None:
-    base = train_bpe(corpus_files(corpus), 400)
+    base = train_bpe([t.text for t in read_corpus(corpus_files(corpus))], 400)
     text = "It was the best of times, it was the worst of times."
     wanted = [" Zanzibar", " Quixotically", "37"]
     forced, which = force_single_tokens(base, wanted)
@@ -139,9 +139,19 @@ def test_force_single_tokens_only_adds(corpus: Path) -> None:
 
 
 def test_force_single_tokens_rejects_impossible_string(corpus: Path) -> None:
-    base = train_bpe(corpus_files(corpus), 300)
+    base = train_bpe([t.text for t in read_corpus(corpus_files(corpus))], 300)
     with pytest.raises(ConfigError, match="cannot make these strings single tokens"):
         force_single_tokens(base, [" two words"])
+
+
+def test_read_corpus_budget_takes_a_share_of_every_file(corpus: Path) -> None:
+    files = corpus_files(corpus)
+    whole = read_corpus(files)
+    part = read_corpus(files, max_bytes=50_000)
+    assert [t.name for t in part] == [t.name for t in whole] == ["brown.txt", "shakespeare.txt"]
+    assert 40_000 < sum(len(t.text.encode()) for t in part) <= 50_000
+    for a, b in zip(part, whole, strict=True):
+        assert b.text.startswith(a.text) and a.sha256 == b.sha256 and a.text.endswith("\n")
 
 
 def test_years_split_like_gpt_neox(suite: Path) -> None:

@@ -173,10 +173,10 @@ class TaskVerdict:
         metric_kind: ``logit_diff`` or ``prob_diff``.
         first_step / last_step: The first and last analysed checkpoints.
         metric_first / metric_last: Mean clean metric at those checkpoints.
-        spread: The larger standard deviation over examples of the two checkpoints.
+        spread_first / spread_last: Standard deviation over examples at those checkpoints.
         stderr: Standard error of ``metric_last - metric_first``.
-        rose: The metric rose clearly: the rise exceeds both ``spread`` (the spread across
-            examples) and 3 standard errors.
+        rose: The metric rose clearly beyond its step-0 value: the rise exceeds the spread
+            across examples at step 0 and 3 standard errors.
         found_steps: Checkpoints whose minimal circuit reached the faithfulness threshold with at
             least one edge (an empty circuit passes only when the corrupted prompt does not
             change the metric, i.e. the model does not use the contrast at all).
@@ -191,7 +191,8 @@ class TaskVerdict:
     last_step: int
     metric_first: float
     metric_last: float
-    spread: float
+    spread_first: float
+    spread_last: float
     stderr: float
     rose: bool
     found_steps: tuple[int, ...]
@@ -206,12 +207,15 @@ class TaskVerdict:
         """One honest line for the report."""
         help_ = "with curriculum help" if self.helped else "plain text only"
         unit = "logits" if self.metric_kind == "logit_diff" else "probability"
+        n_se = self.rise / self.stderr if self.stderr else float("inf")
         change = (
             f"{self.metric_kind} {self.metric_first:+.3f} at step {self.first_step} → "
-            f"{self.metric_last:+.3f} at step {self.last_step} ({unit}; spread across examples "
-            f"{self.spread:.3f}, standard error {self.stderr:.3f})"
+            f"{self.metric_last:+.3f} at step {self.last_step} ({unit}; the rise is {n_se:.1f} "
+            f"standard errors; spread across examples {self.spread_first:.3f} at step "
+            f"{self.first_step}, {self.spread_last:.3f} at step {self.last_step}"
+            + ("; the rise exceeds even the final spread)" if self.rise > self.spread_last else ")")
         )
-        found = f"circuit found at {len(self.found_steps)} checkpoint(s)" + (
+        found = f"non-empty faithful circuit at {len(self.found_steps)} checkpoint(s)" + (
             f" (steps {', '.join(map(str, self.found_steps))})" if self.found_steps else ""
         )
         if self.tracked:
@@ -247,8 +251,7 @@ def judge_tasks(
         sd_last = float(last["clean_metric_std"] or 0.0)
         stderr = math.sqrt(sd_first**2 / n_first + sd_last**2 / n_last)
         rise = float(last["clean_metric"]) - float(first["clean_metric"])
-        spread = max(sd_first, sd_last)
-        rose = rise > spread and rise > 3 * stderr
+        rose = rise > sd_first and rise > 3 * stderr
         sel = circuits[(circuits["model"] == model) & (circuits["task"] == task)]
         ok = sel[
             sel["faithfulness"].notna()
@@ -266,7 +269,8 @@ def judge_tasks(
                 last_step=int(last["step"]),
                 metric_first=float(first["clean_metric"]),
                 metric_last=float(last["clean_metric"]),
-                spread=spread,
+                spread_first=sd_first,
+                spread_last=sd_last,
                 stderr=stderr,
                 rose=bool(rose),
                 found_steps=found,

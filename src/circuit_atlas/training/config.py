@@ -174,6 +174,8 @@ class TrainConfig:
         val_batches: Held-out batches evaluated at each checkpoint (0 disables validation loss).
         state_every: Save a resumable ``last/`` state every this many steps (besides every
             checkpoint); 0 = only at checkpoints.
+        corpus_bytes: Use only this many bytes of the corpus (every file contributes the same
+            fraction of itself); None uses all of it.
         curriculum: Templated task text mixed into the stream.
     """
 
@@ -193,6 +195,7 @@ class TrainConfig:
     val_every: int = 100
     val_batches: int = 4
     state_every: int = 100
+    corpus_bytes: int | None = None
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     def __post_init__(self) -> None:

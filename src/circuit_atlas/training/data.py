@@ -28,10 +28,12 @@ from circuit_atlas.errors import DataNotFoundError
 __all__ = [
     "BLOCK",
     "BatchSampler",
+    "CorpusText",
     "TokenStream",
     "corpus_files",
     "describe_corpus",
     "load_or_tokenize",
+    "read_corpus",
     "step_rng",
 ]
 
@@ -60,13 +62,52 @@ def corpus_files(corpus: str | os.PathLike[str]) -> list[Path]:
     raise DataNotFoundError(f"corpus {str(path)!r} does not exist")
 
 
-def describe_corpus(files: Sequence[Path]) -> list[dict[str, Any]]:
-    """Provenance of each corpus file: name, size in bytes and sha256 (for the manifest)."""
+@dataclass(frozen=True)
+class CorpusText:
+    """One corpus file as read for training.
+
+    Attributes:
+        name: File name.
+        text: The text used (the whole file, or its first part under a byte budget).
+        file_bytes: Size of the whole file in bytes.
+        sha256: SHA-256 of the whole file.
+    """
+
+    name: str
+    text: str
+    file_bytes: int
+    sha256: str
+
+
+def read_corpus(files: Sequence[Path], max_bytes: int | None = None) -> list[CorpusText]:
+    """Read the corpus files, optionally only the first ``max_bytes`` bytes in all.
+
+    Under a budget every file contributes the same fraction of itself (its first
+    ``max_bytes × size / total`` bytes, cut at a line end), so every source stays represented.
+
+    Args:
+        files: Corpus files (in stream order).
+        max_bytes: Byte budget over all files; None reads everything.
+    """
+    raw = [f.read_bytes() for f in files]
+    total = sum(len(r) for r in raw) or 1
+    share = 1.0 if max_bytes is None else min(1.0, max_bytes / total)
     out = []
-    for f in files:
-        digest = hashlib.sha256(f.read_bytes()).hexdigest()
-        out.append({"name": f.name, "bytes": f.stat().st_size, "sha256": digest})
+    for f, data in zip(files, raw, strict=True):
+        used = data if share >= 1.0 else data[: int(len(data) * share)]
+        if share < 1.0 and b"\n" in used:
+            used = used[: used.rindex(b"\n") + 1]
+        text = used.decode("utf-8", errors="replace")
+        out.append(CorpusText(f.name, text, len(data), hashlib.sha256(data).hexdigest()))
     return out
+
+
+def describe_corpus(texts: Sequence[CorpusText]) -> list[dict[str, Any]]:
+    """Provenance of each corpus file: name, size and sha256, characters used (manifest)."""
+    return [
+        {"name": t.name, "bytes": t.file_bytes, "sha256": t.sha256, "chars_used": len(t.text)}
+        for t in texts
+    ]
 
 
 def step_rng(*key: int) -> np.random.Generator:
@@ -92,11 +133,11 @@ class TokenStream:
         return int(self.train.size + self.val.size)
 
 
-def _tokenize(files: Sequence[Path], tokenizer: Any, eos_id: int) -> np.ndarray:
+def _tokenize(texts: Sequence[CorpusText], tokenizer: Any, eos_id: int) -> np.ndarray:
     backend = tokenizer.backend_tokenizer
     pieces: list[np.ndarray] = []
-    for f in files:
-        lines = f.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    for corpus_text in texts:
+        lines = corpus_text.text.splitlines(keepends=True)
         for start in range(0, len(lines), _ENCODE_LINES):
             chunk = lines[start : start + _ENCODE_LINES]
             encoded = backend.encode_batch(chunk, add_special_tokens=False)
@@ -114,7 +155,7 @@ def _split(stream: np.ndarray, val_every: int) -> TokenStream:
 
 
 def load_or_tokenize(
-    files: Sequence[Path],
+    texts: Sequence[CorpusText],
     tokenizer: Any,
     cache_dir: str | os.PathLike[str],
     *,
@@ -124,7 +165,7 @@ def load_or_tokenize(
     """Tokenize the corpus, or load the cached stream with the same fingerprint.
 
     Args:
-        files: Corpus files (in stream order).
+        texts: The corpus (:func:`read_corpus`, in stream order).
         tokenizer: The suite's ``PreTrainedTokenizerFast``.
         cache_dir: Directory of the cache (``<suite>/data``); created if missing.
         val_every: Every ``val_every``-th block of :data:`BLOCK` tokens is validation.
@@ -140,7 +181,7 @@ def load_or_tokenize(
         if meta.get("fingerprint") == fingerprint:
             return _split(np.load(tokens_path), val_every)
         logger.info("token cache %s is stale; re-tokenizing", tokens_path)
-    stream = _tokenize(files, tokenizer, int(tokenizer.eos_token_id))
+    stream = _tokenize(texts, tokenizer, int(tokenizer.eos_token_id))
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / "tokens.tmp.npy"
     np.save(tmp, stream)

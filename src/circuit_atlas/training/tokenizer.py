@@ -89,11 +89,11 @@ def _bare_bpe() -> Any:
     return tok
 
 
-def train_bpe(files: Sequence[Path], vocab_size: int) -> Any:
-    """Train a byte-level BPE (:data:`PRETOKENIZE_PATTERN`) on text files.
+def train_bpe(texts: Iterable[str], vocab_size: int) -> Any:
+    """Train a byte-level BPE (:data:`PRETOKENIZE_PATTERN`) on texts.
 
     Args:
-        files: UTF-8 text files.
+        texts: The training text (e.g. one string per corpus file).
         vocab_size: Target vocabulary (256 byte tokens + 2 special tokens + merges).
 
     Returns:
@@ -108,7 +108,14 @@ def train_bpe(files: Sequence[Path], vocab_size: int) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train([str(f) for f in files], trainer)
+
+    def lines() -> Iterable[list[str]]:
+        for text in texts:
+            chunk = text.splitlines(keepends=True)
+            for start in range(0, len(chunk), 4096):
+                yield chunk[start : start + 4096]
+
+    tok.train_from_iterator(lines(), trainer)
     return tok
 
 
@@ -201,9 +208,9 @@ def load_tokenizer(directory: str | os.PathLike[str]) -> Any:
 
 
 def _build_bpe(
-    files: Sequence[Path], vocab_size: int, required: Sequence[str], data_dir: Any
+    texts: Sequence[Any], vocab_size: int, required: Sequence[str], data_dir: Any
 ) -> BuiltTokenizer:
-    tok, forced = force_single_tokens(train_bpe(files, vocab_size), required)
+    tok, forced = force_single_tokens(train_bpe([t.text for t in texts], vocab_size), required)
     logger.info("BPE: %d merges trained, %d required strings forced", vocab_size, len(forced))
     wrapped = wrap_tokenizer(tok)
     info = {
@@ -213,13 +220,13 @@ def _build_bpe(
         "pretokenize": PRETOKENIZE_PATTERN,
         "required": len(required),
         "forced": forced,
-        "trained_on": [f.name for f in files],
+        "trained_on": [t.name for t in texts],
     }
     return BuiltTokenizer(wrapped, len(wrapped), info)
 
 
 def _build_pythia(
-    files: Sequence[Path], vocab_size: int, required: Sequence[str], data_dir: Any
+    texts: Sequence[Any], vocab_size: int, required: Sequence[str], data_dir: Any
 ) -> BuiltTokenizer:
     from circuit_atlas.data import PYTHIA_TOKENIZER_FILE, data_file
 
@@ -247,7 +254,7 @@ _BUILDERS: Mapping[str, Callable[..., BuiltTokenizer]] = {
 
 def build_tokenizer(
     kind: str,
-    files: Sequence[Path],
+    texts: Sequence[Any],
     *,
     vocab_size: int,
     required: Sequence[str] = (),
@@ -257,7 +264,7 @@ def build_tokenizer(
 
     Args:
         kind: ``bpe`` (train on ``files``) or ``pythia`` (load from the data directory).
-        files: Corpus files (used by ``bpe``).
+        texts: The corpus, :class:`~circuit_atlas.training.data.CorpusText` items (``bpe``).
         vocab_size: BPE vocabulary target before forced strings (ignored for ``pythia``).
         required: Strings that must be single tokens (forced for ``bpe``; for ``pythia`` the
             ones that are not are only recorded).
@@ -274,4 +281,4 @@ def build_tokenizer(
     except KeyError:
         known = ", ".join(_BUILDERS)
         raise ConfigError(f"unknown tokenizer kind {kind!r}; known: {known}") from None
-    return builder(list(files), vocab_size, list(required), data_dir)
+    return builder(list(texts), vocab_size, list(required), data_dir)

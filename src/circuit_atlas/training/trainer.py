@@ -42,6 +42,7 @@ from circuit_atlas.training.data import (
     corpus_files,
     describe_corpus,
     load_or_tokenize,
+    read_corpus,
 )
 from circuit_atlas.training.manifest import MANIFEST_NAME, SizeRecord, SuiteManifest
 from circuit_atlas.training.schedule import checkpoint_steps, learning_rate
@@ -107,12 +108,12 @@ def _check_resume(out: Path, config: TrainConfig) -> SuiteManifest | None:
     return manifest
 
 
-def _prepare_tokenizer(config: TrainConfig, files: list[Path], out: Path, required, data_dir):
+def _prepare_tokenizer(config: TrainConfig, texts: list, out: Path, required, data_dir):
     if (out / "tokenizer.json").is_file() and (out / MANIFEST_NAME).is_file():
         manifest = SuiteManifest.read(out)
         return load_tokenizer(out), manifest.tokenizer, int(manifest.tokenizer["model_rows"])
     built = build_tokenizer(
-        config.tokenizer, files, vocab_size=config.vocab_size, required=required, data_dir=data_dir
+        config.tokenizer, texts, vocab_size=config.vocab_size, required=required, data_dir=data_dir
     )
     built.tokenizer.save_pretrained(out)
     info = {**built.info, "model_rows": built.model_vocab_size}
@@ -158,19 +159,19 @@ def train_suite(
     notify = progress or (lambda event: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = corpus_files(corpus)
+    texts = read_corpus(corpus_files(corpus), config.corpus_bytes)
     previous = _check_resume(out, config)
 
     evaluation = evaluation_vocabulary(data_dir)
     vocabulary = build_vocabulary(evaluation)
     required = _required_strings(evaluation, vocabulary, data_dir)
     notify(TrainProgress("prepare", message="tokenizer"))
-    tokenizer, tok_info, model_rows = _prepare_tokenizer(config, files, out, required, data_dir)
+    tokenizer, tok_info, model_rows = _prepare_tokenizer(config, texts, out, required, data_dir)
 
     notify(TrainProgress("prepare", message="tokenizing corpus"))
-    described = describe_corpus(files)
+    described = describe_corpus(texts)
     stream = load_or_tokenize(
-        files,
+        texts,
         tokenizer,
         out / "data",
         val_every=config.val_every,
