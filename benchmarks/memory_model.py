@@ -34,7 +34,8 @@ def main() -> None:
     gb = 2**30
     print(f"batch {b}, {p} positions, {e}-byte activations (GiB)")
     print(
-        "| model | nodes | edges | weights | attribution buffers | one circuit in flight | edge table |"
+        "| model | nodes | edges | weights | attribution buffers | one circuit in flight"
+        " | edge table |"
     )
     print("|---|---|---|---|---|---|---|")
     for name in SIZES:

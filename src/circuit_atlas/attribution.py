@@ -75,7 +75,7 @@ def attribute(
             in the paper).
         batch_size: Examples per pass.
         steps_per_pass: Gradient points evaluated together in one forward/backward (default:
-            as many as keep the pass at about ``4·batch_size`` rows). 1 = one step at a time.
+            as many as keep a pass at about 64 rows). 1 = one step at a time.
         progress: Called with (done, total) batches.
 
     Returns:
@@ -149,7 +149,7 @@ def _accumulate(
     if method == "EAP-IG-activations":
         return _ig_activations(model, g, batch, clean_out, corr_out, slot_hook, m, steps_per_pass)
     alphas = _points(method, m)
-    per_pass = steps_per_pass or max(1, min(len(alphas), (4 * 32) // max(b, 1)))
+    per_pass = steps_per_pass or max(1, min(len(alphas), 64 // max(b, 1)))
     e_clean = model.embed(batch.clean)
     e_corr = model.embed(batch.corrupted)
     for start in range(0, len(alphas), per_pass):
@@ -205,7 +205,7 @@ def _ig_activations(
         groups += [(f0, h), (f0 + h, 1)]
     b = batch.clean.shape[0]
     alphas = [k / m for k in range(1, m + 1)]
-    per_pass = steps_per_pass or max(1, min(m, (4 * 32) // max(b, 1)))
+    per_pass = steps_per_pass or max(1, min(m, 64 // max(b, 1)))
     for first, size in groups:
         for start in range(0, m, per_pass):
             chunk = torch.tensor(
