@@ -116,6 +116,10 @@ _CENTURIES = tuple(range(1, 100))
 
 _MIN_POOL = 4
 
+_GT_MAX_SPAN = 20
+"""Greater-Than sentences last 1-20 years, so the end year depends on the start year (a model
+cannot lower the loss by always predicting a late year)."""
+
 
 @dataclass(frozen=True)
 class CurriculumVocabulary:
@@ -246,8 +250,8 @@ GT_TEMPLATES = (
     "The {NOUN} began in {START} and ended in {END}.",
     "From {START} to {END}, the {NOUN} went on.",
 )
-"""Year ranges whose end year is later than the start year, in the same century (the first frame,
-the evaluation's, is listed twice so that it is drawn half of the time)."""
+"""Year ranges whose end year is 1-20 years after the start year, in the same century (the first
+frame, the evaluation's, is listed twice so that it is drawn half of the time)."""
 
 SVA_TEMPLATES = (
     "The {N} {V}.",
@@ -278,8 +282,8 @@ def _ioi(rng: random.Random, v: CurriculumVocabulary) -> str:
 
 def _greater_than(rng: random.Random, v: CurriculumVocabulary) -> str:
     century = rng.choice(v.centuries)
-    start = rng.randint(1, 97)
-    end = rng.randint(start + 1, 99)
+    start = rng.randint(1, 98)
+    end = rng.randint(start + 1, min(99, start + _GT_MAX_SPAN))
     return rng.choice(GT_TEMPLATES).format(
         NOUN=rng.choice(v.event_nouns),
         START=f"{century:02d}{start:02d}",
