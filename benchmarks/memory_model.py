@@ -6,7 +6,9 @@ The buffers that grow with the graph are computed from the architecture alone:
 * recorded activations: clean and corrupted forward-slot outputs, ``n_forward × b × p × d``
   each (model dtype), plus their difference in float32 for attribution;
 * scores: the ``n_forward × n_backward`` float32 slot matrix;
-* slot inputs kept for backward: ``(3H + 1) × b × p × d`` per layer (model dtype);
+* gradient pass: per layer the shared LayerNorm input and the MLP slot input are kept
+  (``2 × b × p × d``, float32), and one layer's ``3H × b × p × d`` per-slot gradients exist at a
+  time during backward (``_SlotFanout``);
 * circuit evaluation: ``n_forward × b × p × d`` differences per circuit in one pass, plus the
   cached corrupted run, plus the ``n_forward × n_backward`` keep matrix per circuit;
 * the edge table: ``n_edges`` × (score float32 + flag + two int64 indices).
@@ -48,7 +50,8 @@ def main() -> None:
             2 * slots * e  # clean + corrupted records
             + slots * 4  # float32 difference
             + g.n_forward * g.n_backward * 4  # scores
-            + cfg.num_hidden_layers * (3 * cfg.num_attention_heads + 1) * b * p * d * e
+            + cfg.num_hidden_layers * 2 * b * p * d * 4
+            + 3 * cfg.num_attention_heads * b * p * d * 4
         )
         circuit = 2 * slots * e + g.n_forward * g.n_backward * e
         table = g.n_edges * (4 + 1 + 8 + 8)
