@@ -175,14 +175,17 @@ def _score_hook(g: Graph, scores: Tensor, b: int, p: int, state: dict):
     def hook(first: int, grad: Tensor) -> None:
         # grad (s, r·b, p, d): sum the r stacked points first (the score is linear in grad).
         s = grad.shape[0]
-        grad = grad.float().view(s, -1, b, p, grad.shape[-1]).sum(1)
+        grad = grad.float()
+        if grad.shape[1] != b:
+            grad = grad.view(s, -1, b, p, grad.shape[-1]).sum(1)
         if first == g.logits_backward:
             n_u = g.n_forward
         else:
             layer = first // (3 * h + 1)
             n_u = g.layer_forward_start(layer) + (0 if g.parallel_residual else h)
-        diff = state["diff"]
-        scores[:n_u, first : first + s] += torch.einsum("ubpd,sbpd->us", diff[:n_u], grad)
+        diff = state["diff"][:n_u].reshape(n_u, -1)  # (u, b·p·d)
+        # (u, b·p·d) @ (b·p·d, s): one GEMM, no copies of either operand
+        scores[:n_u, first : first + s] += diff @ grad.reshape(s, -1).T
 
     return hook
 
