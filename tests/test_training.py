@@ -259,3 +259,23 @@ def test_resume_with_another_config_is_refused(suite: Path, corpus: Path, data_d
 def test_missing_corpus_is_reported(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(DataNotFoundError, match="does not exist"):
         train_suite(CONFIG, tmp_path / "nope", tmp_path / "out", data_dir=data_dir)
+
+
+def test_cli_curriculum_weights_and_train_command(tmp_path: Path, corpus: Path, data_dir: Path):
+    from typer.testing import CliRunner
+
+    from circuit_atlas.cli import app
+    from circuit_atlas.training.cli import parse_curriculum
+
+    parsed = parse_curriculum(0.5, "greater-than:2, ioi")
+    assert parsed.tasks == ("greater-than", "ioi") and parsed.weights == (2.0, 1.0)
+    assert not parse_curriculum(0.0, "ioi").active
+    with pytest.raises(ConfigError, match="curriculum weight 'x' of task 'ioi'"):
+        parse_curriculum(0.5, "ioi:x")
+    out = tmp_path / "cli-suite"
+    args = ["train", "--out", str(out), "--corpus", str(corpus), "--sizes", "micro",
+            "--steps", "3", "--n-even", "1", "--batch-size", "2", "--seq-len", "16",
+            "--vocab-size", "600", "--data-dir", str(data_dir), "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "micro:" in result.output and (out / "micro" / "step3" / "config.json").is_file()

@@ -19,7 +19,7 @@ import typer
 
 from circuit_atlas.errors import CircuitAtlasError
 
-__all__ = ["TrainBars", "register", "train"]
+__all__ = ["TrainBars", "parse_curriculum", "register", "train"]
 
 ALL_TASKS = "ioi,greater-than,sva,gender-pronoun"
 
@@ -70,6 +70,32 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def parse_curriculum(fraction: float, tasks: str) -> Any:
+    """Build a ``CurriculumConfig`` from ``--curriculum`` and ``--curriculum-tasks``.
+
+    ``tasks`` is comma-separated, each optionally weighted: ``greater-than:2,ioi,sva``.
+
+    Raises:
+        ConfigError: For a weight that is not a positive number (the message names it).
+    """
+    from circuit_atlas.errors import ConfigError
+    from circuit_atlas.training import CurriculumConfig
+
+    if not fraction:
+        return CurriculumConfig()
+    names, weights = [], []
+    for item in _split(tasks):
+        name, _, weight = item.partition(":")
+        try:
+            weights.append(float(weight) if weight else 1.0)
+        except ValueError:
+            raise ConfigError(
+                f"curriculum weight {weight!r} of task {name!r} is not a number"
+            ) from None
+        names.append(name.strip())
+    return CurriculumConfig(fraction, tuple(names), tuple(weights))
+
+
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Suite directory to write.")],
     corpus: Annotated[
@@ -109,7 +135,7 @@ def train(
     import torch
 
     from circuit_atlas.data import resolve_data_dir
-    from circuit_atlas.training import CurriculumConfig, TrainConfig, train_suite
+    from circuit_atlas.training import TrainConfig, train_suite
 
     try:
         root = resolve_data_dir(data_dir)
@@ -123,7 +149,7 @@ def train(
             seed=seed,
             tokenizer=tokenizer,  # type: ignore[arg-type]
             vocab_size=vocab_size,
-            curriculum=CurriculumConfig(curriculum, _split(curriculum_tasks) if curriculum else ()),
+            curriculum=parse_curriculum(curriculum, curriculum_tasks),
         )
         if threads:
             torch.set_num_threads(threads)
