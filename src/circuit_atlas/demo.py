@@ -104,7 +104,7 @@ PRESETS: Mapping[str, DemoPreset] = {
                 steps=400,
                 batch_size=16,
                 seq_len=128,
-                n_even=6,
+                n_even=8,
                 corpus_bytes=4_000_000,
                 curriculum=CurriculumConfig(
                     fraction=0.75,
@@ -143,7 +143,8 @@ def study_toml(
     """The study file the demo runs (paths relative to the file).
 
     All four tasks on every checkpoint of every size of the suite, EAP-IG over inputs, the
-    paper's patching ablation and 0.8 faithfulness threshold, the fast exact search, float32;
+    paper's patching ablation and 0.8 faithfulness threshold, the fast exact search, float32 on the
+    automatically chosen device;
     ``threads`` sets the runner's torch threads (None: torch's default).
     """
     lines = [
@@ -171,7 +172,7 @@ def study_toml(
         'search = "fast"',
         "",
         "[run]",
-        'device = "cpu"',
+        'device = "auto"',
         'precision = "float32"',
         f"batch_size = {preset.batch_size}",
     ]
@@ -323,11 +324,22 @@ class DemoResult:
     notes: tuple[str, ...] = ()
 
 
+def _ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 7, 9, 10]`` → ``"01–03, 07, 09–10"``."""
+    spans: list[list[int]] = []
+    for v in sorted(values):
+        if spans and v == spans[-1][1] + 1:
+            spans[-1][1] = v
+        else:
+            spans.append([v, v])
+    return ", ".join(f"{a:02d}" if a == b else f"{a:02d}–{b:02d}" for a, b in spans)
+
+
 def _notes(manifest: Any, verdicts: Sequence[TaskVerdict], preset: DemoPreset) -> list[str]:
     cur = manifest.curriculum
     tok = manifest.tokenizer
     sizes = ", ".join(
-        f"{name} ({r.n_layers} layers × {r.n_heads} heads, d_model {r.d_model}, "
+        f"{name} ({r.n_layers} layer(s) × {r.n_heads} heads, d_model {r.d_model}, "
         f"{r.n_params:,} parameters, {r.tokens_per_second:,.0f} tokens/s)"
         for name, r in manifest.sizes.items()
     )
@@ -349,11 +361,13 @@ def _notes(manifest: Any, verdicts: Sequence[TaskVerdict], preset: DemoPreset) -
         ),
     ]
     if cur["helped_tasks"]:
+        weights = manifest.config["curriculum"].get("weights") or [1.0] * len(cur["helped_tasks"])
+        mix = ", ".join(f"{t} ×{w:g}" for t, w in zip(cur["helped_tasks"], weights, strict=True))
         notes.append(
             f"Curriculum: {cur['fraction']:.0%} of each batch's rows were templated task sentences "
-            f"for {', '.join(cur['helped_tasks'])} (TRAINED WITH HELP), built only from names, "
-            "places, objects, nouns, years (centuries "
-            f"{', '.join(map(str, cur['vocabulary'].get('centuries', [])))}) and verbs that the "
+            f"for {', '.join(cur['helped_tasks'])} (TRAINED WITH HELP; relative weights {mix}), "
+            "built only from names, places, objects, nouns, years (centuries "
+            f"{_ranges(cur['vocabulary'].get('centuries', []))}) and verbs that the "
             "evaluation prompts never use; the rest was plain text. Tasks without help: "
             f"{', '.join(cur['unhelped_tasks']) or 'none'}. Example: "
             f"“{cur['examples'][0] if cur['examples'] else ''}”."
