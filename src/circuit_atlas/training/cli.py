@@ -41,8 +41,21 @@ class TrainBars:
         """Consume one :class:`~circuit_atlas.training.TrainProgress` event."""
         from tqdm.auto import tqdm
 
-        if event.event == "prepare" and self.enabled:
-            tqdm.write(f"{self.describe}: preparing {event.message}")
+        if event.event == "prepare" and event.total_steps:
+            if self._bar is None:
+                self._bar = tqdm(
+                    total=event.total_steps,
+                    desc=f"{self.describe}: tokenize corpus",
+                    unit="file",
+                    disable=not self.enabled,
+                    dynamic_ncols=True,
+                )
+            self._bar.update(event.step - self._bar.n)
+            self._bar.set_postfix_str(event.message)
+        elif event.event == "prepare":
+            self.close()
+            if self.enabled:
+                tqdm.write(f"{self.describe}: preparing {event.message}")
         elif event.event == "start":
             self.close()
             self._bar = tqdm(

@@ -133,16 +133,25 @@ class TokenStream:
         return int(self.train.size + self.val.size)
 
 
-def _tokenize(texts: Sequence[CorpusText], tokenizer: Any, eos_id: int) -> np.ndarray:
+def _tokenize(
+    texts: Sequence[CorpusText],
+    tokenizer: Any,
+    eos_id: int,
+    on_file: Callable[[int, int, str], None] | None,
+) -> np.ndarray:
     backend = tokenizer.backend_tokenizer
     pieces: list[np.ndarray] = []
-    for corpus_text in texts:
+    for index, corpus_text in enumerate(texts):
+        if on_file is not None:
+            on_file(index, len(texts), corpus_text.name)
         lines = corpus_text.text.splitlines(keepends=True)
         for start in range(0, len(lines), _ENCODE_LINES):
             chunk = lines[start : start + _ENCODE_LINES]
             encoded = backend.encode_batch(chunk, add_special_tokens=False)
             pieces.extend(np.asarray(e.ids, dtype=np.int32) for e in encoded if e.ids)
         pieces.append(np.asarray([eos_id], dtype=np.int32))
+    if on_file is not None:
+        on_file(len(texts), len(texts), "done")
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
 
 
@@ -161,6 +170,7 @@ def load_or_tokenize(
     *,
     val_every: int,
     fingerprint: str,
+    on_file: Callable[[int, int, str], None] | None = None,
 ) -> TokenStream:
     """Tokenize the corpus, or load the cached stream with the same fingerprint.
 
@@ -170,6 +180,8 @@ def load_or_tokenize(
         cache_dir: Directory of the cache (``<suite>/data``); created if missing.
         val_every: Every ``val_every``-th block of :data:`BLOCK` tokens is validation.
         fingerprint: Identifies the corpus + tokenizer; a cache with another one is rebuilt.
+        on_file: Called as ``on_file(index, n_files, name)`` before each file is tokenized, and
+            with ``index == n_files`` at the end.
 
     Returns:
         The :class:`TokenStream`.
@@ -181,7 +193,7 @@ def load_or_tokenize(
         if meta.get("fingerprint") == fingerprint:
             return _split(np.load(tokens_path), val_every)
         logger.info("token cache %s is stale; re-tokenizing", tokens_path)
-    stream = _tokenize(texts, tokenizer, int(tokenizer.eos_token_id))
+    stream = _tokenize(texts, tokenizer, int(tokenizer.eos_token_id), on_file)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / "tokens.tmp.npy"
     np.save(tmp, stream)

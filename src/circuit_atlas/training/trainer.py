@@ -60,7 +60,8 @@ class TrainProgress:
     """A progress event of :func:`train_suite` (for progress bars; the library never prints).
 
     Attributes:
-        event: ``prepare`` (tokenizer/data, ``message`` says which), ``start`` (a size begins
+        event: ``prepare`` (tokenizer/data, ``message`` says which; while tokenizing, ``step``
+            of ``total_steps`` files are done), ``start`` (a size begins
             or resumes at ``step``), ``step`` (an update finished), ``checkpoint`` (``step``
             saved), ``done`` (the size is complete).
         size: Model size, or "" during ``prepare``.
@@ -176,6 +177,9 @@ def train_suite(
         out / "data",
         val_every=config.val_every,
         fingerprint=_fingerprint(described, tokenizer),
+        on_file=lambda i, n, name: notify(
+            TrainProgress("prepare", step=i, total_steps=n, message=f"tokenizing {name}")
+        ),
     )
     cur = config.curriculum
     sampler_cur = CurriculumSampler(cur, vocabulary, tokenizer, config.seed) if cur.active else None
