@@ -405,6 +405,9 @@ def run_demo(
         threads: torch threads for training and the study (None: torch's default, which is
             best on an otherwise idle machine; 1 is faster when other jobs share the cores).
 
+    Side effect: glibc's malloc thresholds are raised for the process
+    (:func:`circuit_atlas.training.cli.keep_freed_memory`).
+
     Returns:
         The :class:`DemoResult`.
 
@@ -420,7 +423,7 @@ def run_demo(
     from circuit_atlas.study.runner import run_study
     from circuit_atlas.study.units import plan_units
     from circuit_atlas.training import train_suite
-    from circuit_atlas.training.cli import TrainBars
+    from circuit_atlas.training.cli import TrainBars, keep_freed_memory
 
     chosen = get_preset(preset)
     root = resolve_data_dir(data_dir)
@@ -433,6 +436,7 @@ def run_demo(
         import torch
 
         torch.set_num_threads(threads)
+    keep_freed_memory()  # reuse freed logits buffers instead of page-faulting them every step
     bars = TrainBars("demo: train", enabled=progress)
     try:
         manifest = train_suite(
