@@ -18,7 +18,6 @@ half-written checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -27,7 +26,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from typing import Any, Literal
 import torch
 
 from circuit_atlas.errors import ConfigError
+from circuit_atlas.models.configs import quiet_transformers
 from circuit_atlas.training.config import TrainConfig, get_size
 from circuit_atlas.training.curriculum import CURRICULA, CurriculumSampler, build_vocabulary
 from circuit_atlas.training.data import (
@@ -280,20 +280,6 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, lr=1.0, betas=(0.9, 0.95), eps=1e-8)
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' own progress bars (the library never prints)."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _save_atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
     tmp = final.with_name(final.name + ".tmp")
     if tmp.exists():
@@ -398,7 +384,7 @@ def _train_size(
         loss_sum, loss_n = 0.0, 0
 
         def write(tmp: Path) -> None:
-            with _quiet_transformers():
+            with quiet_transformers():
                 model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
 
