@@ -27,9 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from circuit_atlas.errors import UnknownNameError
 from circuit_atlas.training import CurriculumConfig, TrainConfig
@@ -39,7 +37,6 @@ __all__ = [
     "DemoPreset",
     "DemoResult",
     "TaskVerdict",
-    "demo",
     "get_preset",
     "judge_tasks",
     "register",
@@ -143,42 +140,22 @@ def study_toml(
     """The study file the demo runs (paths relative to the file).
 
     All four tasks on every checkpoint of every size of the suite, EAP-IG over inputs, the
-    paper's patching ablation and 0.8 faithfulness threshold, the fast exact search, float32 on the
-    automatically chosen device;
-    ``threads`` sets the runner's torch threads (None: torch's default).
+    paper's patching ablation and 0.8 faithfulness threshold, the fast exact search, float32 on
+    the automatically chosen device; ``threads`` sets the runner's torch threads.
     """
-    lines = [
-        f'name = "demo-{preset.name}"',
-        'description = "circuit-atlas demo: a locally trained suite on the real corpus"',
-        f'results = "{results}"',
-        "",
-        "[[models]]",
-        'kind = "suite"',
-        f'path = "{suite}"',
-        'name = "demo"',
-        'schedule = "all"',
-        "",
-    ]
-    for task in TASKS:
-        lines += ["[[tasks]]", f'name = "{task}"', f"n = {preset.task_n[task]}", ""]
-    lines += [
-        "[attribution]",
-        'method = "EAP-IG-inputs"',
-        f"ig_steps = {preset.ig_steps}",
-        'ablation = "patching"',
-        "",
-        "[circuit]",
-        f"threshold = {preset.threshold}",
-        'search = "fast"',
-        "",
-        "[run]",
-        'device = "auto"',
-        'precision = "float32"',
-        f"batch_size = {preset.batch_size}",
-    ]
-    if threads:
-        lines.append(f"threads = {threads}")
-    return "\n".join(lines) + "\n"
+    tasks = "".join(f'[[tasks]]\nname = "{t}"\nn = {preset.task_n[t]}\n\n' for t in TASKS)
+    return (
+        f'name = "demo-{preset.name}"\n'
+        'description = "circuit-atlas demo: a locally trained suite on the real corpus"\n'
+        f'results = "{results}"\n\n'
+        f'[[models]]\nkind = "suite"\npath = "{suite}"\nname = "demo"\nschedule = "all"\n\n'
+        f"{tasks}"
+        f'[attribution]\nmethod = "EAP-IG-inputs"\nig_steps = {preset.ig_steps}\n'
+        'ablation = "patching"\n\n'
+        f'[circuit]\nthreshold = {preset.threshold}\nsearch = "fast"\n\n'
+        f'[run]\ndevice = "auto"\nprecision = "float32"\nbatch_size = {preset.batch_size}\n'
+        + (f"threads = {threads}\n" if threads else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -498,46 +475,8 @@ def run_demo(
     return result
 
 
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Demo directory.")] = Path("demo"),
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Data directory (default: $CIRCUIT_ATLAS_DATA, then ../shared/data)."),
-    ] = None,  # noqa: E501
-    quick: Annotated[
-        bool, typer.Option("--quick", help="The reduced CI preset (about 3 minutes).")
-    ] = False,  # noqa: E501
-    preset: Annotated[
-        str, typer.Option(help="Preset: full (15 min on 2 cores) or quick.")
-    ] = "full",  # noqa: E501
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    threads: Annotated[
-        int | None,
-        typer.Option(help="torch threads (default: torch's; 1 is faster on a busy machine)."),
-    ] = None,  # noqa: E501
-) -> None:
-    """Train a small suite on the real corpus, run the full study, write the HTML report."""
-    from circuit_atlas.errors import CircuitAtlasError
+def register(app: Any) -> None:
+    """Add the ``demo`` command (:func:`circuit_atlas.training.cli.demo_command`) to a Typer app."""
+    from circuit_atlas.training.cli import demo_command
 
-    try:
-        result = run_demo(
-            out,
-            preset="quick" if quick else preset,
-            data_dir=data_dir,
-            progress=progress,
-            threads=threads,
-        )
-    except CircuitAtlasError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
-    for verdict in result.verdicts:
-        typer.echo(verdict.sentence())
-    typer.echo(
-        f"report: {result.report} (train {result.seconds['train']:.0f} s, study "
-        f"{result.seconds['study']:.0f} s, total {result.seconds['total']:.0f} s)"
-    )
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``demo`` command to a Typer ``app``."""
-    app.command("demo")(demo)
+    app.command("demo")(demo_command)

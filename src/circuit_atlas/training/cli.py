@@ -1,6 +1,6 @@
-r"""The ``circuit-atlas train`` command: train a local checkpoint suite (thin wrapper).
+r"""The ``circuit-atlas train`` and ``demo`` commands (thin wrappers).
 
-Example::
+``demo`` is registered by :func:`circuit_atlas.demo.register`. Example::
 
     circuit-atlas train --corpus ../shared/data/corpus --sizes tiny,small --steps 2000 \
         --out suites/demo --curriculum 0.25
@@ -19,7 +19,14 @@ import typer
 
 from circuit_atlas.errors import CircuitAtlasError
 
-__all__ = ["TrainBars", "keep_freed_memory", "parse_curriculum", "register", "train"]
+__all__ = [
+    "TrainBars",
+    "demo_command",
+    "keep_freed_memory",
+    "parse_curriculum",
+    "register",
+    "train",
+]
 
 ALL_TASKS = "ioi,greater-than,sva,gender-pronoun"
 
@@ -141,29 +148,29 @@ def train(
     corpus: Annotated[
         Path | None,
         typer.Option(help="A .txt file or a directory of them (default: <data-dir>/corpus)."),
-    ] = None,  # noqa: E501
+    ] = None,
     sizes: Annotated[
         str, typer.Option(help="Comma-separated sizes: micro, tiny, small, base, medium.")
-    ] = "tiny,small",  # noqa: E501
+    ] = "tiny,small",
     steps: Annotated[int, typer.Option(help="Optimiser steps per size.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 16,
     seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
     n_even: Annotated[
         int, typer.Option(help="Evenly spaced checkpoints after the log-spaced ones.")
-    ] = 8,  # noqa: E501
+    ] = 8,
     lr: Annotated[
         float | None, typer.Option(help="Peak learning rate (default: per size).")
-    ] = None,  # noqa: E501
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of init, data order and curriculum.")] = 0,
     tokenizer: Annotated[str, typer.Option(help="bpe (trained on the corpus) or pythia.")] = "bpe",
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary before forced words.")] = 4096,
     curriculum: Annotated[
         float,
         typer.Option(help="Fraction of batch rows of templated task sentences (0: plain text)."),
-    ] = 0.0,  # noqa: E501
+    ] = 0.0,
     curriculum_tasks: Annotated[
         str, typer.Option(help="Tasks helped by the curriculum.")
-    ] = ALL_TASKS,  # noqa: E501
+    ] = ALL_TASKS,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -210,6 +217,46 @@ def train(
             f"{record.tokens_per_second:,.0f} tokens/s, {record.train_seconds:.0f} s"
         )
     typer.echo(f"suite written to {out}")
+
+
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Demo directory.")] = Path("demo"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data directory (default: $CIRCUIT_ATLAS_DATA, then ../shared/data)."),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The reduced CI preset (about 3 minutes).")
+    ] = False,
+    preset: Annotated[
+        str, typer.Option(help="Preset: full (15 min on 2 cores) or quick.")
+    ] = "full",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch threads (default: torch's; 1 is faster on a busy machine)."),
+    ] = None,
+) -> None:
+    """Train a small suite on the real corpus, run the full study, write the HTML report."""
+    from circuit_atlas.demo import run_demo
+
+    try:
+        result = run_demo(
+            out,
+            preset="quick" if quick else preset,
+            data_dir=data_dir,
+            progress=progress,
+            threads=threads,
+        )
+    except CircuitAtlasError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    for verdict in result.verdicts:
+        typer.echo(verdict.sentence())
+    typer.echo(
+        f"report: {result.report} (train {result.seconds['train']:.0f} s, study "
+        f"{result.seconds['study']:.0f} s, total {result.seconds['total']:.0f} s)"
+    )
 
 
 def register(app: typer.Typer) -> None:
