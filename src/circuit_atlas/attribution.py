@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from circuit_atlas.evaluation import _check, evaluate_circuits, record_outputs
+from circuit_atlas.evaluation import _check, _repeat, evaluate_circuits, record_outputs
 from circuit_atlas.graph import Graph
 from circuit_atlas.models.neox import PatchableGPTNeoX
 from circuit_atlas.tasks.base import TaskDataset, metric_values
@@ -163,7 +163,7 @@ def _accumulate(
         positions = batch.metric_positions.repeat(r)
         with torch.enable_grad():
             logits = model.run(tokens, positions, embed=embed, slot_hook=slot_hook)
-            loss = -metric_values(logits, _tile(batch, r)).sum()
+            loss = -metric_values(logits, _repeat(batch, r)).sum()
             loss.backward()
     return len(alphas)
 
@@ -233,15 +233,9 @@ def _ig_activations(
                     slot_hook=slot_hook,
                     edit_output=edit,
                 )
-                loss = -metric_values(logits, _tile(batch, r)).sum()
+                loss = -metric_values(logits, _repeat(batch, r)).sum()
                 loss.backward()
     return len(groups) * m  # the reference divides by its total_steps = (1 + 2L)·m
-
-
-def _tile(data: TaskDataset, r: int) -> TaskDataset:
-    from circuit_atlas.evaluation import _repeat
-
-    return _repeat(data, r)
 
 
 def _exact(model, g: Graph, data: TaskDataset, *, batch_size: int) -> Tensor:

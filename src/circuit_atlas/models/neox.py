@@ -281,10 +281,10 @@ class PatchableGPTNeoX(nn.Module):
             patch: Edge-level intervention over ``k`` circuits; the batch is evaluated once per
                 circuit (effective batch ``k·b``). Runs without autograd.
             record: A ``(n_forward, b, p, d)`` buffer that receives every forward slot's output.
-            slot_hook: When given, each layer's backward-slot inputs are materialised as
-                ``(s, b, p, d)`` tensors and ``slot_hook(first_slot, grad)`` is called with their
-                gradient during backward (for the logits slot ``grad`` is ``(1, b, p, d)``, zero
-                outside ``positions``).
+            slot_hook: When given, ``slot_hook(first_slot, grad)`` is called during backward
+                with each backward slot's own input gradient: ``(3h, b, p, d)`` for a layer's
+                q/k/v slots (reconstructed by ``_SlotFanout``, never stored), ``(1, b, p, d)``
+                for an MLP slot and for the logits slot (zero outside ``positions``).
             edit_output: Replaces forward-slot outputs as they are produced (EAP-IG-activations).
             return_resid: Return the final residual stream ``(b, p, d)`` instead of logits.
 
