@@ -348,16 +348,33 @@ def _notes(manifest: Any, verdicts: Sequence[TaskVerdict], preset: DemoPreset) -
             else "."
         ),
     ]
-    if cur["helped_tasks"]:
-        weights = manifest.config["curriculum"].get("weights") or [1.0] * len(cur["helped_tasks"])
-        mix = ", ".join(f"{t} ×{w:g}" for t, w in zip(cur["helped_tasks"], weights, strict=True))
+    if cur["helped_tasks"] or cur.get("generic"):
+        weights = cur.get("weights") or dict(
+            zip(cur["helped_tasks"], manifest.config["curriculum"].get("weights") or
+                [1.0] * len(cur["helped_tasks"]), strict=True)
+        )  # fmt: skip
+        mix = ", ".join(f"{t} ×{w:g}" for t, w in weights.items())
+        shared = cur.get("vocabulary", {}).get("shared_with_evaluation", {})
+        shared_text = (
+            "; it SHARES with the evaluation only "
+            + ", ".join(f"its {k} ({len(v)} words, listed in suite.json)" for k, v in
+                        shared.items())  # fmt: skip
+            if shared
+            else "; it shares no evaluation names, places or objects"
+        )
+        generic = (
+            f" Generic rows: {', '.join(cur['generic'])} (a random span of tokens followed by "
+            "the same span, for induction and copying of every token)."
+            if cur.get("generic")
+            else ""
+        )
         notes.append(
             f"Curriculum: {cur['fraction']:.0%} of each batch's rows were templated task sentences "
-            f"for {', '.join(cur['helped_tasks'])} (TRAINED WITH HELP; relative weights {mix}), "
-            "built only from names, places, objects, nouns, years (centuries "
-            f"{_ranges(cur['vocabulary'].get('centuries', []))}) and verbs that the "
-            "evaluation prompts never use; the rest was plain text. Tasks without help: "
-            f"{', '.join(cur['unhelped_tasks']) or 'none'}. Example: "
+            f"for {', '.join(cur['helped_tasks']) or 'no task'} (TRAINED WITH HELP; relative "
+            f"weights {mix}), never using an evaluation template or prompt; nouns, years "
+            f"(centuries {_ranges(cur['vocabulary'].get('centuries', []))}) and verbs are "
+            f"disjoint from the evaluation's{shared_text}.{generic} The rest was plain text. "
+            f"Tasks without help: {', '.join(cur['unhelped_tasks']) or 'none'}. Example: "
             f"“{cur['examples'][0] if cur['examples'] else ''}”."
         )
     else:

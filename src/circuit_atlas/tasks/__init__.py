@@ -34,7 +34,14 @@ from circuit_atlas.tasks.greater_than import (
     GT_YEAR_RANGE,
     make_greater_than,
 )
-from circuit_atlas.tasks.ioi import BABA_TEMPLATES, IOI_NAMES, IOI_OBJECTS, IOI_PLACES, make_ioi
+from circuit_atlas.tasks.ioi import (
+    ABBA_TEMPLATES,
+    BABA_TEMPLATES,
+    IOI_NAMES,
+    IOI_OBJECTS,
+    IOI_PLACES,
+    make_ioi,
+)
 from circuit_atlas.tasks.sva import make_sva, read_pairs, read_verbs
 
 __all__ = [
@@ -46,11 +53,13 @@ __all__ = [
     "TaskDataset",
     "TaskSpec",
     "behaviour_metrics",
+    "evaluation_templates",
     "evaluation_vocabulary",
     "get_task",
     "list_tasks",
     "make_dataset",
     "metric_values",
+    "template_frame",
 ]
 
 
@@ -207,6 +216,8 @@ def evaluation_vocabulary(
 
     Returns:
         ``names``: IOI names and Gendered Pronoun names (case kept);
+        ``female_names`` / ``male_names``: the Gendered Pronoun names whose clean answer is
+        " she" / " he" (a subset of ``names``);
         ``places`` / ``objects``: IOI places and objects;
         ``nouns``: the Greater-Than event nouns;
         ``years``: every Greater-Than year "1100" … "1799" (and so the centuries "11" … "17");
@@ -232,6 +243,18 @@ def evaluation_vocabulary(
     start, end = GT_YEAR_RANGE
     years = {str(y) for y in range(start, end)}
     names = set(IOI_NAMES) | pronoun_names
+    female = {
+        m.group(1)
+        for r in pronoun_rows
+        for m in [re.match(r"So (\w+) is", r["clean"])]
+        if m and NEOX_ANSWER_TEXT.get(int(r["clean_answer_idx"])) == " she"
+    }
+    male = {
+        m.group(1)
+        for r in pronoun_rows
+        for m in [re.match(r"So (\w+) is", r["clean"])]
+        if m and NEOX_ANSWER_TEXT.get(int(r["clean_answer_idx"])) == " he"
+    }
     words = (
         _words(BABA_TEMPLATES + (GT_TEMPLATE,))
         | _words(pronoun_texts + list(NEOX_ANSWER_TEXT.values()))
@@ -241,6 +264,8 @@ def evaluation_vocabulary(
     )
     return {
         "names": frozenset(names),
+        "female_names": frozenset(female),
+        "male_names": frozenset(male),
         "places": frozenset(IOI_PLACES),
         "objects": frozenset(IOI_OBJECTS),
         "nouns": frozenset(GT_NOUNS),
@@ -249,3 +274,35 @@ def evaluation_vocabulary(
         "sva_nouns": frozenset(sva_nouns),
         "words": frozenset(words),
     }
+
+
+GENDER_PRONOUN_TEMPLATE = "So {name} is {predicate}, isn't"
+"""The Gendered Pronoun prompt frame of the paper's CSV (every row follows it)."""
+
+
+def evaluation_templates() -> dict[str, tuple[str, ...]]:
+    """The prompt templates of the evaluation, per task (slots as ``[X]`` or ``{x}``).
+
+    A training curriculum must hold these out (:mod:`circuit_atlas.training.curriculum` checks
+    that none of its templates contains one, slots and punctuation aside). SVA has no templates
+    of its own here: its prompts are the rows of Marvin & Linzen's files, checked as strings.
+
+    Returns:
+        ``ioi``: the 15 BABA and 15 ABBA templates; ``greater-than``: the prompt;
+        ``gender-pronoun``: the CSV's frame.
+    """
+    return {
+        "ioi": BABA_TEMPLATES + ABBA_TEMPLATES,
+        "greater-than": (GT_TEMPLATE,),
+        "gender-pronoun": (GENDER_PRONOUN_TEMPLATE,),
+    }
+
+
+def template_frame(template: str) -> tuple[str, ...]:
+    """A template as lowercased words with every slot as ``"<slot>"`` (punctuation dropped).
+
+    ``"Then, [B] and [A] went"`` → ``("then", "<slot>", "and", "<slot>", "went")``; used to
+    compare templates whatever their slot names and punctuation.
+    """
+    marked = _SLOT.sub(" SLOTMARK ", template)
+    return tuple("<slot>" if w == "SLOTMARK" else w.lower() for w in _WORD.findall(marked))

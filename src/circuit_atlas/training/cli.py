@@ -117,10 +117,12 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def parse_curriculum(fraction: float, tasks: str) -> Any:
-    """Build a ``CurriculumConfig`` from ``--curriculum`` and ``--curriculum-tasks``.
+def parse_curriculum(fraction: float, tasks: str, shared: str = "") -> Any:
+    """Build a ``CurriculumConfig`` from ``--curriculum``, ``--curriculum-tasks``, ``--share``.
 
-    ``tasks`` is comma-separated, each optionally weighted: ``greater-than:2,ioi,sva``.
+    ``tasks`` is comma-separated, each optionally weighted: ``greater-than:2,ioi,sva``
+    (``repeated-tokens`` adds repeated random spans); ``shared`` is a comma-separated list of
+    evaluation sets the curriculum may use (``names``, ``places``, ``objects``).
 
     Raises:
         ConfigError: For a weight that is not a positive number (the message names it).
@@ -140,7 +142,7 @@ def parse_curriculum(fraction: float, tasks: str) -> Any:
                 f"curriculum weight {weight!r} of task {name!r} is not a number"
             ) from None
         names.append(name.strip())
-    return CurriculumConfig(fraction, tuple(names), tuple(weights))
+    return CurriculumConfig(fraction, tuple(names), tuple(weights), shared=_split(shared))
 
 
 def train(
@@ -171,6 +173,13 @@ def train(
     curriculum_tasks: Annotated[
         str, typer.Option(help="Tasks helped by the curriculum.")
     ] = ALL_TASKS,
+    share: Annotated[
+        str,
+        typer.Option(
+            help="Evaluation vocabulary the curriculum may use: names, places, objects "
+            "(comma-separated; default none). Templates are held out either way."
+        ),
+    ] = "",
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -196,7 +205,7 @@ def train(
             seed=seed,
             tokenizer=tokenizer,  # type: ignore[arg-type]
             vocab_size=vocab_size,
-            curriculum=parse_curriculum(curriculum, curriculum_tasks),
+            curriculum=parse_curriculum(curriculum, curriculum_tasks, share),
         )
         if threads:
             torch.set_num_threads(threads)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from circuit_atlas.errors import ConfigError, UnknownNameError
 
 __all__ = [
+    "SHAREABLE",
     "SIZES",
     "CurriculumConfig",
     "ModelSize",
@@ -111,6 +112,10 @@ def get_size(name: str) -> ModelSize:
         ) from None
 
 
+SHAREABLE: tuple[str, ...] = ("names", "places", "objects")
+"""Evaluation vocabulary sets a curriculum may share (:attr:`CurriculumConfig.shared`)."""
+
+
 @dataclass(frozen=True)
 class CurriculumConfig:
     """How much templated task text is mixed into the corpus stream (see ``curriculum.py``).
@@ -123,11 +128,16 @@ class CurriculumConfig:
             not listed are learned from plain text only; the manifest and the report say which.
         weights: Relative frequency of each task's sentences (same length as ``tasks``);
             empty = uniform.
+        shared: Sets of the evaluation vocabulary that the curriculum may use (any of
+            :data:`SHAREABLE`: ``names``, ``places``, ``objects``); empty = the curriculum is
+            disjoint from the evaluation's vocabulary. The evaluation's *templates* and prompts
+            are held out either way. The words shared are listed in the suite manifest.
     """
 
     fraction: float = 0.0
     tasks: tuple[str, ...] = ()
     weights: tuple[float, ...] = ()
+    shared: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
@@ -140,6 +150,12 @@ class CurriculumConfig:
             )
         if any(w <= 0 for w in self.weights):
             raise ConfigError(f"curriculum weights must be > 0, got {list(self.weights)}")
+        unknown = [k for k in self.shared if k not in SHAREABLE]
+        if unknown:
+            raise ConfigError(
+                f"curriculum shared vocabulary {unknown} is not shareable; choose from "
+                f"{list(SHAREABLE)}"
+            )
 
     def task_weights(self) -> tuple[float, ...]:
         """The weight of each task (uniform when ``weights`` is empty)."""
@@ -255,6 +271,7 @@ class TrainConfig:
                 fraction=float(cur.get("fraction", 0.0)),
                 tasks=tuple(cur.get("tasks", ())),
                 weights=tuple(cur.get("weights", ())),
+                shared=tuple(cur.get("shared", ())),
             )
         return cls(**values)
 

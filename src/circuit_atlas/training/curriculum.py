@@ -25,14 +25,14 @@ Notable choices, all recorded in the suite manifest:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from circuit_atlas.errors import ConfigError, UnknownNameError
-from circuit_atlas.training.config import CurriculumConfig
+from circuit_atlas.training.config import SHAREABLE, CurriculumConfig
 
 __all__ = [
     "CURRICULA",
@@ -40,6 +40,7 @@ __all__ = [
     "CurriculumTask",
     "CurriculumVocabulary",
     "build_vocabulary",
+    "held_out_violations",
 ]
 
 _EXEMPT = frozenset({"a", "an", "the"})
@@ -134,6 +135,10 @@ class CurriculumVocabulary:
         sva_verbs: ``(singular, plural)`` verb forms.
         predicates: Gendered-pronoun predicates ("a brilliant singer").
         removed: Candidates dropped because the evaluation uses them (``"kind 'word'"``).
+        shared: Evaluation words the curriculum uses on purpose, by set (``{"names": [...]}``;
+            empty when :attr:`CurriculumConfig.shared` is).
+        ioi_names: Names of IOI sentences (both gendered pools, plus every shared evaluation
+            name); empty means ``female_names + male_names``.
     """
 
     female_names: tuple[str, ...]
@@ -146,10 +151,18 @@ class CurriculumVocabulary:
     sva_verbs: tuple[tuple[str, str], ...]
     predicates: tuple[str, ...]
     removed: tuple[str, ...] = field(default=())
+    shared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ioi_names: tuple[str, ...] = ()
+
+    @property
+    def names_for_ioi(self) -> tuple[str, ...]:
+        """The IOI name pool (:attr:`ioi_names`, else both gendered pools)."""
+        return self.ioi_names or self.female_names + self.male_names
 
     def words(self) -> list[str]:
         """Every single word the curriculum puts into a slot (predicate words included)."""
-        out = [*self.female_names, *self.male_names, *self.places, *self.objects]
+        out = [*self.female_names, *self.male_names, *self.names_for_ioi]
+        out += [*self.places, *self.objects]
         out += list(self.event_nouns)
         out += [w for pair in self.sva_nouns + self.sva_verbs for w in pair]
         out += [w for p in self.predicates for w in p.split()]
@@ -175,24 +188,38 @@ class CurriculumVocabulary:
             "sva_nouns": [list(p) for p in self.sva_nouns],
             "sva_verbs": [list(p) for p in self.sva_verbs],
             "predicates": list(self.predicates),
+            "ioi_names": list(self.names_for_ioi),
             "removed_because_evaluation_uses_them": list(self.removed),
+            "shared_with_evaluation": {k: list(v) for k, v in self.shared.items()},
         }
 
 
-def build_vocabulary(evaluation: Mapping[str, Iterable[str]]) -> CurriculumVocabulary:
-    """Build the curriculum's pools, removing everything the evaluation uses.
+def build_vocabulary(
+    evaluation: Mapping[str, Iterable[str]], shared: Iterable[str] = ()
+) -> CurriculumVocabulary:
+    """Build the curriculum's pools, removing everything the evaluation uses but ``shared``.
 
     Args:
         evaluation: The output of :func:`circuit_atlas.tasks.evaluation_vocabulary` (every set
             is used; comparison is case-insensitive; ``years`` removes whole centuries).
+        shared: Evaluation sets the curriculum may use (:data:`SHAREABLE`): ``names`` adds every
+            evaluation name to the IOI pool and the Gendered Pronoun names to the pool of their
+            gender; ``places`` / ``objects`` add the IOI places / objects. Words of a shared set
+            are not removed from the other pools either.
 
     Returns:
         The :class:`CurriculumVocabulary`.
 
     Raises:
-        ConfigError: If a pool keeps fewer than 4 entries (the message names the pool).
+        ConfigError: If a pool keeps fewer than 4 entries (the message names the pool), or a
+            shared set is not shareable.
     """
-    banned = {w.lower() for words in evaluation.values() for w in words}
+    shared = tuple(dict.fromkeys(shared))
+    bad = [k for k in shared if k not in SHAREABLE]
+    if bad:
+        raise ConfigError(f"cannot share evaluation set(s) {bad}; shareable: {list(SHAREABLE)}")
+    allowed = {w.lower() for k in shared for w in evaluation.get(k, ())}
+    banned = {w.lower() for words in evaluation.values() for w in words} - allowed
     eval_centuries = {int(y) // 100 for y in evaluation.get("years", ()) if str(y).isdigit()}
     removed: list[str] = []
 
@@ -216,63 +243,91 @@ def build_vocabulary(evaluation: Mapping[str, Iterable[str]]) -> CurriculumVocab
     removed += [f"century {c}" for c in _CENTURIES if c in eval_centuries]
     if not centuries:
         raise ConfigError("every curriculum century is used by the evaluation years")
+    female = keep("female name", _FEMALE, one)
+    male = keep("male name", _MALE, one)
+    places = keep("place", _PLACES, one)
+    objects = keep("object", _OBJECTS, one)
+    shared_words: dict[str, tuple[str, ...]] = {}
+    ioi_names: tuple[str, ...] = ()
+    if "names" in shared:
+        eval_female = tuple(sorted(set(evaluation.get("female_names", ())) - set(female)))
+        eval_male = tuple(sorted(set(evaluation.get("male_names", ())) - set(male)))
+        female, male = female + eval_female, male + eval_male
+        eval_names = tuple(sorted(set(evaluation.get("names", ()))))
+        ioi_names = tuple(dict.fromkeys(female + male + eval_names))
+        shared_words["names"] = eval_names
+    if "places" in shared:
+        shared_words["places"] = tuple(sorted(evaluation.get("places", ())))
+        places = tuple(dict.fromkeys(places + shared_words["places"]))
+    if "objects" in shared:
+        shared_words["objects"] = tuple(sorted(evaluation.get("objects", ())))
+        objects = tuple(dict.fromkeys(objects + shared_words["objects"]))
     return CurriculumVocabulary(
-        female_names=keep("female name", _FEMALE, one),
-        male_names=keep("male name", _MALE, one),
-        places=keep("place", _PLACES, one),
-        objects=keep("object", _OBJECTS, one),
+        female_names=female,
+        male_names=male,
+        places=places,
+        objects=objects,
         event_nouns=keep("event noun", _EVENT_NOUNS, one),
         centuries=centuries,
         sva_nouns=keep("sva noun", _SVA_NOUNS, list),
         sva_verbs=keep("sva verb", _SVA_VERBS, list),
         predicates=keep("predicate", _PREDICATES, str.split),
         removed=tuple(removed),
+        shared=shared_words,
+        ioi_names=ioi_names,
     )
 
 
 # --- one generator per task --------------------------------------------------------------------
 
 IOI_TEMPLATES = (
-    "Then, {B} and {A} went to the {PLACE}. {B} gave a {OBJECT} to {A}.",
-    "When {B} and {A} arrived at the {PLACE}, {B} gave a {OBJECT} to {A}.",
-    "After {B} and {A} left the {PLACE}, {B} handed the {OBJECT} to {A}.",
-    "{B} and {A} met at the {PLACE}. Later, {B} passed a {OBJECT} to {A}.",
+    "{B} and {A} sat in the {PLACE}. {B} gave the {OBJECT} to {A}.",
+    "When {B} and {A} reached the {PLACE}, {B} passed the {OBJECT} to {A}.",
+    "{B} met {A} at the {PLACE}, and {B} handed a {OBJECT} to {A}.",
+    "Later, {B} and {A} walked to the {PLACE}. {B} offered a {OBJECT} to {A}.",
+    "At the {PLACE}, {B} and {A} talked for hours. Then {B} said goodbye to {A}.",
+    "{B} and {A} found a {OBJECT} near the {PLACE}. {B} gave it to {A}.",
+    "Before {B} and {A} left the {PLACE}, {B} threw the {OBJECT} to {A}.",
     "Yesterday {B} and {A} cleaned the {PLACE}, and {B} brought a {OBJECT} to {A}.",
     "While {B} and {A} waited at the {PLACE}, {B} showed the {OBJECT} to {A}.",
-    "At the {PLACE}, {B} and {A} talked for hours. Then {B} said goodbye to {A}.",
-    "{B} and {A} found a {OBJECT} at the {PLACE}. {B} gave it to {A}.",
+    "{B} visited the {PLACE} with {A}. There {B} gave a {OBJECT} to {A}.",
 )
-"""IOI stories: {A} is the indirect object, {B} the subject; ABBA order swaps the first two."""
+"""IOI stories: {A} is the indirect object, {B} the subject; ABBA order swaps the first two.
+None contains an evaluation template (checked by :func:`held_out_violations`)."""
 
 GT_TEMPLATES = (
-    "The {NOUN} lasted from the year {START} to the year {END}.",
-    "The {NOUN} lasted from the year {START} to the year {END}.",
+    "The {NOUN} went on from the year {START} to the year {END}.",
     "The {NOUN} began in {START} and ended in {END}.",
     "From {START} to {END}, the {NOUN} went on.",
+    "The {NOUN} started in the year {START} and ended in the year {END}.",
 )
-"""Year ranges whose end year is later than the start year, in the same century (the first frame,
-the evaluation's, is listed twice so that it is drawn half of the time)."""
+"""Year ranges whose end year is later than the start year, in the same century. The
+evaluation's frame ("The {noun} lasted from the year …") is held out."""
 
 SVA_TEMPLATES = (
-    "The {N} {V}.",
-    "The {N} beside the {N2} {V}.",
-    "The {N} above the {N2} {V}.",
-    "The {N} that the {N2} watched {V}.",
-    "The {N} with the {N2} {V}.",
+    "Today the {N} {V}.",
+    "Sometimes the {N} beside the {N2} {V}.",
+    "In the story, the {N} above the {N2} {V}.",
+    "Every day the {N} that the {N2} watched {V}.",
+    "Here the {N} with the {N2} {V}.",
 )
-"""Agreement with the head noun; {N2} (an attractor) has a random number."""
+"""Agreement with the head noun; {N2} (an attractor) has a random number. Each frame opens with
+an adverbial, so none is one of Marvin & Linzen's evaluation templates."""
 
 PRONOUN_TEMPLATES = (
-    "So {NAME} is {PRED}, isn't {PRON}?",
     "{NAME} is {PRED}, and {PRON} knows it.",
     "So {NAME} was {PRED}, wasn't {PRON}?",
+    "Everyone says {NAME} is {PRED}; {PRON} is.",
 )
-"""A name, a predicate and the matching pronoun."""
+"""A name, a predicate and the matching pronoun. The evaluation's frame ("So {name} is
+{predicate}, isn't") is held out."""
+
+REPEAT_SPAN = (8, 40)
+"""Shortest and longest random span of a repeated-tokens segment, in tokens."""
 
 
 def _ioi(rng: random.Random, v: CurriculumVocabulary) -> str:
-    names = v.female_names + v.male_names
-    io, s = rng.sample(names, 2)
+    io, s = rng.sample(v.names_for_ioi, 2)
     template = rng.choice(IOI_TEMPLATES)
     if rng.random() < 0.5:  # ABBA: the IO is mentioned first
         template = template.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1)
@@ -307,19 +362,32 @@ def _pronoun(rng: random.Random, v: CurriculumVocabulary) -> str:
     )
 
 
+def _repeated_tokens(rng: random.Random, pool: Sequence[int]) -> list[int]:
+    """A random span of token ids followed by the same span again (length 2 × L)."""
+    span = [pool[rng.randrange(len(pool))] for _ in range(rng.randint(*REPEAT_SPAN))]
+    return span + span
+
+
 @dataclass(frozen=True)
 class CurriculumTask:
-    """A registered curriculum: the task it helps and how its sentences are made.
+    """A registered curriculum: the task it helps and how its rows are made.
 
     Attributes:
-        task: The evaluation task helped (registry name of :mod:`circuit_atlas.tasks`).
-        templates: The sentence frames.
-        generate: ``(rng, vocabulary) -> sentence``.
+        task: The evaluation task helped (registry name of :mod:`circuit_atlas.tasks`), or the
+            name of a generic mechanism (``repeated-tokens``) when ``evaluated`` is False.
+        templates: The sentence frames (for token-level curricula, a description).
+        generate: ``(rng, vocabulary) -> sentence`` for text curricula.
+        generate_ids: ``(rng, token pool) -> token ids`` for token-level curricula (the pool is
+            every non-special id of the suite tokenizer).
+        evaluated: Whether ``task`` is an evaluation task (else it trains a mechanism used by
+            several tasks: repeated random spans train induction and copying of every token).
     """
 
     task: str
     templates: tuple[str, ...]
-    generate: Callable[[random.Random, CurriculumVocabulary], str]
+    generate: Callable[[random.Random, CurriculumVocabulary], str] | None = None
+    generate_ids: Callable[[random.Random, Sequence[int]], list[int]] | None = None
+    evaluated: bool = True
 
 
 CURRICULA: Mapping[str, CurriculumTask] = {
@@ -329,16 +397,59 @@ CURRICULA: Mapping[str, CurriculumTask] = {
         CurriculumTask("greater-than", GT_TEMPLATES, _greater_than),
         CurriculumTask("sva", SVA_TEMPLATES, _sva),
         CurriculumTask("gender-pronoun", PRONOUN_TEMPLATES, _pronoun),
+        CurriculumTask(
+            "repeated-tokens",
+            (f"{{L random token ids}}{{the same L ids}}, L uniform in {list(REPEAT_SPAN)}",),
+            generate_ids=_repeated_tokens,
+            evaluated=False,
+        ),
     )
 }
-"""Curricula by the task they help."""
+"""Curricula by the task (or mechanism) they help."""
+
+
+def held_out_violations(
+    templates: Mapping[str, Sequence[str]] | None = None,
+    evaluation: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """Curriculum templates that contain an evaluation template (slots and punctuation aside).
+
+    Both sides are compared as :func:`circuit_atlas.tasks.template_frame` word sequences; a
+    curriculum template violates the hold-out when an evaluation frame is a contiguous part of
+    it (so "{B} gave a {OBJECT} to {A}" sharing function words is fine, the whole evaluation
+    sentence is not).
+
+    Args:
+        templates: Curriculum templates per task (default: every text curriculum).
+        evaluation: Evaluation templates per task (default:
+            :func:`circuit_atlas.tasks.evaluation_templates`).
+
+    Returns:
+        One ``"task: curriculum template ⊇ evaluation template"`` line per violation.
+    """
+    from circuit_atlas.tasks import evaluation_templates, template_frame
+
+    if templates is None:
+        templates = {t: c.templates for t, c in CURRICULA.items() if c.generate is not None}
+    evaluation = evaluation_templates() if evaluation is None else evaluation
+    frames = [(template_frame(e), e) for group in evaluation.values() for e in group]
+    out = []
+    for task, group in templates.items():
+        for template in group:
+            mine = template_frame(template)
+            for frame, source in frames:
+                n = len(frame)
+                if any(mine[i : i + n] == frame for i in range(len(mine) - n + 1)):
+                    out.append(f"{task}: {template!r} contains the evaluation's {source!r}")
+    return out
 
 
 class CurriculumSampler:
     """Rows of templated sentences for the batch sampler, determined by ``(seed, step, row)``.
 
-    A row is ``<|endoftext|>`` followed by sentences (each ended by ``<|endoftext|>``) of tasks
-    drawn from ``config.tasks`` with ``config.weights``, cut to ``seq_len`` tokens.
+    A row is ``<|endoftext|>`` followed by segments (each ended by ``<|endoftext|>``) of tasks
+    drawn from ``config.tasks`` with ``config.weights``, cut to ``seq_len`` tokens: a templated
+    sentence for a text curriculum, a repeated random span for ``repeated-tokens``.
 
     Args:
         config: Which tasks get sentences.
@@ -364,14 +475,24 @@ class CurriculumSampler:
         self.seed = seed
         self._backend = tokenizer.backend_tokenizer
         self._eos = int(tokenizer.eos_token_id)
+        special = set(getattr(tokenizer, "all_special_ids", ())) | {self._eos}
+        self._pool = [i for i in range(len(tokenizer)) if i not in special]
+
+    def _segment(self, rng: random.Random) -> tuple[str, list[int]]:
+        """One segment of a task drawn from ``rng``: its text and its token ids."""
+        task = CURRICULA[rng.choices(self.tasks, weights=self.weights)[0]]
+        if task.generate_ids is not None:
+            ids = task.generate_ids(rng, self._pool)
+            return self._backend.decode(ids, skip_special_tokens=False), ids
+        text = task.generate(rng, self.vocabulary)  # type: ignore[misc]
+        return text, self._backend.encode(text, add_special_tokens=False).ids
 
     def sentence(self, rng: random.Random) -> str:
-        """One sentence of a task drawn from ``rng``."""
-        task = rng.choices(self.tasks, weights=self.weights)[0]
-        return CURRICULA[task].generate(rng, self.vocabulary)
+        """The text of one segment drawn from ``rng``."""
+        return self._segment(rng)[0]
 
     def examples(self, n: int, seed: int = 0) -> list[str]:
-        """``n`` example sentences (for the manifest and the report)."""
+        """``n`` example segments as text (for the manifest and the report)."""
         rng = random.Random(seed)
         return [self.sentence(rng) for _ in range(n)]
 
@@ -381,6 +502,6 @@ class CurriculumSampler:
         rng = random.Random(int(state))
         ids = [self._eos]
         while len(ids) < seq_len:
-            ids += self._backend.encode(self.sentence(rng), add_special_tokens=False).ids
+            ids += self._segment(rng)[1]
             ids.append(self._eos)
         return ids[:seq_len]

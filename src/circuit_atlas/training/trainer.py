@@ -36,7 +36,12 @@ import torch
 from circuit_atlas.errors import ConfigError
 from circuit_atlas.models.configs import quiet_transformers
 from circuit_atlas.training.config import TrainConfig, get_size
-from circuit_atlas.training.curriculum import CURRICULA, CurriculumSampler, build_vocabulary
+from circuit_atlas.training.curriculum import (
+    CURRICULA,
+    CurriculumSampler,
+    build_vocabulary,
+    held_out_violations,
+)
 from circuit_atlas.training.data import (
     BatchSampler,
     corpus_files,
@@ -164,7 +169,7 @@ def train_suite(
     previous = _check_resume(out, config)
 
     evaluation = evaluation_vocabulary(data_dir)
-    vocabulary = build_vocabulary(evaluation)
+    vocabulary = build_vocabulary(evaluation, config.curriculum.shared)
     required = _required_strings(evaluation, vocabulary, data_dir)
     notify(TrainProgress("prepare", message="tokenizer"))
     tokenizer, tok_info, model_rows = _prepare_tokenizer(config, texts, out, required, data_dir)
@@ -182,6 +187,13 @@ def train_suite(
         ),
     )
     cur = config.curriculum
+    violations = held_out_violations(
+        {t: CURRICULA[t].templates for t in cur.tasks if t in CURRICULA and CURRICULA[t].generate}
+    )
+    if violations:
+        raise ConfigError(
+            "curriculum templates must hold out the evaluation's: " + "; ".join(violations)
+        )
     sampler_cur = CurriculumSampler(cur, vocabulary, tokenizer, config.seed) if cur.active else None
     n_cur = round(cur.fraction * config.batch_size) if cur.active else 0
     sampler = BatchSampler(
@@ -246,14 +258,29 @@ def _required_strings(evaluation: dict, vocabulary, data_dir: PathLike | None) -
 
 
 def _curriculum_entry(config: TrainConfig, vocabulary, sampler, n_rows: int) -> dict[str, Any]:
-    helped = list(config.curriculum.tasks) if config.curriculum.active else []
+    """The manifest's ``curriculum``: what was mixed in, and what it shared with the evaluation.
+
+    ``helped_tasks`` are evaluation tasks with templated sentences, ``generic`` the curricula that
+    train a mechanism rather than a task (``repeated-tokens``); ``weights`` maps every curriculum
+    to its relative frequency; ``held_out`` states that no curriculum template contains an
+    evaluation template (checked before training).
+    """
+    cur = config.curriculum
+    active = list(cur.tasks) if cur.active else []
+    helped = [t for t in active if CURRICULA[t].evaluated]
+    evaluated = [t for t, c in CURRICULA.items() if c.evaluated]
     return {
-        "fraction": config.curriculum.fraction if helped else 0.0,
+        "fraction": cur.fraction if active else 0.0,
         "rows_per_batch": n_rows,
         "helped_tasks": helped,
-        "unhelped_tasks": [t for t in CURRICULA if t not in helped],
-        "templates": {t: list(CURRICULA[t].templates) for t in helped},
-        "vocabulary": vocabulary.to_dict() if helped else {},
+        "generic": [t for t in active if not CURRICULA[t].evaluated],
+        "unhelped_tasks": [t for t in evaluated if t not in helped],
+        "weights": dict(zip(active, cur.task_weights(), strict=True)) if active else {},
+        "shared": list(cur.shared) if active else [],
+        "held_out": "no curriculum template contains an evaluation template; evaluation "
+        "prompts are never generated",
+        "templates": {t: list(CURRICULA[t].templates) for t in active},
+        "vocabulary": vocabulary.to_dict() if active else {},
         "examples": sampler.examples(8, seed=config.seed) if sampler is not None else [],
     }
 
