@@ -53,7 +53,7 @@ class Killed(Exception):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir: Path) -> Path:
     folder = tmp_path_factory.mktemp("corpus")
-    for name in ("brown.txt", "shakespeare.txt"):
+    for name in ("wikitext2_valid.txt", "shakespeare.txt"):  # registry corpus files
         text = (data_dir / "corpus" / name).read_bytes()[:100_000]
         (folder / name).write_bytes(text)
     return folder
@@ -148,7 +148,8 @@ def test_read_corpus_budget_takes_a_share_of_every_file(corpus: Path) -> None:
     files = corpus_files(corpus)
     whole = read_corpus(files)
     part = read_corpus(files, max_bytes=50_000)
-    assert [t.name for t in part] == [t.name for t in whole] == ["brown.txt", "shakespeare.txt"]
+    names = ["shakespeare.txt", "wikitext2_valid.txt"]
+    assert [t.name for t in part] == [t.name for t in whole] == names
     assert 40_000 < sum(len(t.text.encode()) for t in part) <= 50_000
     for a, b in zip(part, whole, strict=True):
         assert b.text.startswith(a.text) and a.sha256 == b.sha256 and a.text.endswith("\n")
@@ -208,7 +209,8 @@ def test_suite_layout_and_manifest(suite: Path) -> None:
     assert all(math.isfinite(h["train_loss"]) for h in record["history"][1:])
     assert manifest["curriculum"]["helped_tasks"] == list(CONFIG.curriculum.tasks)
     assert manifest["tokenizer"]["kind"] == "bpe"
-    assert [f["name"] for f in manifest["data"]["files"]] == ["brown.txt", "shakespeare.txt"]
+    names = [f["name"] for f in manifest["data"]["files"]]
+    assert names == ["shakespeare.txt", "wikitext2_valid.txt"]
     assert not (suite / "micro" / "last").exists()  # resumable state removed once complete
     loaded = load_hf_model(path=suite, name="micro", step=8)
     assert loaded.source.kind == "suite" and loaded.source.step == 8
