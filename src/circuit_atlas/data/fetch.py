@@ -314,7 +314,7 @@ def ensure(
         DataIntegrityError: If a copy found or downloaded has the wrong sha256.
     """
     entries = _entries(files)
-    found = {e.name: locate(e.name, data_dir) for e in entries}
+    found = {e.name: locate(e, data_dir) for e in entries}
     missing = [e for e in entries if found[e.name] is None]
     if missing:
         logger.info("fetching %d data file(s) into %s", len(missing), data_home(data_dir).path)

@@ -160,12 +160,12 @@ def verify_file(entry: DataFile, path: str | os.PathLike[str], hint: str = "") -
 
 
 def locate(
-    name: str, data_dir: str | os.PathLike[str] | None = None
+    name: str | DataFile, data_dir: str | os.PathLike[str] | None = None
 ) -> tuple[Path, Location] | None:
     """Find the verified local copy of a registry file.
 
     Args:
-        name: Registry name (``tasks/sva/combined_verb_list.csv``).
+        name: Registry name (``tasks/sva/combined_verb_list.csv``) or entry.
         data_dir: The explicit data directory, or None.
 
     Returns:
@@ -175,7 +175,7 @@ def locate(
         UnknownNameError: If ``name`` is not a registry name.
         DataIntegrityError: If the first copy found is not the registry's file.
     """
-    entry = get(name)
+    entry = name if isinstance(name, DataFile) else get(name)
     for location in search_path(data_dir):
         path = location.path / entry.name
         if path.is_file():
