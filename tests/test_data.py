@@ -61,7 +61,7 @@ def put(root: Path, name: str, content: bytes) -> Path:
 # --------------------------------------------------------------------------------- the registry
 def test_registry_entries_are_pinned_and_well_formed():
     names = [f.name for f in REGISTRY]
-    assert len(names) == len(set(names)) == 22
+    assert len(names) == len(set(names)) == 28
     for f in REGISTRY:
         assert re.fullmatch(r"[0-9a-f]{64}", f.sha256), f.name
         assert re.fullmatch(r"[0-9a-f]{40}", f.source.commit), f.name  # a commit, not a branch
@@ -70,7 +70,12 @@ def test_registry_entries_are_pinned_and_well_formed():
         )
         assert f.size > 0 and f.licence and f.group in ("tasks", "tokenizer", "corpus")
     assert [f.name for f in select(groups=["corpus"])] == list(CORPUS_FILES) == sorted(CORPUS_FILES)
-    assert sum(f.size for f in select(groups=["corpus"])) == 7_836_329
+    assert sum(f.size for f in select(groups=["corpus"])) == 30_233_756
+    derived = [f for f in REGISTRY if f.derived_from is not None]
+    assert {f.source.repo for f in derived} == {"nltk/nltk_data"} and len(derived) == 6
+    for f in derived:
+        assert re.fullmatch(r"[0-9a-f]{64}", f.derived_from.sha256) and f.derived_from.size > 0
+        assert f.source.path.endswith(".zip") and f.derived_from.rule in ("nltk-text", "nltk-brown")
     assert [f.name for f in select(groups=["tokenizer"])] == [PYTHIA_TOKENIZER_FILE]
 
 
@@ -200,7 +205,7 @@ def test_resolve_data_dir_wants_one_location_with_every_file(monkeypatch, tmp_pa
 
 
 def test_corpus_paths_missing(tmp_path):
-    with pytest.raises(DataNotFoundError, match="corpus/shakespeare.txt"):
+    with pytest.raises(DataNotFoundError, match="corpus/abc.txt"):
         corpus_paths(tmp_path / "empty")
 
 

@@ -248,9 +248,9 @@ def test_cli_fetch_verify_where(real_server, data_dir, tmp_path):
 
     out = runner.invoke(app, ["data", "fetch", "--from", str(data_dir), "--data-dir", str(home)])
     assert out.exit_code == 0, out.output
-    assert out.output.count("imported") == 5 and out.output.count("cached") == 17
+    assert out.output.count("imported") == 11 and out.output.count("cached") == 17
     out = runner.invoke(app, ["data", "where", "--data-dir", str(home)])
-    assert out.exit_code == 0 and out.output.count("[--data-dir]") == 22
+    assert out.exit_code == 0 and out.output.count("[--data-dir]") == 28
 
 
 def test_cli_errors_exit_2_with_the_message(tmp_path):

@@ -42,8 +42,11 @@ CONFIG = TrainConfig(
     val_every=4,
     val_batches=1,
     state_every=5,
-    curriculum=CurriculumConfig(0.5, ("ioi", "greater-than", "sva", "gender-pronoun")),
+    curriculum=CurriculumConfig(
+        0.5, ("ioi", "greater-than", "sva", "gender-pronoun", "repeated-tokens"), shared=("names",)
+    ),
 )
+EVAL_TASKS = ["ioi", "greater-than", "sva", "gender-pronoun"]
 
 
 class Killed(Exception):
@@ -53,7 +56,7 @@ class Killed(Exception):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir: Path) -> Path:
     folder = tmp_path_factory.mktemp("corpus")
-    for name in ("wikitext2_valid.txt", "shakespeare.txt"):  # registry corpus files
+    for name in ("brown.txt", "shakespeare.txt"):
         text = (data_dir / "corpus" / name).read_bytes()[:100_000]
         (folder / name).write_bytes(text)
     return folder
@@ -148,8 +151,7 @@ def test_read_corpus_budget_takes_a_share_of_every_file(corpus: Path) -> None:
     files = corpus_files(corpus)
     whole = read_corpus(files)
     part = read_corpus(files, max_bytes=50_000)
-    names = ["shakespeare.txt", "wikitext2_valid.txt"]
-    assert [t.name for t in part] == [t.name for t in whole] == names
+    assert [t.name for t in part] == [t.name for t in whole] == ["brown.txt", "shakespeare.txt"]
     assert 40_000 < sum(len(t.text.encode()) for t in part) <= 50_000
     for a, b in zip(part, whole, strict=True):
         assert b.text.startswith(a.text) and a.sha256 == b.sha256 and a.text.endswith("\n")
@@ -194,7 +196,7 @@ def test_curriculum_sampler_is_deterministic(suite: Path, data_dir: Path) -> Non
 # --- the trainer -------------------------------------------------------------------------------
 
 
-def test_suite_layout_and_manifest(suite: Path) -> None:
+def test_suite_layout_and_manifest(suite: Path, data_dir: Path) -> None:
     from circuit_atlas.models.sources import list_suite_checkpoints, load_hf_model
 
     expected = checkpoint_steps(STEPS, CONFIG.n_even)
@@ -207,10 +209,16 @@ def test_suite_layout_and_manifest(suite: Path) -> None:
     assert record["n_params"] > record["n_params_non_embedding"] > 0
     assert [h["step"] for h in record["history"]] == expected
     assert all(math.isfinite(h["train_loss"]) for h in record["history"][1:])
-    assert manifest["curriculum"]["helped_tasks"] == list(CONFIG.curriculum.tasks)
+    cur = manifest["curriculum"]
+    assert cur["helped_tasks"] == EVAL_TASKS and cur["generic"] == ["repeated-tokens"]
+    assert cur["unhelped_tasks"] == [] and cur["shared"] == ["names"]
+    assert set(cur["weights"]) == set(CONFIG.curriculum.tasks)
+    from circuit_atlas.tasks import evaluation_vocabulary
+
+    shared = cur["vocabulary"]["shared_with_evaluation"]
+    assert shared == {"names": sorted(evaluation_vocabulary(data_dir)["names"])}
     assert manifest["tokenizer"]["kind"] == "bpe"
-    names = [f["name"] for f in manifest["data"]["files"]]
-    assert names == ["shakespeare.txt", "wikitext2_valid.txt"]
+    assert [f["name"] for f in manifest["data"]["files"]] == ["brown.txt", "shakespeare.txt"]
     assert not (suite / "micro" / "last").exists()  # resumable state removed once complete
     loaded = load_hf_model(path=suite, name="micro", step=8)
     assert loaded.source.kind == "suite" and loaded.source.step == 8

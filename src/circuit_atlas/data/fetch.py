@@ -3,9 +3,11 @@
 Downloads go through ``pooch`` (the field's library for pinned, hashed downloads): each file is
 streamed to a temporary file next to its destination, its sha256 is checked, and only then is it
 moved into place, so a cut connection, a truncated or a corrupted download is never used and
-never replaces a good copy. A local copy of a data directory (``../shared/data`` on a machine
-without network) is imported by :func:`import_from`, which checks every hash before it copies
-anything.
+never replaces a good copy. A file rebuilt from an archive (:mod:`circuit_atlas.data.derive`)
+downloads the archive the same way (its own sha256 pinned) into a temporary folder, rebuilds
+the file there, checks the file's sha256 and only then moves it into place. A local copy of a
+data directory (``../shared/data`` on a machine without network) is imported by
+:func:`import_from`, which checks every hash before it copies anything.
 
 Files land in the *data home* (:func:`circuit_atlas.data.resolve.data_home`): ``--data-dir``,
 ``$CIRCUIT_ATLAS_DATA``, else the user cache. Progress bars are the caller's choice
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from circuit_atlas.data.derive import derive
 from circuit_atlas.data.registry import REGISTRY, DataFile
 from circuit_atlas.data.resolve import (
     FETCH_COMMAND,
@@ -117,32 +120,42 @@ def _url(entry: DataFile, mirror: str | None) -> str:
     return entry.source.url if mirror is None else f"{mirror.rstrip('/')}/{entry.name}"
 
 
-def _download(entry: DataFile, dest: Path, url: str, progressbar: bool | object) -> Path:
+def _retrieve(name: str, url: str, sha256: str, target: Path, progressbar: bool | object) -> None:
+    """pooch-download ``url`` to ``target`` (atomic, hash-checked), with typed errors."""
     import pooch
     import requests
 
-    target = dest / entry.name
     downloader = _HashingDownloader(progressbar)
     try:
         with _quiet_pooch():
-            pooch.retrieve(
-                url,
-                known_hash=f"sha256:{entry.sha256}",
-                fname=target.name,
-                path=target.parent,
-                downloader=downloader,
-            )
+            pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=target.name,
+                           path=target.parent, downloader=downloader)  # fmt: skip
     except requests.RequestException as exc:
         raise DataFetchError(
-            f"could not download {entry.name!r} from {url}: {exc}. Nothing was kept. On a "
-            f"machine without network use `{FETCH_COMMAND} --from DIR` with a copy of the data "
-            "directory."
+            f"could not download {name!r} from {url}: {exc}. Nothing was kept. On a machine "
+            f"without network use `{FETCH_COMMAND} --from DIR` with a copy of the data directory."
         ) from exc
     except ValueError as exc:  # pooch: the downloaded bytes do not have the known hash
         raise DataIntegrityError(
-            entry.name, url, entry.sha256, downloader.actual or "unknown",
+            name, url, sha256, downloader.actual or "unknown",
             "The download was deleted; nothing was kept (a truncated or altered file?)",
         ) from exc
+
+
+def _download(entry: DataFile, dest: Path, url: str, progressbar: bool | object) -> Path:
+    target = dest / entry.name
+    if entry.derived_from is None or url != entry.source.url:  # the file itself (or a mirror)
+        _retrieve(entry.name, url, entry.sha256, target, progressbar)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+        archive = Path(tmp) / Path(entry.source.path).name
+        _retrieve(f"{entry.name} (archive {entry.source.path})", url,
+                  entry.derived_from.sha256, archive, progressbar)  # fmt: skip
+        built = derive(entry, archive, Path(tmp) / target.name)
+        verify_file(entry, built, f"rule {entry.derived_from.rule!r} did not rebuild the file; "
+                    "nothing was kept")  # fmt: skip
+        os.replace(built, target)
     return target
 
 

