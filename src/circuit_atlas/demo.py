@@ -2,10 +2,9 @@
 
 ``circuit-atlas demo`` (the README's main-job command) does, with a progress bar throughout:
 
-1. train a Pythia-architecture suite of two sizes on the data registry's 7.8 MB English corpus
-   (:data:`circuit_atlas.data.CORPUS_FILES`, fetched on first use) with the Pythia-style
-   checkpoint schedule and the documented curriculum (:mod:`circuit_atlas.training`), into
-   ``<out>/suite``;
+1. train a Pythia-architecture suite of two sizes on the real 29 MB English corpus of the data
+   registry (:data:`circuit_atlas.data.CORPUS_FILES`) with the Pythia-style checkpoint schedule
+   and the documented curriculum (:mod:`circuit_atlas.training`), into ``<out>/suite``;
 2. write a study file for that suite (``<out>/study.toml``: all four tasks, EAP-IG attribution,
    minimal faithful circuits) and run it through the **same runner** as ``circuit-atlas run``
    (:func:`circuit_atlas.study.runner.run_study`), into ``<out>/results``;
