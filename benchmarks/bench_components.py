@@ -47,7 +47,7 @@ def main() -> None:
     from circuit_atlas.components.cspa import corpus_tokens, cspa_scores
     from circuit_atlas.components.s_inhibition import s_inhibition_heads
     from circuit_atlas.components.successor import successor_scores
-    from circuit_atlas.data import load_pythia_tokenizer, resolve_data_dir
+    from circuit_atlas.data import corpus_paths, load_pythia_tokenizer, resolve_data_dir
     from circuit_atlas.models.neox import PatchableGPTNeoX
     from circuit_atlas.models.pythia import pythia_config
     from circuit_atlas.tasks.ioi import make_ioi
@@ -86,7 +86,7 @@ def main() -> None:
     timed("S-inhibition (2 name movers)", lambda: s_inhibition_heads(model, ioi, movers),
           name_movers=movers)  # fmt: skip
     if not args.skip_cspa:
-        tokens = corpus_tokens(data_dir / "corpus", tokenizer, n_sequences=100, seq_len=61,
+        tokens = corpus_tokens(corpus_paths(data_dir), tokenizer, n_sequences=100, seq_len=61,
                                seed=0)  # fmt: skip
         layers = list(range(min(2, spec.n_layers - 1), spec.n_layers))
         timed("CSPA (layers >= 2)", lambda: cspa_scores(model, tokens[:17], mean_tokens=tokens,

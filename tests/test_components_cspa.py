@@ -16,7 +16,7 @@ from circuit_atlas.components.cspa import (
     semantic_neighbours,
 )
 from circuit_atlas.components.hooked import head_values, trace
-from circuit_atlas.data import load_pythia_tokenizer, resolve_data_dir
+from circuit_atlas.data import corpus_paths
 from circuit_atlas.errors import DataNotFoundError
 from circuit_atlas.models.neox import PatchableGPTNeoX
 from circuit_atlas.models.spec import ModelSpec
@@ -288,9 +288,9 @@ def test_argument_errors():
 
 
 # ------------------------------------------------------------------ data and tokenizer helpers
-def test_corpus_tokens(tmp_path):
-    tok = load_pythia_tokenizer()
-    corpus = resolve_data_dir() / "corpus"
+def test_corpus_tokens(tmp_path, pythia_tokenizer, data_dir):
+    tok = pythia_tokenizer
+    corpus = corpus_paths(data_dir)
     a = corpus_tokens(corpus, tok, n_sequences=4, seq_len=30, seed=6)
     assert a.shape == (4, 30) and a.dtype == torch.int64
     assert torch.all(a[:, 0] == 0) and torch.all(a[:, 1:] != 0)  # BOS, then text
@@ -308,8 +308,8 @@ def test_corpus_tokens(tmp_path):
         corpus_tokens(small, tok, n_sequences=1, seq_len=50, seed=0)
 
 
-def test_function_tokens_and_semantic_neighbours():
-    tok = load_pythia_tokenizer()
+def test_function_tokens_and_semantic_neighbours(pythia_tokenizer):
+    tok = pythia_tokenizer
     fn = function_token_ids(tok)
     enc = [tok.encode(s, add_special_tokens=False) for s in FUNCTION_STRINGS]
     assert set(fn.tolist()) == {e[0] for e in enc if len(e) == 1}

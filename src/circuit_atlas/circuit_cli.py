@@ -46,7 +46,7 @@ def circuit(
     model: Annotated[str | None, typer.Option(help="Pythia model name from the hub (e.g. pythia-160m).")] = None,  # noqa: E501
     step: Annotated[int | None, typer.Option(help="Training step of the checkpoint (default: the last).")] = None,  # noqa: E501
     model_path: Annotated[Path | None, typer.Option(help="Local Hugging Face GPT-NeoX directory (instead of --model).")] = None,  # noqa: E501
-    data_dir: Annotated[Path | None, typer.Option(help="Data directory (default: $CIRCUIT_ATLAS_DATA, ../shared/data).")] = None,  # noqa: E501
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory, searched before $CIRCUIT_ATLAS_DATA, the cache, ../shared/data.")] = None,  # noqa: E501
     cache_dir: Annotated[Path | None, typer.Option(help="Hugging Face hub cache directory.")] = None,  # noqa: E501
     n: Annotated[int | None, typer.Option(help="Number of task examples (default: the task's).")] = None,  # noqa: E501
     seed: Annotated[int | None, typer.Option(help="Task seed (default: the task's).")] = None,

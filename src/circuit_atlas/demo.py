@@ -3,8 +3,8 @@
 ``circuit-atlas demo`` (the README's main-job command) does, with a progress bar throughout:
 
 1. train a Pythia-architecture suite of two sizes on the real 29 MB English corpus of the data
-   directory (``<data>/corpus``) with the Pythia-style checkpoint schedule and the documented
-   curriculum (:mod:`circuit_atlas.training`), into ``<out>/suite``;
+   registry (:data:`circuit_atlas.data.CORPUS_FILES`) with the Pythia-style checkpoint schedule
+   and the documented curriculum (:mod:`circuit_atlas.training`), into ``<out>/suite``;
 2. write a study file for that suite (``<out>/study.toml``: all four tasks, EAP-IG attribution,
    minimal faithful circuits) and run it through the **same runner** as ``circuit-atlas run``
    (:func:`circuit_atlas.study.runner.run_study`), into ``<out>/results``;
@@ -450,7 +450,8 @@ def run_demo(
         out: Demo directory (``suite/``, ``study.toml``, ``results/``, ``report.html``,
             ``demo.json``).
         preset: A name in :data:`PRESETS`.
-        data_dir: Data directory (resolved as for the tasks; the corpus is ``<data>/corpus``).
+        data_dir: Data directory, searched first (see :mod:`circuit_atlas.data`); files missing
+            everywhere are downloaded into it (default: the cache) on first use.
         progress: Show progress bars (training, then study units).
         threads: torch threads for training and the study (None: torch's default, which is
             best on an otherwise idle machine; 1 is faster when other jobs share the cores).
@@ -463,10 +464,10 @@ def run_demo(
 
     Raises:
         UnknownNameError: For an unknown preset.
-        DataNotFoundError: If the data directory or corpus is missing.
+        DataNotFoundError: If a data file is missing and cannot be downloaded.
         CircuitAtlasError: If training or the study fails.
     """
-    from circuit_atlas.data import resolve_data_dir
+    from circuit_atlas.data import corpus_paths, ensure
     from circuit_atlas.report import write_report
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.config import load_study
@@ -476,7 +477,8 @@ def run_demo(
     from circuit_atlas.training.cli import TrainBars, keep_freed_memory
 
     chosen = get_preset(preset)
-    root = resolve_data_dir(data_dir)
+    ensure(data_dir=data_dir, progressbar=progress)  # first use: fetch the registry's files
+    root = None if data_dir is None else str(Path(data_dir).absolute())
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -490,7 +492,7 @@ def run_demo(
     bars = TrainBars("demo: train", enabled=progress)
     try:
         manifest = train_suite(
-            chosen.train, root / "corpus", out_dir / "suite", data_dir=root, progress=bars
+            chosen.train, corpus_paths(root), out_dir / "suite", data_dir=root, progress=bars
         )
     finally:
         bars.close()
@@ -501,7 +503,7 @@ def run_demo(
     text = study_toml(chosen, threads=threads)
     study_file.write_text(text, encoding="utf-8")
     study = load_study(study_file)
-    units = plan_units(study, data_dir=str(root))
+    units = plan_units(study, data_dir=root)
     store = ResultsStore(study.resolve_path(study.results), create=True)
     summary = run_study(units, store, study_name=study.name, config_text=text, progress=progress)
     if summary.failed:

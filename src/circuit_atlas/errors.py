@@ -11,7 +11,10 @@ from __future__ import annotations
 __all__ = [
     "AnalysisError",
     "CircuitAtlasError",
+    "ComponentDataError",
     "ConfigError",
+    "DataFetchError",
+    "DataIntegrityError",
     "DataNotFoundError",
     "InvalidCheckpointError",
     "ModelSourceError",
@@ -52,7 +55,41 @@ class UnsupportedArchitectureError(ModelSourceError):
 
 
 class DataNotFoundError(CircuitAtlasError, FileNotFoundError):
-    """The data directory, or a file that should be in it, is missing."""
+    """A data file (task data, tokenizer, corpus) or a data directory is missing.
+
+    For a registry file the message names the file, every place that was searched, the public
+    source it comes from and the command that fetches it (``circuit-atlas data fetch``).
+    """
+
+
+class DataFetchError(DataNotFoundError):
+    """A data file could not be downloaded (no network, an HTTP error, a cut connection).
+
+    The message names the file, the URL and the offline fix
+    (``circuit-atlas data fetch --from DIR``). Nothing partial is left behind.
+    """
+
+
+class DataIntegrityError(CircuitAtlasError, ValueError):
+    """A data file's bytes are not the registry's: a wrong hash, a truncation, a foreign file.
+
+    Attributes:
+        name: The registry name of the file (``tasks/sva/ML-simple_agrmt_all.csv``).
+        path: Where the bad copy is (a local file or a URL).
+        expected: The registry's sha256 (hex).
+        actual: The sha256 of the bytes found (hex).
+    """
+
+    def __init__(self, name: str, path: str, expected: str, actual: str, hint: str = "") -> None:
+        self.name = name
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        message = (
+            f"{name!r} at {path!r} is not the registry's file: expected sha256 {expected}, "
+            f"got {actual}"
+        )
+        super().__init__(f"{message}. {hint}" if hint else message)
 
 
 class TaskDataError(CircuitAtlasError, ValueError):

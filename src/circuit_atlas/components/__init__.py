@@ -93,7 +93,8 @@ class ComponentSettings:
             (paper: 10%); the same for negative name movers.
         copy_suppression_threshold: A head is a copy-suppression head if CSPA exceeds this
             (paper: 0.10).
-        cspa_corpus: Directory or file of text for CSPA (default: ``<data dir>/corpus``).
+        cspa_corpus: Directory or file of text for CSPA (default: the registry's corpus,
+            :func:`circuit_atlas.data.corpus_paths`).
         cspa_sequences: Corpus windows CSPA is evaluated on (paper: 17).
         cspa_mean_sequences: Windows the mean-ablation value of each head is averaged over
             (paper: 100; the evaluation windows are the first ``cspa_sequences`` of them).
@@ -233,10 +234,10 @@ def score_heads(
             clock("s_inhibition", t)
     if "copy_suppression" in wanted:
         from circuit_atlas.components.cspa import corpus_tokens, cspa_scores
-        from circuit_atlas.data import resolve_data_dir
+        from circuit_atlas.data import corpus_paths
 
         t = time.perf_counter()
-        corpus = Path(s.cspa_corpus) if s.cspa_corpus else resolve_data_dir(data_dir) / "corpus"
+        corpus = Path(s.cspa_corpus) if s.cspa_corpus else corpus_paths(data_dir)
         n = max(s.cspa_sequences, s.cspa_mean_sequences)
         tokens = corpus_tokens(corpus, tokenizer, n_sequences=n, seq_len=s.cspa_seq_len,
                                seed=s.seed)  # fmt: skip

@@ -21,7 +21,6 @@ Shapes: ``V`` vocabulary, ``k`` semantic neighbours, ``m`` function tokens.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from circuit_atlas.errors import ComponentDataError
-from circuit_atlas.training.data import corpus_files
+from circuit_atlas.training.data import CorpusSource, corpus_files
 
 __all__ = ["FUNCTION_STRINGS", "corpus_tokens", "function_token_ids", "semantic_neighbours"]
 
@@ -55,7 +54,7 @@ punctuation, ``<|endoftext|>`` (the reference's ``FUNCTION_STR_TOKS``)."""
 
 
 def corpus_tokens(
-    corpus: str | os.PathLike[str],
+    corpus: CorpusSource,
     tokenizer: Any,
     *,
     n_sequences: int,
@@ -70,7 +69,7 @@ def corpus_tokens(
     ``process_webtext``, which takes document starts with TransformerLens' default BOS.
 
     Args:
-        corpus: A ``.txt`` file or a directory of them.
+        corpus: A ``.txt`` file, a directory of them, or a list of files.
         tokenizer: A HF tokenizer (``encode`` and ``bos_token_id``/``eos_token_id``).
         n_sequences: Windows to draw.
         seq_len: Tokens per window, BOS included.

@@ -179,7 +179,7 @@ class ComponentsConfig(_Strict):
     copy_suppression_threshold: float = Field(default=0.10,
                                               description="CSPA above which a head is CS.")
     cspa_corpus: Path | None = Field(default=None,
-                                     description="CSPA text (default: <data_dir>/corpus).")
+                                     description="CSPA text (default: the data registry corpus).")
     cspa_sequences: int = Field(default=17, gt=0, description="CSPA corpus windows.")
     cspa_mean_sequences: int = Field(default=100, gt=0,
                                      description="Windows of CSPA's mean-ablation value.")

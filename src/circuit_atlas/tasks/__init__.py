@@ -171,7 +171,7 @@ def make_dataset(
         tokenizer: Any Hugging Face tokenizer (``PreTrainedTokenizerFast``).
         n: Number of examples; None: the task's ``default_n``.
         seed: Seed; None: the task's ``default_seed``.
-        data_dir: The data directory (see :func:`circuit_atlas.data.resolve_data_dir`).
+        data_dir: The data directory, searched first (see :func:`circuit_atlas.data.search_path`).
         **options: Task-specific options (``ioi``: ``prompt_type``; ``custom``: ``path``,
             ``metric``).
 

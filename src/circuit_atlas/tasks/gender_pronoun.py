@@ -78,7 +78,7 @@ def make_gender_pronoun(
         n: Number of rows (the file has 100; a larger ``n`` is capped with a warning).
         seed: None keeps the file order (the paper's); an int shuffles the rows with
             ``random.Random(seed)`` before truncating to ``n``.
-        data_dir: The data directory (see :func:`circuit_atlas.data.resolve_data_dir`).
+        data_dir: The data directory, searched first (see :func:`circuit_atlas.data.search_path`).
 
     Returns:
         A ``logit_diff`` :class:`TaskDataset`: ``answer`` is the clean pronoun (" she"/" he" for

@@ -143,7 +143,7 @@ def make_sva(
         n: Number of examples (the paper: 200); capped with a warning at the number of usable
             (clean, corrupted) pairs.
         seed: Seed of the ``torch.Generator`` that shuffles the pairs.
-        data_dir: The data directory (see :func:`circuit_atlas.data.resolve_data_dir`).
+        data_dir: The data directory, searched first (see :func:`circuit_atlas.data.search_path`).
 
     Returns:
         A ``prob_diff`` :class:`TaskDataset`: ``group_tokens`` are the single-token singular verbs

@@ -5,9 +5,9 @@ r"""The ``circuit-atlas train`` and ``demo`` commands (thin wrappers).
     circuit-atlas train --corpus ../shared/data/corpus --sizes tiny,small --steps 2000 \
         --out suites/demo --curriculum 0.25
 
-The corpus defaults to ``<data dir>/corpus``; the data directory resolves as for the tasks
-(``--data-dir``, ``$CIRCUIT_ATLAS_DATA``, ``../shared/data``). Progress bars live here, not in the
-library.
+The corpus defaults to the data registry's corpus files, resolved as for the tasks
+(``--data-dir``, ``$CIRCUIT_ATLAS_DATA``, the cache, ``../shared/data``). Progress bars live
+here, not in the library.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Suite directory to write.")],
     corpus: Annotated[
         Path | None,
-        typer.Option(help="A .txt file or a directory of them (default: <data-dir>/corpus)."),
+        typer.Option(help="A .txt file or a directory of them (default: the registry's corpus)."),
     ] = None,
     sizes: Annotated[
         str, typer.Option(help="Comma-separated sizes: micro, tiny, small, base, medium.")
@@ -190,11 +190,10 @@ def train(
     """
     import torch
 
-    from circuit_atlas.data import resolve_data_dir
+    from circuit_atlas.data import corpus_paths
     from circuit_atlas.training import TrainConfig, train_suite
 
     try:
-        root = resolve_data_dir(data_dir)
         config = TrainConfig(
             sizes=_split(sizes),
             steps=steps,
@@ -213,7 +212,7 @@ def train(
         bars = TrainBars(enabled=progress)
         try:
             manifest = train_suite(
-                config, corpus or root / "corpus", out, data_dir=root, progress=bars
+                config, corpus or corpus_paths(data_dir), out, data_dir=data_dir, progress=bars
             )
         finally:
             bars.close()
@@ -232,7 +231,8 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo directory.")] = Path("demo"),
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Data directory (default: $CIRCUIT_ATLAS_DATA, then ../shared/data)."),
+        typer.Option(help="Data directory, searched before $CIRCUIT_ATLAS_DATA, the cache, "
+                    "../shared/data."),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="The reduced CI preset (about 3 minutes).")

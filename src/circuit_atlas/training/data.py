@@ -1,10 +1,11 @@
 """Training data: the corpus as one token stream, and deterministic batches drawn from it.
 
-The corpus (one ``.txt`` file or a directory of them) is tokenized once into a single stream,
-files in name order separated by ``<|endoftext|>``, and cached in the suite (``data/``). The
-stream is cut into blocks of :data:`BLOCK` tokens; every ``val_every``-th block is held out for
-validation. The batch of step ``s`` depends only on ``(seed, s)`` — never on what ran before —
-so a resumed run sees exactly the batches an uninterrupted one would (Pythia's data order is
+The corpus (one ``.txt`` file, a directory of them, or a list of files) is tokenized once into a
+single stream, files in name (or list) order separated by ``<|endoftext|>``, and cached in the
+suite (``data/``). The stream is cut into blocks of :data:`BLOCK` tokens; every
+``val_every``-th block is held out for validation. The batch of step ``s`` depends only on
+``(seed, s)`` — never on what ran before — so a resumed run sees exactly the batches an
+uninterrupted one would (Pythia's data order is
 likewise a fixed function of the step).
 """
 
@@ -28,9 +29,11 @@ from circuit_atlas.errors import DataNotFoundError
 __all__ = [
     "BLOCK",
     "BatchSampler",
+    "CorpusSource",
     "CorpusText",
     "TokenStream",
     "corpus_files",
+    "corpus_source",
     "describe_corpus",
     "load_or_tokenize",
     "read_corpus",
@@ -39,18 +42,34 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+CorpusSource = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+"""A corpus: a ``.txt`` file, a directory of them, or a sequence of files."""
+
 BLOCK = 2048
 """Tokens per block of the train/validation split."""
 
 _ENCODE_LINES = 4096  # lines per encode_batch call
 
 
-def corpus_files(corpus: str | os.PathLike[str]) -> list[Path]:
-    """Return the corpus text files: ``corpus`` itself, or the ``*.txt`` files in it, sorted.
+def corpus_files(corpus: CorpusSource) -> list[Path]:
+    """Return the corpus text files: ``corpus`` itself, the ``*.txt`` files in it, or the list.
+
+    Args:
+        corpus: A ``.txt`` file, a directory of them (sorted by name), or a sequence of files
+            (kept in its order, e.g. :func:`circuit_atlas.data.corpus_paths`).
 
     Raises:
-        DataNotFoundError: If ``corpus`` does not exist or a directory holds no ``.txt`` file.
+        DataNotFoundError: If ``corpus`` (or a listed file) does not exist, or a directory holds
+            no ``.txt`` file.
     """
+    if not isinstance(corpus, (str, os.PathLike)):
+        files = [Path(f).expanduser() for f in corpus]
+        for file in files:
+            if not file.is_file():
+                raise DataNotFoundError(f"corpus file {str(file)!r} does not exist")
+        if not files:
+            raise DataNotFoundError("the corpus is an empty list of files")
+        return files
     path = Path(corpus).expanduser()
     if path.is_file():
         return [path]
@@ -60,6 +79,13 @@ def corpus_files(corpus: str | os.PathLike[str]) -> list[Path]:
             return files
         raise DataNotFoundError(f"corpus directory {str(path)!r} holds no .txt file")
     raise DataNotFoundError(f"corpus {str(path)!r} does not exist")
+
+
+def corpus_source(corpus: CorpusSource) -> str | list[str]:
+    """How the manifest records ``corpus``: one absolute path, or the list of absolute paths."""
+    if isinstance(corpus, (str, os.PathLike)):
+        return str(Path(corpus).expanduser().resolve())
+    return [str(Path(f).expanduser().resolve()) for f in corpus]
 
 
 @dataclass(frozen=True)

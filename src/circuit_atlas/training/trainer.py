@@ -44,7 +44,9 @@ from circuit_atlas.training.curriculum import (
 )
 from circuit_atlas.training.data import (
     BatchSampler,
+    CorpusSource,
     corpus_files,
+    corpus_source,
     describe_corpus,
     load_or_tokenize,
     read_corpus,
@@ -134,7 +136,7 @@ def _fingerprint(corpus: list[dict[str, Any]], tokenizer: Any) -> str:
 
 def train_suite(
     config: TrainConfig,
-    corpus: PathLike,
+    corpus: CorpusSource,
     out: PathLike,
     *,
     data_dir: PathLike | None = None,
@@ -147,10 +149,11 @@ def train_suite(
 
     Args:
         config: The run configuration.
-        corpus: A ``.txt`` file or a directory of them.
+        corpus: A ``.txt`` file, a directory of them, or a list of files.
         out: Suite directory (created).
-        data_dir: Data directory (evaluation vocabulary, Pythia tokenizer), resolved as for the
-            tasks: ``--data-dir``, ``$CIRCUIT_ATLAS_DATA``, ``../shared/data``.
+        data_dir: Data directory (evaluation vocabulary, Pythia tokenizer), searched first;
+            then ``$CIRCUIT_ATLAS_DATA``, the cache, ``../shared/data``
+            (:func:`circuit_atlas.data.resolve.search_path`).
         progress: Called with :class:`TrainProgress` events.
 
     Returns:
@@ -213,7 +216,7 @@ def train_suite(
         schedule={"kind": "pythia-style", "steps": steps, "n_even": config.n_even},
         tokenizer=tok_info,
         data={
-            "corpus": str(Path(corpus).expanduser().resolve()),
+            "corpus": corpus_source(corpus),
             "files": described,
             "n_tokens": stream.n_tokens,
             "n_train_tokens": int(stream.train.size),
