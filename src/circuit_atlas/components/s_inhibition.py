@@ -31,6 +31,10 @@ Where we deviate:
   actual decrease.
 - The confirmation deltas are computed for every head below the last name mover's layer (not only
   candidates): heads at or after it cannot reach a name mover's query and get 0.
+- A delta within rounding of zero (64 machine epsilons of the metric's dtype, times
+  max(1, |clean logit difference|) for the logit difference) counts as no change: a head whose
+  output the swap does not move (one that only counts name tokens) is not confirmed by the sign
+  of its rounding error.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ __all__ = ["SInhibitionResult", "s_inhibition_heads", "token_same_position_oppos
 
 logger = logging.getLogger(__name__)
 
+_NOISE_EPS = 64
+"""Deltas within this many machine epsilons (of the metric's dtype; times max(1, |clean
+logit difference|) for the logit difference) count as zero in the confirmation test."""
+
 
 @dataclass(frozen=True)
 class SInhibitionResult:
@@ -70,7 +78,8 @@ class SInhibitionResult:
             NaN without name movers.
         candidate: ``effect < threshold``.
         confirmed: ``candidate`` and all three deltas have the S-inhibition sign
-            (``logit_diff_delta < 0``, ``io_attention_delta < 0``, ``s1_attention_delta > 0``).
+            (``logit_diff_delta < 0``, ``io_attention_delta < 0``, ``s1_attention_delta > 0``,
+            each beyond rounding noise).
         logit_diff_delta: Mean logit difference (logits) after path-patching the head into the
             name movers' queries at END from the token-same-position-opposite prompts, minus the
             clean mean.
@@ -244,7 +253,11 @@ def s_inhibition_heads(
         full.view(-1)[: len(senders)] = values
         deltas.append(full.to(effect.dtype))
     ld_delta, io_delta, s1_delta = deltas
-    confirmed = candidate & (ld_delta < 0) & (io_delta < 0) & (s1_delta > 0)
+    # A change within rounding of zero is no change (a head whose signal the swap cannot move,
+    # e.g. one that only counts name tokens, gets deltas of ~1e-16 with either sign).
+    tol = _NOISE_EPS * torch.finfo(ld.dtype).eps
+    ld_tol = tol * max(1.0, abs(float(ld_clean)))
+    confirmed = candidate & (ld_delta < -ld_tol) & (io_delta < -tol) & (s1_delta > tol)
     return SInhibitionResult(
         effect=effect,
         candidate=candidate,
