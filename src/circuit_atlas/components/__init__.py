@@ -148,6 +148,7 @@ def score_heads(
     *,
     data_dir: str | Path | None = None,
     timings: dict[str, float] | None = None,
+    artifacts: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Every component score of every head of ``model`` (one checkpoint).
 
@@ -157,6 +158,10 @@ def score_heads(
         settings: Which scores and how (default: all, the paper's settings).
         data_dir: Data directory (resolved as for tasks) for the CSPA corpus.
         timings: When given, receives seconds per score family.
+        artifacts: When given, receives what later analyses can reuse: ``"ioi"`` (the IOI
+            :class:`~circuit_atlas.tasks.base.TaskDataset` of the copy scores) and
+            ``"s_inhibition"`` (the
+            :class:`~circuit_atlas.components.s_inhibition.SInhibitionResult`), when computed.
 
     Returns:
         Rows ``{"component", "layer", "head", "score"}``, one per head and computed component;
@@ -208,6 +213,8 @@ def score_heads(
         from circuit_atlas.tasks.ioi import make_ioi
 
         ioi = make_ioi(tokenizer, n=s.ioi_n, seed=s.ioi_seed)
+        if artifacts is not None:
+            artifacts["ioi"] = ioi
         t = time.perf_counter()
         copy = copy_scores(model, ioi, top_k=s.copy_top_k)
         if "name_mover" in wanted:
@@ -223,6 +230,8 @@ def score_heads(
             movers = [tuple(int(i) for i in ix)
                       for ix in (copy > s.name_mover_threshold).nonzero().tolist()]  # fmt: skip
             result = s_inhibition_heads(model, ioi, movers, threshold=s.s_inhibition_threshold)
+            if artifacts is not None:
+                artifacts["s_inhibition"] = result
             if "s_inhibition_effect" in wanted:
                 rows += _frame_rows("s_inhibition_effect", result.effect)
             if "s_inhibition" in wanted:
