@@ -43,11 +43,19 @@ BETA = 3.0
 ALPHA = 20.0
 
 
-def model() -> PatchableGPTNeoX:
-    """The hand-built 3-layer model (float64)."""
-    spec = ModelSpec(architecture="gpt_neox", n_layers=3, n_heads=2, d_model=D, d_mlp=4,
+def model(*, backup: bool = False) -> PatchableGPTNeoX:
+    """The hand-built model (float64): 3 layers, or 4 with ``backup``.
+
+    Args:
+        backup: Add layer 3 whose head ``a3.h0`` is a *backup name mover*: it attends like the
+            name mover but away from the names the residual stream already predicts (its query
+            also reads the OUT block), so while ``a2.h0`` works it attends to S, and when
+            ``a2.h0`` is ablated it takes over and attends to IO. ``a3.h1`` does nothing.
+    """
+    spec = ModelSpec(architecture="gpt_neox", n_layers=4 if backup else 3, n_heads=2, d_model=D,
+                     d_mlp=4,
                      vocab_size=V, rotary_pct=0.0)  # fmt: skip
-    m = PatchableGPTNeoX(spec).double()
+    m = PatchableGPTNeoX(spec).double()  # (zero weights: no MLP, no biases)
     e = spec.d_head
     with torch.no_grad():
         # Embeddings: one identity dim + one flag dim, P1 = +10, P2 balances to a zero sum.
@@ -70,7 +78,7 @@ def model() -> PatchableGPTNeoX:
             m.W_U[P2, t] = -1.0
         for t in FILLERS[half:]:
             m.W_U[P2, t] = 1.0
-        l0, l1, l2 = m.layers
+        l0, l1, l2 = m.layers[:3]
 
         def write(lw, head, src_dim, dst_dim, scale, value_slot):
             lw.W_qkv[2, head, src_dim, value_slot] = 1.0
@@ -102,6 +110,15 @@ def model() -> PatchableGPTNeoX:
                 l2.W_qkv[0, head, INH + i, i] = sign * ALPHA
                 l2.W_qkv[1, head, TOK + i, i] = 8.0
                 write(l2, head, TOK + i, OUT + i, 12.0 if head == 0 else 3.0, i)
+        if backup:
+            l3 = m.layers[3]
+            l3.W_qkv[0, 0, P1, e - 1] = 1.0
+            l3.W_qkv[1, 0, NAME, e - 1] = 60.0
+            for i in range(len(NAMES)):
+                l3.W_qkv[0, 0, INH + i, i] = -ALPHA
+                l3.W_qkv[0, 0, OUT + i, i] = -3 * ALPHA
+                l3.W_qkv[1, 0, TOK + i, i] = 8.0
+                write(l3, 0, TOK + i, OUT + i, 6.0, i)
     return m
 
 

@@ -7,54 +7,55 @@ loaded checkpoint:
 
 - :func:`ioi_algorithm` — the decomposition (:mod:`.decompose`): path-patching effects, the
   heads of each role (:mod:`.roles`), the % effect of each panel (:func:`pct_effect`) and the
-  self-repair experiment (:mod:`.self_repair`);
+  self-repair experiment (:mod:`.repair`);
 - :func:`fingerprint` — the share of a task's effect carried by each role and
-  :func:`fingerprint_similarity` between two checkpoints or sizes (:mod:`.fingerprint`);
+  :func:`fingerprint_similarity` between two checkpoints or sizes (:mod:`.fingerprints`);
 - :func:`algorithm_tables` — the rows of the store's ``algorithm``, ``algorithm_heads``,
   ``fingerprints``, ``self_repair`` and ``self_repair_heads`` tables for one unit
   (:mod:`.rows`).
 
-Definitions, sources and deliberate differences: ``docs/algorithm.md``.
+Names are imported lazily. Definitions, sources and deliberate differences:
+``docs/algorithm.md``.
 """
 
-from circuit_atlas.components.algorithm.decompose import (
-    IOIAlgorithm,
-    circuit_heads,
-    compute_head_scores,
-    ioi_algorithm,
-)
-from circuit_atlas.components.algorithm.fingerprint import (
-    FINGERPRINT_ROLES,
-    Fingerprint,
-    fingerprint,
-    fingerprint_similarity,
-    greater_than_node_roles,
-    ioi_node_roles,
-    node_attributions,
-)
-from circuit_atlas.components.algorithm.roles import (
-    DENOMINATORS,
-    PANELS,
-    REASONS,
-    ROLES,
-    AlgorithmSettings,
-    Denominator,
-    HeadScores,
-    Panel,
-    PctEffect,
-    Reason,
-    Role,
-    direct_roles,
-    pct_effect,
-    primary_roles,
-    tertiary_heads,
-)
-from circuit_atlas.components.algorithm.rows import algorithm_tables, head_names
-from circuit_atlas.components.algorithm.self_repair import (
-    SelfRepair,
-    direct_logit_attribution,
-    self_repair,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {  # public name -> the sub-module defining it
+    "AlgorithmSettings": "roles",
+    "DENOMINATORS": "roles",
+    "Denominator": "roles",
+    "FINGERPRINT_ROLES": "fingerprints",
+    "Fingerprint": "fingerprints",
+    "HeadScores": "roles",
+    "IOIAlgorithm": "decompose",
+    "PANELS": "roles",
+    "Panel": "roles",
+    "PctEffect": "roles",
+    "REASONS": "roles",
+    "ROLES": "roles",
+    "Reason": "roles",
+    "Role": "roles",
+    "SelfRepair": "repair",
+    "algorithm_tables": "rows",
+    "circuit_heads": "decompose",
+    "compute_head_scores": "decompose",
+    "direct_logit_attribution": "repair",
+    "direct_roles": "roles",
+    "fingerprint": "fingerprints",
+    "fingerprint_similarity": "fingerprints",
+    "greater_than_node_roles": "fingerprints",
+    "head_names": "rows",
+    "ioi_algorithm": "decompose",
+    "ioi_node_roles": "fingerprints",
+    "node_attributions": "fingerprints",
+    "pct_effect": "roles",
+    "primary_roles": "roles",
+    "self_repair": "repair",
+    "tertiary_heads": "roles",
+}
 
 __all__ = [
     "DENOMINATORS",
@@ -89,3 +90,16 @@ __all__ = [
     "self_repair",
     "tertiary_heads",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use (the figures need no torch)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from circuit_atlas.components.algorithm.repair import SelfRepair, self_repair
 from circuit_atlas.components.algorithm.roles import (
     PANELS,
     ROLES,
@@ -50,7 +51,6 @@ from circuit_atlas.components.algorithm.roles import (
     primary_roles,
     tertiary_heads,
 )
-from circuit_atlas.components.algorithm.self_repair import SelfRepair, self_repair
 from circuit_atlas.components.path_patching import direct_effects, path_patching_effects
 from circuit_atlas.components.path_sweep import Head
 from circuit_atlas.components.s_inhibition import (
@@ -228,7 +228,7 @@ def ioi_algorithm(
         s_inhibition: An S-inhibition result to reuse (computed on ``data`` with
             ``settings.s_inhibition_positions``); used only if its name movers and threshold
             match this decomposition's.
-        run_self_repair: Also run the self-repair experiment (:mod:`.self_repair`).
+        run_self_repair: Also run the self-repair experiment (:mod:`.repair`).
         component_settings: Settings for computing ``scores`` when None.
         data_dir: Data directory (CSPA corpus) for computing ``scores``.
 

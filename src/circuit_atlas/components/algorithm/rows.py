@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from circuit_atlas.components.algorithm.decompose import IOIAlgorithm
-from circuit_atlas.components.algorithm.fingerprint import Fingerprint
+from circuit_atlas.components.algorithm.fingerprints import Fingerprint
 from circuit_atlas.components.algorithm.roles import PANELS, ROLES
 from circuit_atlas.components.path_sweep import Head
 
