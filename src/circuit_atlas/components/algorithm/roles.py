@@ -405,4 +405,5 @@ def pct_effect(
     if not math.isfinite(total) or abs(total) < min_total:
         return PctEffect(None, "total_effect_too_small", part, total, heads, len(pool),
                          denominator)  # fmt: skip
-    return PctEffect(100.0 * part / total, None, part, total, heads, len(pool), denominator)
+    value = 100.0 * part / total + 0.0  # (no -0.0)
+    return PctEffect(value, None, part, total, heads, len(pool), denominator)
