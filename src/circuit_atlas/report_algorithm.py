@@ -64,6 +64,7 @@ def algorithm_section(frames: ReportFrames, options: ReportOptions) -> str:
     last = series[series["step"] == series.groupby("model")["step"].transform("max")]
     wide = last.pivot_table(index=["model", "step"], columns="panel", values="pct_effect",
                             aggfunc="first", dropna=False).reset_index()  # fmt: skip
+    wide.columns.name = None
     parts += ["<h3>% effect at each model's last checkpoint</h3>", _table(wide)]
     return "".join(parts)
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from circuit_atlas.analyses import attach_tokens
 from circuit_atlas.figures import (
@@ -148,8 +149,16 @@ def fingerprint_stability_figure(
         right.set_ylim(-0.02, 1.02)
         right.axhline(0.9, color="grey", lw=0.6, ls=":")
         right.set_title(f"{task}: algorithm fingerprint similarity", fontsize=10)
-        right.set_ylabel("1 − ½‖p − q‖₁ (— previous, -- final)")
+        right.set_ylabel("1 − ½ Σ|p − q|")
         _log_tokens(right, "tokens seen")
+        styles = [Line2D([], [], color="black", ls=s, lw=1.2, label=label)
+                  for s, label in (("-", "vs previous"), ("--", "vs final"))]  # fmt: skip
+        right.legend(handles=styles, loc="lower right", fontsize=7, frameon=False)
+        if left.has_data() and right.has_data():  # one token axis for both
+            lo = min(left.get_xlim()[0], right.get_xlim()[0])
+            hi = max(left.get_xlim()[1], right.get_xlim()[1])
+            left.set_xlim(lo, hi)
+            right.set_xlim(lo, hi)
     if not tasks:
         _empty_panel(axes[0][0], "no fingerprints in the store")
     _legend(figure, colors)
