@@ -332,3 +332,12 @@ def test_self_repair_without_strong_name_movers_says_so(planted):
     assert len(rows["self_repair_heads"]) == 6
     with pytest.raises(AlgorithmError, match=r"copy scores have shape \(2, 2\)"):
         self_repair(model, data, torch.zeros(2, 2))
+
+
+def test_self_repair_reuses_the_direct_effect_sweeps_clean_run(planted):
+    model, data, scores, algo = planted
+    alone = self_repair(model, data, scores.copy)
+    for name in ("clean_dla", "ablated_dla", "dla_change"):
+        torch.testing.assert_close(getattr(algo.self_repair, name), getattr(alone, name),
+                                   rtol=1e-10, atol=1e-12)  # fmt: skip
+    assert algo.self_repair.clean_logit_diff == pytest.approx(alone.clean_logit_diff, rel=1e-12)

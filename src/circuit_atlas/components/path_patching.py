@@ -193,7 +193,9 @@ def path_patching_effects(
         batch_senders: Senders per batched run.
         direct_includes_mlps: As for :func:`path_patch`.
         baselines: When given, receives ``"clean"`` and ``"corrupted"``: the ``(b,)``
-            per-example metrics of the clean and corrupted runs (the effects' baselines).
+            per-example metrics of the clean and corrupted runs (the effects' baselines), and
+            ``"clean_resid"`` ``(b, d)`` and ``"clean_heads"`` ``(L, h, b, d)``: the clean run's
+            final residual stream and head outputs at END (the latter for ``"end"`` receivers).
 
     Returns:
         ``(L, h)`` effects (patched − clean) / (clean − corrupted) of mean metrics: 0 = no
@@ -215,7 +217,8 @@ def path_patching_effects(
     clean_values = end_metric_values(model, sweep.clean_resid[None], data, metric)[0]  # (b,)
     corrupted_values = end_metric_values(model, sweep.corrupted_resid[None], data, metric)[0]
     if baselines is not None:
-        baselines.update(clean=clean_values, corrupted=corrupted_values)
+        baselines.update(clean=clean_values, corrupted=corrupted_values,
+                         clean_resid=sweep.clean_resid, clean_heads=sweep.clean_heads)
     clean, corrupted = clean_values.mean(), corrupted_values.mean()
     if clean == corrupted:
         logger.warning("clean and corrupted metrics are equal (%.4g): effects are not finite",

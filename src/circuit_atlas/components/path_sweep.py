@@ -131,6 +131,8 @@ class SenderSweep:
         patterns: ``(K, w, b, p)`` attention of the watched heads from END to every position in
             step 3 (zero beyond END), or None without watched heads.
         clean_patterns: ``(w, b, p)`` the same in the clean run, or None.
+        clean_heads: ``(L, h, b, d)`` every head's clean output (through W_O, no b_O) at END,
+            for ``"end"`` receivers (None for ``"all"``); reused by the self-repair runs.
     """
 
     senders: tuple[Head, ...]
@@ -139,6 +141,7 @@ class SenderSweep:
     corrupted_resid: Tensor
     patterns: Tensor | None
     clean_patterns: Tensor | None
+    clean_heads: Tensor | None = None
 
 
 def _site_values(model, run: Trace) -> Tensor:
@@ -289,6 +292,7 @@ def sweep_senders(
         if watch
         else None,
         clean_patterns=clean_pat,
+        clean_heads=clean_site[:, :, :, 0] if sites is not None else None,
     )
 
 

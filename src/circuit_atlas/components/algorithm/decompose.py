@@ -270,8 +270,9 @@ def ioi_algorithm(
     repair = None
     if run_self_repair:
         t = time.perf_counter()
+        clean_run = (values["clean_resid"], values["clean_heads"])  # reused from the sweep
         repair = self_repair(model, data, scores.copy, threshold=s.self_repair_threshold,
-                             backup_fraction=s.backup_fraction)  # fmt: skip
+                             backup_fraction=s.backup_fraction, clean=clean_run)  # fmt: skip
         times["self_repair"] = time.perf_counter() - t
     if not gap.normalized_defined:
         logger.info("IOI algorithm undefined: clean−corrupted logit difference %.4g is within "

@@ -133,6 +133,7 @@ def self_repair(
     *,
     threshold: float = 0.75,
     backup_fraction: float = 0.10,
+    clean: tuple[Tensor, Tensor] | None = None,
 ) -> SelfRepair:
     """Zero-ablate the strong name movers and measure which heads take over.
 
@@ -142,6 +143,8 @@ def self_repair(
         copy: ``(L, h)`` copy scores (fractions; the reference's 75 % is 0.75).
         threshold: Heads with copy score ≥ this are ablated.
         backup_fraction: See the module docstring.
+        clean: The clean run's final residual stream ``(b, d)`` and head outputs ``(L, h, b, d)``
+            at END, when already computed (e.g. by the direct-effect sweep); None runs it.
 
     Returns:
         A :class:`SelfRepair`; without a qualifying head, nothing is ablated (one clean run,
@@ -159,7 +162,7 @@ def self_repair(
                              f"{backup_fraction!r}")  # fmt: skip
     data = data.to(model.device)
     ablate = tuple((int(a), int(b)) for a, b in (copy.double() >= threshold).nonzero().tolist())
-    final, heads = _end_run(model, data, ())
+    final, heads = clean if clean is not None else _end_run(model, data, ())
     clean_ld = float(end_metric_values(model, final[None], data).mean())
     clean_dla = direct_logit_attribution(model, data, final, heads).cpu()
     if not ablate:
