@@ -341,3 +341,19 @@ def test_self_repair_reuses_the_direct_effect_sweeps_clean_run(planted):
         torch.testing.assert_close(getattr(algo.self_repair, name), getattr(alone, name),
                                    rtol=1e-10, atol=1e-12)  # fmt: skip
     assert algo.self_repair.clean_logit_diff == pytest.approx(alone.clean_logit_diff, rel=1e-12)
+
+
+def test_sweeps_share_one_run_cache(planted):
+    from circuit_atlas.components.path_sweep import RunCache
+
+    model, data, scores, algo = planted
+    cache = RunCache()
+    settings = AlgorithmSettings(denominator="all")
+    shared = ioi_algorithm(model, data, scores=scores, settings=settings, cache=cache)
+    assert len(cache) == 3  # clean, corrupted and the IO/S1-swapped prompts, each run once
+    for name in ("direct_effect", "s_inhibition_effect", "tertiary_effect"):
+        torch.testing.assert_close(getattr(shared, name), getattr(algo, name), rtol=1e-12,
+                                   atol=1e-14)  # fmt: skip
+    ioi_algorithm(model, data, scores=scores, settings=settings, cache=cache,
+                  s_inhibition=shared.s_inhibition)  # fmt: skip
+    assert len(cache) == 3  # nothing new to run

@@ -161,7 +161,9 @@ def score_heads(
         artifacts: When given, receives what later analyses can reuse: ``"ioi"`` (the IOI
             :class:`~circuit_atlas.tasks.base.TaskDataset` of the copy scores) and
             ``"s_inhibition"`` (the
-            :class:`~circuit_atlas.components.s_inhibition.SInhibitionResult`), when computed.
+            :class:`~circuit_atlas.components.s_inhibition.SInhibitionResult`) with ``"runs"``
+            (the :class:`~circuit_atlas.components.path_sweep.RunCache` of its sweeps), when
+            computed.
 
     Returns:
         Rows ``{"component", "layer", "head", "score"}``, one per head and computed component;
@@ -229,9 +231,14 @@ def score_heads(
             t = time.perf_counter()
             movers = [tuple(int(i) for i in ix)
                       for ix in (copy > s.name_mover_threshold).nonzero().tolist()]  # fmt: skip
-            result = s_inhibition_heads(model, ioi, movers, threshold=s.s_inhibition_threshold)
+            from circuit_atlas.components.path_sweep import RunCache
+
+            cache = RunCache()  # the algorithm's sweeps on the same prompts reuse its runs
+            result = s_inhibition_heads(model, ioi, movers, threshold=s.s_inhibition_threshold,
+                                        cache=cache)  # fmt: skip
             if artifacts is not None:
                 artifacts["s_inhibition"] = result
+                artifacts["runs"] = cache
             if "s_inhibition_effect" in wanted:
                 rows += _frame_rows("s_inhibition_effect", result.effect)
             if "s_inhibition" in wanted:

@@ -55,6 +55,7 @@ from circuit_atlas.components.path_sweep import (
     Head,
     Receiver,
     ReceiverPositions,
+    RunCache,
     SenderSweep,
     _heads,
     _pair,
@@ -68,6 +69,7 @@ __all__ = [
     "Head",
     "Receiver",
     "ReceiverPositions",
+    "RunCache",
     "SenderSweep",
     "direct_effects",
     "end_metric_values",
@@ -180,6 +182,7 @@ def path_patching_effects(
     batch_senders: int = 16,
     direct_includes_mlps: bool = True,
     baselines: dict[str, Tensor] | None = None,
+    cache: RunCache | None = None,
 ) -> Tensor:
     """Noising path-patching effect of every head of the model, each as the only sender.
 
@@ -195,7 +198,8 @@ def path_patching_effects(
         baselines: When given, receives ``"clean"`` and ``"corrupted"``: the ``(b,)``
             per-example metrics of the clean and corrupted runs (the effects' baselines), and
             ``"clean_resid"`` ``(b, d)`` and ``"clean_heads"`` ``(L, h, b, d)``: the clean run's
-            final residual stream and head outputs at END (the latter for ``"end"`` receivers).
+            final residual stream and head outputs at END.
+        cache: Recorded clean/corrupted runs to reuse (:class:`RunCache`).
 
     Returns:
         ``(L, h)`` effects (patched − clean) / (clean − corrupted) of mean metrics: 0 = no
@@ -212,7 +216,7 @@ def path_patching_effects(
     sweep = sweep_senders(model, data.clean, data.corrupted, data.metric_positions, senders,
                           receivers, receiver_positions=receiver_positions,
                           batch_senders=batch_senders,
-                          direct_includes_mlps=direct_includes_mlps)  # fmt: skip
+                          direct_includes_mlps=direct_includes_mlps, cache=cache)  # fmt: skip
     patched = end_metric_values(model, sweep.resid, data, metric).mean(-1)  # (K,)
     clean_values = end_metric_values(model, sweep.clean_resid[None], data, metric)[0]  # (b,)
     corrupted_values = end_metric_values(model, sweep.corrupted_resid[None], data, metric)[0]
@@ -235,6 +239,7 @@ def direct_effects(
     batch_senders: int = 64,
     direct_includes_mlps: bool = True,
     baselines: dict[str, Tensor] | None = None,
+    cache: RunCache | None = None,
 ) -> Tensor:
     """Each head's path-patching effect on the logits through the final residual stream (§5 B).
 
@@ -247,6 +252,7 @@ def direct_effects(
         batch_senders: Senders per batched run.
         direct_includes_mlps: As for :func:`path_patch`.
         baselines: As for :func:`path_patching_effects`.
+        cache: As for :func:`path_patching_effects`.
 
     Returns:
         ``(L, h)`` noising effects (see :func:`path_patching_effects`).
@@ -254,4 +260,4 @@ def direct_effects(
     return path_patching_effects(model, data, "resid_post", receiver_positions="end",
                                  batch_senders=batch_senders,
                                  direct_includes_mlps=direct_includes_mlps,
-                                 baselines=baselines)  # fmt: skip
+                                 baselines=baselines, cache=cache)  # fmt: skip

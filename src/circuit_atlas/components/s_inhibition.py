@@ -51,6 +51,7 @@ from torch import Tensor
 from circuit_atlas.components.path_patching import (
     Head,
     ReceiverPositions,
+    RunCache,
     _heads,
     end_metric_values,
     path_patching_effects,
@@ -193,6 +194,7 @@ def s_inhibition_heads(
     threshold: float = -0.001,
     receiver_positions: ReceiverPositions = "end",
     batch_senders: int = 16,
+    cache: RunCache | None = None,
 ) -> SInhibitionResult:
     """Find S-inhibition heads: candidates by path patching, confirmed by the token/position test.
 
@@ -204,6 +206,8 @@ def s_inhibition_heads(
         receiver_positions: Where the candidate effect patches the queries: ``"end"`` (paper)
             or ``"all"`` (the reference script). The confirmation test always uses END.
         batch_senders: Senders per batched run.
+        cache: Recorded runs to share with other sweeps on ``data``
+            (:class:`~circuit_atlas.components.path_sweep.RunCache`; one is made if None).
 
     Returns:
         An :class:`SInhibitionResult`. Without name movers: NaN effects and deltas, no
@@ -222,19 +226,20 @@ def s_inhibition_heads(
                        "NaN and no head is a candidate")  # fmt: skip
         return _nan_result(model, movers, threshold)
     data = data.to(model.device)
+    cache = cache if cache is not None else RunCache()
     patch_from = token_same_position_opposite(data)
     io_pos, s1_pos = (torch.tensor(patch_from.info[k], device=model.device)
                       for k in ("io_pos", "s1_pos"))  # fmt: skip
     receivers = [(layer, head, "q") for layer, head in movers]
     effect = path_patching_effects(model, data, receivers, receiver_positions=receiver_positions,
-                                   batch_senders=batch_senders)  # fmt: skip
+                                   batch_senders=batch_senders, cache=cache)  # fmt: skip
     candidate = effect < threshold
 
     top = max(layer for layer, _ in movers)
     senders = [(layer, head) for layer in range(top) for head in range(model.spec.n_heads)]
     sweep = sweep_senders(model, data.clean, patch_from.corrupted, data.metric_positions, senders,
                           receivers, receiver_positions="end", watch=movers,
-                          batch_senders=batch_senders)  # fmt: skip
+                          batch_senders=batch_senders, cache=cache)  # fmt: skip
     rows = torch.arange(len(data), device=model.device)
 
     def attention(patterns: Tensor, pos: Tensor) -> Tensor:  # (..., w, n, p) -> (...)

@@ -171,7 +171,8 @@ def algorithm_unit_tables(model: Any, unit: Unit, keys: dict, short: dict,
                 else None  # fmt: skip
             algo = ioi_algorithm(model, data, scores=scores, settings=settings, s_inhibition=reuse,
                                  circuit=None if result is None else circuit_heads(
-                                     result, unit.settings.threshold))  # fmt: skip
+                                     result, unit.settings.threshold),
+                                 cache=artifacts.get("runs"))  # fmt: skip
             timings.update({f"algorithm.{k}": v for k, v in algo.timings.items()})
             if not algo.gap_defined:
                 prints.append(Fingerprint.undefined("ioi", "gap_too_small"))

@@ -23,7 +23,10 @@ panels C and D when there is no name mover, D when there is no pure S2I head.
 Reuse: the component scores (copy, negative copy, CSPA, induction, duplicate-token) and the
 S-inhibition result of the unit's component analysis are passed in, not recomputed; the
 S-inhibition sweep is rerun only when its name movers (copy score > 10 %) differ from the
-decomposition's (copy score > 10 % *and* negative direct effect).
+decomposition's (copy score > 10 % *and* negative direct effect). Every sweep shares one
+:class:`~circuit_atlas.components.path_sweep.RunCache` (the clean and corrupted runs are
+recorded once, also across the component analysis' S-inhibition sweeps), and the self-repair
+experiment reuses the direct-effect sweep's clean run.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from circuit_atlas.components.algorithm.roles import (
     tertiary_heads,
 )
 from circuit_atlas.components.path_patching import direct_effects, path_patching_effects
-from circuit_atlas.components.path_sweep import Head
+from circuit_atlas.components.path_sweep import Head, RunCache
 from circuit_atlas.components.s_inhibition import (
     SInhibitionResult,
     s_inhibition_heads,
@@ -203,6 +206,7 @@ def ioi_algorithm(
     run_self_repair: bool = True,
     component_settings: Any = None,
     data_dir: str | Path | None = None,
+    cache: RunCache | None = None,
 ) -> IOIAlgorithm:
     """Decompose one loaded checkpoint's IOI behaviour into the paper's algorithm (Figure 4).
 
@@ -231,6 +235,8 @@ def ioi_algorithm(
         run_self_repair: Also run the self-repair experiment (:mod:`.repair`).
         component_settings: Settings for computing ``scores`` when None.
         data_dir: Data directory (CSPA corpus) for computing ``scores``.
+        cache: Recorded clean/corrupted runs of ``data`` to reuse (e.g. the component
+            analysis' S-inhibition sweeps'); one is made if None and shared by every sweep.
 
     Returns:
         An :class:`IOIAlgorithm`.
@@ -253,10 +259,11 @@ def ioi_algorithm(
         raise AlgorithmError(f"scores have shape {tuple(scores.copy.shape)}, the model has "
                              f"{shape} heads")  # fmt: skip
     times: dict[str, float] = {}
+    cache = cache if cache is not None else RunCache()
     t = time.perf_counter()
     values: dict[str, Tensor] = {}
-    direct = direct_effects(model, data, batch_senders=s.batch_senders * 4,
-                            baselines=values).double().cpu()  # fmt: skip
+    direct = direct_effects(model, data, batch_senders=s.batch_senders * 4, baselines=values,
+                            cache=cache).double().cpu()  # fmt: skip
     times["direct"] = time.perf_counter() - t
     clean, corrupted = values["clean"].double(), values["corrupted"].double()
     n = len(data)
@@ -300,7 +307,8 @@ def ioi_algorithm(
                     and s_inhibition.threshold == s.s_inhibition_threshold)  # fmt: skip
         s2i = s_inhibition if reusable else s_inhibition_heads(
             model, data, movers, threshold=s.s_inhibition_threshold,
-            receiver_positions=s.s_inhibition_positions, batch_senders=s.batch_senders)
+            receiver_positions=s.s_inhibition_positions, batch_senders=s.batch_senders,
+            cache=cache)
         times["s_inhibition"] = time.perf_counter() - t
         s2i_effect = s2i.effect.double().cpu()
         roles["s_inhibition"] = s2i.confirmed.cpu().clone()
@@ -313,7 +321,7 @@ def ioi_algorithm(
             t = time.perf_counter()
             tertiary_effect = path_patching_effects(
                 model, data, [(layer, head, "v") for layer, head in pure],
-                receiver_positions="all", batch_senders=s.batch_senders,
+                receiver_positions="all", batch_senders=s.batch_senders, cache=cache,
             ).double().cpu()  # fmt: skip
             times["tertiary"] = time.perf_counter() - t
             roles["tertiary"] = tertiary_heads(tertiary_effect, scores, s)
