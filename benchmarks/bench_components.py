@@ -55,6 +55,7 @@ def main() -> None:
     from circuit_atlas.components.copy_score import copy_scores
     from circuit_atlas.components.cspa import corpus_tokens, cspa_scores
     from circuit_atlas.components.path_patching import direct_effects, path_patching_effects
+    from circuit_atlas.components.path_sweep import RunCache
     from circuit_atlas.components.s_inhibition import s_inhibition_heads
     from circuit_atlas.components.successor import successor_scores
     from circuit_atlas.data import load_pythia_tokenizer, resolve_data_dir
@@ -91,13 +92,18 @@ def main() -> None:
     movers = [(spec.n_layers - 2, 0), (spec.n_layers - 1, 1)]
     s2i = [(spec.n_layers // 2, 0), (spec.n_layers // 2 + 1, 1)]
     values: dict = {}
-    timed("algorithm B: direct effects (every head -> final residual stream)",
-          lambda: direct_effects(model, ioi, baselines=values))  # fmt: skip
-    timed("algorithm C: S-inhibition (2 name movers; reused when they agree)",
-          lambda: s_inhibition_heads(model, ioi, movers), name_movers=movers)  # fmt: skip
+    cache = RunCache()  # as in a unit: every sweep on the IOI prompts shares the recorded runs
+    timed("algorithm B: direct effects, cold (records the clean and corrupted runs)",
+          lambda: direct_effects(model, ioi, baselines=values, cache=cache))  # fmt: skip
+    timed("algorithm B: direct effects, runs already recorded (after the component scores)",
+          lambda: direct_effects(model, ioi, cache=cache))  # fmt: skip
+    timed("algorithm C: S-inhibition (2 name movers; skipped when the component's agree)",
+          lambda: s_inhibition_heads(model, ioi, movers, cache=cache),
+          name_movers=movers)  # fmt: skip
     timed("algorithm D: tertiary (every head -> values of 2 S2I heads, every position)",
           lambda: path_patching_effects(model, ioi, [(a, b, "v") for a, b in s2i],
-                                        receiver_positions="all"), s2i_heads=s2i)  # fmt: skip
+                                        receiver_positions="all", cache=cache),
+          s2i_heads=s2i)  # fmt: skip
     copy = torch.zeros(spec.n_layers, spec.n_heads)
     for head in movers:
         copy[head] = 1.0
