@@ -1,4 +1,4 @@
-"""Benchmark the component scores of one unit on a Pythia-shaped random model (issue 6, part 4).
+"""Benchmark the component scores and the IOI algorithm of one unit on a Pythia-shaped random model.
 
 Measures each score family of :func:`circuit_atlas.components.score_heads` with the paper's
 settings (induction 2 × 100 repeated tokens; successor over the ordinal sequences; copy score and
@@ -7,8 +7,15 @@ layers ≥ 2), with the real Pythia tokenizer and the real corpus, on random wei
 architecture shape (no download). Random weights have no name movers by the paper's rule, so
 S-inhibition is timed with two fixed late-layer heads as name movers.
 
+The IOI algorithm decomposition (issue 10; ``--algorithm-only`` skips the component scores) is
+timed stage by stage, as a unit runs it when its roles exist: the direct effects of every head
+(B), S-inhibition through two fixed name movers (C; reused from the component scores when the
+name movers agree), the tertiary sweep into the values of two fixed S-inhibition heads at every
+position (D), and the self-repair run with two heads ablated (its clean run is B's).
+
 Usage:
     python benchmarks/bench_components.py --model pythia-70m [--device cpu] [--threads 2]
+        [--skip-cspa] [--algorithm-only]
 
 Prints one JSON line per measurement; copy the figures into docs/benchmarks.md.
 """
@@ -36,15 +43,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--skip-cspa", action="store_true")
+    parser.add_argument("--algorithm-only", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from transformers import GPTNeoXForCausalLM
 
+    from circuit_atlas.components.algorithm import self_repair
     from circuit_atlas.components.attention_scores import attention_scores
     from circuit_atlas.components.copy_score import copy_scores
     from circuit_atlas.components.cspa import corpus_tokens, cspa_scores
+    from circuit_atlas.components.path_patching import direct_effects, path_patching_effects
+    from circuit_atlas.components.path_sweep import RunCache
     from circuit_atlas.components.s_inhibition import s_inhibition_heads
     from circuit_atlas.components.successor import successor_scores
     from circuit_atlas.data import corpus_paths, load_pythia_tokenizer, resolve_data_dir
@@ -78,11 +89,33 @@ def main() -> None:
         return out
 
     ioi = make_ioi(tokenizer, n=70, seed=42)
+    movers = [(spec.n_layers - 2, 0), (spec.n_layers - 1, 1)]
+    s2i = [(spec.n_layers // 2, 0), (spec.n_layers // 2 + 1, 1)]
+    values: dict = {}
+    cache = RunCache()  # as in a unit: every sweep on the IOI prompts shares the recorded runs
+    timed("algorithm B: direct effects, cold (records the clean and corrupted runs)",
+          lambda: direct_effects(model, ioi, baselines=values, cache=cache))  # fmt: skip
+    timed("algorithm B: direct effects, runs already recorded (after the component scores)",
+          lambda: direct_effects(model, ioi, cache=cache))  # fmt: skip
+    timed("algorithm C: S-inhibition (2 name movers; skipped when the component's agree)",
+          lambda: s_inhibition_heads(model, ioi, movers, cache=cache),
+          name_movers=movers)  # fmt: skip
+    timed("algorithm D: tertiary (every head -> values of 2 S2I heads, every position)",
+          lambda: path_patching_effects(model, ioi, [(a, b, "v") for a, b in s2i],
+                                        receiver_positions="all", cache=cache),
+          s2i_heads=s2i)  # fmt: skip
+    copy = torch.zeros(spec.n_layers, spec.n_heads)
+    for head in movers:
+        copy[head] = 1.0
+    clean = (values["clean_resid"], values["clean_heads"])  # reused from B, as in a unit
+    timed("algorithm: self-repair (2 heads ablated; clean run reused)",
+          lambda: self_repair(model, ioi, copy, clean=clean))  # fmt: skip
+    if args.algorithm_only:
+        return
     timed("attention (induction, duplicate, previous)", lambda: attention_scores(model))
     timed("successor (weights only)", lambda: successor_scores(model, tokenizer))
     timed("copy score (name movers)", lambda: copy_scores(model, ioi))
     timed("negative copy score", lambda: copy_scores(model, ioi, negative=True))
-    movers = [(spec.n_layers - 2, 0), (spec.n_layers - 1, 1)]
     timed("S-inhibition (2 name movers)", lambda: s_inhibition_heads(model, ioi, movers),
           name_movers=movers)  # fmt: skip
     if not args.skip_cspa:

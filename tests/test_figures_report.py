@@ -247,6 +247,8 @@ def test_report_from_a_results_store_directory(tmp_path):
     for unit_id in frames["units"]["unit_id"]:
         tables = {}
         for name, schema in store_module.TABLES.items():
+            if name not in frames:  # the algorithm tables: written empty
+                continue
             rows = frames[name][frames[name]["unit_id"] == unit_id].copy()
             for column in schema.names:
                 if column not in rows.columns:

@@ -27,6 +27,7 @@ def test_public_surface():
         "behaviour",
         "evaluate_circuits",
         "find_circuit",
+        "ioi_algorithm",
         "list_tasks",
         "load_model",
         "load_study",

@@ -107,6 +107,44 @@ def test_component_scores_are_part_of_every_unit(root, data_dir):
         assert heads["in_circuit"].isna().all()
 
 
+def test_algorithm_tables_are_part_of_every_ioi_unit(root, data_dir, reference):
+    from circuit_atlas.components.algorithm import FINGERPRINT_ROLES, PANELS
+
+    path = write_study(root, data_dir, ("behaviour", "circuit", "components", "algorithm"),
+                       name="algorithm.toml")  # fmt: skip
+    # Accept any non-zero gap so that a random model's noise still goes through every stage.
+    path.write_text(path.read_text() + "\n[algorithm]\ngap_abs_tol = 0.0\ngap_n_se = 0.0\n"
+                    'denominator = "all"\n')  # fmt: skip
+    units = plan_units(load_study(path))[:1]
+    store = ResultsStore(root / "with-algorithm", create=True)
+    run_study(units, store, progress=False)
+    unit = store.table("units").iloc[0]
+    assert unit["status"] == "complete", unit["errors"]
+    assert json.loads(unit["timings"])["algorithm"] > 0
+    assert json.loads(unit["settings"])["algorithm"] != "{}"
+    algorithm = store.table("algorithm")
+    assert algorithm["panel"].tolist() == list(PANELS) and set(algorithm["task"]) == {"ioi"}
+    assert set(algorithm["denominator"]) == {"all"}
+    # a number, or None with a reason -- never both, never neither
+    assert (algorithm["pct_effect"].isna() == algorithm["reason"].notna()).all()
+    assert len(store.table("algorithm_heads")) == 2 * 4
+    fingerprints = store.table("fingerprints")
+    assert set(fingerprints["task"]) == {"ioi"}  # gender-pronoun has no fingerprint roles
+    assert fingerprints["role"].tolist() == list(FINGERPRINT_ROLES["ioi"])
+    if fingerprints["share"].notna().all():
+        assert fingerprints["share"].sum() == pytest.approx(1.0)
+    else:
+        assert fingerprints["reason"].notna().all()
+    repair = store.table("self_repair")
+    assert len(repair) == 1 and repair["task"].tolist() == ["ioi"]
+    heads = store.table("self_repair_heads")
+    assert len(heads) == (0 if repair["n_ablated"].iloc[0] == 0 else 8)
+    assert (repair["reason"].notna() == (repair["n_ablated"] == 0)).all()
+    store.verify()
+    # The study without the analysis stores none of it.
+    assert ResultsStore(root / "ref").table("algorithm").empty
+
+
 def test_rerun_skips_finished_units(root, reference):
     before = sorted(p.stat().st_mtime_ns for p in (root / "ref" / "units").rglob("*.parquet"))
     result = runner.invoke(

@@ -229,3 +229,65 @@ def test_run_state_records(store):
     with pytest.raises(StoreError, match="unknown unit state 'paused'"):
         store.mark_state("u1", "paused", {})
     assert (store.units_dir / "u1").exists() is False and MARKER == "_COMMITTED"
+
+
+def _downgrade_to_v2(store: ResultsStore, unit_id: str) -> None:
+    """Rewrite a committed unit and the manifest as schema version 2 wrote them.
+
+    Version 2 had the first eight tables, with the same schemas as now, and no algorithm tables.
+    """
+    from circuit_atlas.store import TABLES_BY_VERSION
+
+    unit = store.units_dir / unit_id
+    marker = json.loads((unit / MARKER).read_text())
+    for name in set(TABLES) - set(TABLES_BY_VERSION[2]):
+        (unit / f"{name}.parquet").unlink()
+        del marker["files"][f"{name}.parquet"]
+    marker["schema_version"] = 2
+    (unit / MARKER).write_text(json.dumps(marker))
+    manifest = json.loads((store.root / "store.json").read_text())
+    manifest.update(schema_version=2, tables=sorted(TABLES_BY_VERSION[2]))
+    (store.root / "store.json").write_text(json.dumps(manifest))
+
+
+def _algorithm_rows(unit_id: str) -> list[dict]:
+    return [{"unit_id": unit_id, "model": "tiny-a", "params": 1234, "step": 2000,
+             "tokens_seen": 2000 * 2_097_152, "task": "ioi", "panel": "direct",
+             "pct_effect": None, "reason": "gap_too_small", "denominator": "circuit",
+             "identified_effect": None, "total_effect": None, "n_identified": 0,
+             "n_denominator": 0, "heads": "", "clean_logit_diff": 0.1,
+             "corrupted_logit_diff": 0.1}]  # fmt: skip
+
+
+def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
+    assert SCHEMA_VERSION == 3
+    old = ResultsStore(tmp_path / "old", create=True)
+    old.write_unit("u1", unit_tables("u1", step=1000))
+    _downgrade_to_v2(old, "u1")
+    store = ResultsStore(tmp_path / "old")  # a v2 store opens ...
+    assert store.manifest["schema_version"] == 2
+    store.verify()  # ... its unit checks against v2's tables ...
+    assert len(store.table("circuits")) == 2
+    for name in ("algorithm", "algorithm_heads", "fingerprints", "self_repair",
+                 "self_repair_heads"):  # ... and the new tables read as empty, typed
+        frame = store.table(name)
+        assert frame.empty and list(frame.columns) == TABLES[name].names
+    assert json.loads((tmp_path / "old" / "store.json").read_text())["schema_version"] == 2
+    # A new unit is written with the v3 tables; the manifest moves to v3; both units read.
+    assert store.write_unit("u2", {**unit_tables("u2", step=2000),
+                                   "algorithm": _algorithm_rows("u2")})
+    manifest = json.loads((tmp_path / "old" / "store.json").read_text())
+    assert manifest["schema_version"] == 3 and manifest["upgraded_from"] == 2
+    reopened = ResultsStore(tmp_path / "old")
+    reopened.verify()
+    assert sorted(reopened.table("circuits")["unit_id"].unique()) == ["u1", "u2"]
+    algorithm = reopened.table("algorithm")
+    assert algorithm["unit_id"].tolist() == ["u2"] and algorithm["pct_effect"].isna().all()
+    assert algorithm["reason"].tolist() == ["gap_too_small"]
+
+
+def test_schema_v1_store_is_refused(store):
+    manifest = json.loads((store.root / "store.json").read_text())
+    (store.root / "store.json").write_text(json.dumps({**manifest, "schema_version": 1}))
+    with pytest.raises(StoreError, match=r"schema version 1; this circuit-atlas reads versions"):
+        ResultsStore(store.root)

@@ -231,3 +231,23 @@ def test_unit_id_is_stable_across_versions():
     tampered = dict(Unit(ckpt, settings).to_dict(), unit_id="0000000000000000")
     with pytest.raises(ConfigError, match="unit id '0000000000000000' does not match"):
         Unit.from_dict(tampered)
+
+
+def test_algorithm_analysis_is_on_by_default_and_can_be_turned_off(tmp_path):
+    from circuit_atlas.components.algorithm import AlgorithmSettings
+
+    study = load_study(write(tmp_path, BASE))
+    assert "algorithm" in study.analyses
+    unit = plan_units(study)[0]
+    assert unit.settings.algorithm_settings() == AlgorithmSettings()
+    assert unit.settings.component_settings().ioi_n == 70  # the algorithm reads components
+    tuned = load_study(write(tmp_path, BASE + '\n[algorithm]\ndenominator = "all"\n'
+                                             "self_repair_threshold = 0.5\n", "tuned.toml"))
+    settings = plan_units(tuned)[0].settings.algorithm_settings()
+    assert settings.denominator == "all" and settings.self_repair_threshold == 0.5
+    assert plan_units(tuned)[0].unit_id != unit.unit_id
+    off = load_study(write(tmp_path, 'analyses = ["behaviour", "circuit"]\n' + BASE, "off.toml"))
+    plain = plan_units(off)[0]
+    assert plain.settings.algorithm == "{}" and plain.settings.components == "{}"
+    with pytest.raises(ConfigError, match=r"algorithm.denominator: Input should be 'circuit'"):
+        load_study(write(tmp_path, BASE + '\n[algorithm]\ndenominator = "nodes"\n', "bad.toml"))

@@ -9,6 +9,7 @@ The public API follows the data flow (see ``docs/architecture.md``)::
     scores = ca.attribute(model, None, data, method="EAP-IG-inputs", ig_steps=30)
     result = ca.find_circuit(model, data)                      # minimal faithful circuit
     print(result.summary())
+    algo = ca.ioi_algorithm(model, data)                       # Figure 4: the IOI algorithm
 
 Names are imported lazily, so ``import circuit_atlas`` stays cheap.
 """
@@ -32,6 +33,7 @@ _EXPORTS = {
     "behaviour": "circuit_atlas.evaluation",
     "evaluate_circuits": "circuit_atlas.evaluation",
     "find_circuit": "circuit_atlas.search",
+    "ioi_algorithm": "circuit_atlas.components.algorithm",
     "list_tasks": "circuit_atlas.tasks",
     "load_model": "circuit_atlas.models.sources",
     "load_study": "circuit_atlas.study",

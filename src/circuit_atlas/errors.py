@@ -9,6 +9,7 @@ handlers keep working.
 from __future__ import annotations
 
 __all__ = [
+    "AlgorithmError",
     "AnalysisError",
     "CircuitAtlasError",
     "ComponentDataError",
@@ -116,4 +117,12 @@ class AnalysisError(CircuitAtlasError, ValueError):
     """An analysis got a frame without the columns it needs, or an invalid parameter.
 
     The message names the missing columns or the bad value.
+    """
+
+
+class AlgorithmError(CircuitAtlasError, ValueError):
+    """The IOI algorithm decomposition got an invalid setting or input.
+
+    A threshold that is not finite, an unknown denominator or role, score tensors whose shape
+    does not match the model; the message names the bad value.
     """

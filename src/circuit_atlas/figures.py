@@ -323,11 +323,14 @@ def circuit_diagram(
     n_layers: int | None = None,
     n_heads: int | None = None,
     title: str = "",
+    node_colors: Mapping[str, object] | None = None,
+    node_legend: Mapping[str, object] | None = None,
 ) -> Figure:
     """Draw one circuit as a layered graph, input at the bottom and logits at the top.
 
     Heads and MLPs sit by layer (each layer's heads in a row, its MLP just above); edges are
     coloured by the sign of their score and drawn as wide as |score| (relative to the largest).
+    Nodes are grey unless ``node_colors`` gives them a colour (e.g. by role, Figure 4A).
 
     Args:
         edges: The in-circuit rows of the ``edges`` table for one (unit, task): ``edge``,
@@ -335,6 +338,8 @@ def circuit_diagram(
         n_layers: Layers of the model (inferred from the node names when None).
         n_heads: Heads per layer (inferred when None).
         title: Panel title.
+        node_colors: Node name → matplotlib colour (others grey).
+        node_legend: Legend label → colour of the node colours (drawn as markers).
 
     Returns:
         The figure (an "empty circuit" panel when there is no edge).
@@ -368,9 +373,12 @@ def circuit_diagram(
             colors.append(SIGN_COLORS[bool(score >= 0)])
             widths.append(0.3 + 3.2 * abs(score) / top)
     axis.add_collection(LineCollection(segments, colors=colors, linewidths=widths, alpha=0.55))
+    colored = node_colors or {}
     for name, (x, y) in position.items():
         shape = "s" if name.startswith("m") else ("D" if name in ("input", "logits") else "o")
-        axis.plot(x, y, marker=shape, ms=7, color="#444444", mec="white", zorder=3)
+        big = name in colored
+        axis.plot(x, y, marker=shape, ms=9 if big else 7, color=colored.get(name, "#444444"),
+                  mec="black" if big else "white", zorder=3)  # fmt: skip
         if len(position) <= 80:
             axis.annotate(name, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6)
     for layer in range(n_layers):
@@ -380,6 +388,8 @@ def circuit_diagram(
     axis.set_ylim(-0.8, 2.0 * n_layers + 1.8)
     legend = [Line2D([], [], color=c, lw=2, label=("positive" if s else "negative") + " score")
               for s, c in SIGN_COLORS.items()]  # fmt: skip
+    legend += [Line2D([], [], ls="none", marker="o", ms=6, color=c, mec="black", label=label)
+               for label, c in (node_legend or {}).items()]  # fmt: skip
     axis.legend(handles=legend, loc="upper right", fontsize=6, frameon=False)
     return figure
 

@@ -34,7 +34,8 @@ __all__ = ["SECTIONS", "ReportFrames", "ReportOptions", "write_report"]
 logger = logging.getLogger(__name__)
 
 TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes", "curves",
-                           "component_scores", "component_heads")
+                           "component_scores", "component_heads", "algorithm", "algorithm_heads",
+                           "fingerprints", "self_repair", "self_repair_heads")
 """Store tables the report reads (``faithfulness`` is accepted as another name of ``curves``)."""
 
 SECTIONS: dict[str, str] = {
@@ -48,6 +49,10 @@ SECTIONS: dict[str, str] = {
     "faithfulness": "Faithfulness",
     "diagrams": "Circuit diagrams",
     "components": "Component scores over training (Figures 2–3)",
+    "algorithm": "The IOI algorithm over training (Figure 4 B–D)",
+    "algorithm-circuit": "The IOI circuit by role (Figure 4A)",
+    "algorithm-stability": "Heads change, the algorithm stays: fingerprint similarity",
+    "self-repair": "Self-repair and backup name movers",
     "config": "Study configuration",
     "versions": "Versions",
 }
@@ -127,6 +132,11 @@ class ReportFrames:
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     component_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     component_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    algorithm: pd.DataFrame = field(default_factory=pd.DataFrame)
+    algorithm_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fingerprints: pd.DataFrame = field(default_factory=pd.DataFrame)
+    self_repair: pd.DataFrame = field(default_factory=pd.DataFrame)
+    self_repair_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def load(cls, source: Any) -> ReportFrames:
@@ -588,6 +598,8 @@ def write_report(
         AnalysisError: If ``store_or_frames`` cannot be read.
         circuit_atlas.errors.StoreError: If a store directory is invalid.
     """
+    from circuit_atlas import report_algorithm as algorithm
+
     options = options or ReportOptions()
     frames = ReportFrames.load(store_or_frames)
     circuits, excluded = _faithful_frames(frames, options)
@@ -609,6 +621,10 @@ def write_report(
         "faithfulness": _faithfulness_section(frames, options),
         "diagrams": _diagrams_section(circuits, options),
         "components": _components_section(frames, options),
+        "algorithm": algorithm.algorithm_section(frames, options),
+        "algorithm-circuit": algorithm.role_circuit_section(circuits, options),
+        "algorithm-stability": algorithm.stability_section(frames, circuits, options),
+        "self-repair": algorithm.self_repair_section(frames, options),
         "config": _config_section(frames, config_text),
         "versions": _versions_section(frames, versions),
     }

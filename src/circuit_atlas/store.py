@@ -5,7 +5,9 @@ A store is a directory (layout and every table's columns in ``docs/store.md``; s
 ``units/<unit_id>/`` holding one Parquet file per table and a ``_COMMITTED`` marker. A unit is
 staged under ``.tmp/``, fsynced, marked, and renamed into place in one ``rename(2)``, so a crash at
 any moment leaves either the whole unit or nothing, and an existing unit is never overwritten.
-Queries run on DuckDB views ``read_parquet('units/*/<table>.parquet', union_by_name=true)``.
+Queries run on DuckDB views ``read_parquet('units/*/<table>.parquet', union_by_name=true)``
+(listing the files when older units lack a table). The table schemas are in
+:mod:`circuit_atlas.store_schema`.
 """
 
 from __future__ import annotations
@@ -29,21 +31,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from circuit_atlas.errors import StoreError
+from circuit_atlas.store_schema import (
+    READABLE_SCHEMA_VERSIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    TABLES_BY_VERSION,
+    _conform,
+)
 
 __all__ = [
     "MANIFEST",
     "MARKER",
+    "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "STORE_FORMAT",
     "TABLES",
+    "TABLES_BY_VERSION",
     "ResultsStore",
     "atomic_write_text",
 ]
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 2
-"""Version of the table schemas; a store written with another version is refused."""
 
 STORE_FORMAT = "circuit-atlas-results"
 """The ``format`` field of the manifest."""
@@ -53,59 +61,6 @@ MANIFEST = "store.json"
 
 MARKER = "_COMMITTED"
 """File written last in a unit directory; lists the unit's files and their sizes."""
-
-_I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
-
-
-def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([pa.field(name, dtype) for name, dtype in columns])
-
-
-_KEYS = (("unit_id", _STR), ("model", _STR), ("params", _I64), ("step", _I64),
-         ("tokens_seen", _I64), ("task", _STR))
-_SHORT_KEYS = (("unit_id", _STR), ("model", _STR), ("step", _I64), ("task", _STR))
-_BEHAVIOUR = ("accuracy", "rank0", "prob_mass", "logit_diff", "prob_diff")
-
-TABLES: dict[str, pa.Schema] = {
-    "units": _schema(
-        ("unit_id", _STR), ("model", _STR), ("source_kind", _STR), ("size", _STR),
-        ("params", _I64), ("step", _I64), ("tokens_seen", _I64), ("path", _STR),
-        ("settings", _STR), ("spec", _STR), ("versions", _STR), ("timings", _STR),
-        ("duration_s", _F64), ("status", _STR), ("errors", _STR), ("device", _STR),
-        ("host", _STR), ("finished_at", pa.timestamp("us", tz="UTC")),
-    ),
-    "task_metrics": _schema(
-        *_KEYS, ("metric_kind", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
-        ("clean_metric_std", _F64), ("corrupted_metric_std", _F64),
-        *((name, _F64) for name in _BEHAVIOUR),
-        *((f"corrupted_{name}", _F64) for name in _BEHAVIOUR),
-        ("n_examples", _I64),
-    ),
-    "circuits": _schema(
-        *_KEYS, ("n_edges", _I64), ("n_nodes", _I64), ("n_edges_total", _I64),
-        ("n_nodes_total", _I64), ("faithfulness", _F64), ("faithfulness_normalized", _F64),
-        ("threshold", _F64), ("search", _STR), ("method", _STR), ("ig_steps", _I64),
-        ("ablation", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
-        ("empty_metric", _F64),
-    ),
-    "edges": _schema(
-        *_SHORT_KEYS, ("edge", _STR), ("parent", _STR), ("child", _STR),
-        ("score", pa.float32()), ("in_circuit", _BOOL),
-    ),
-    "nodes": _schema(*_SHORT_KEYS, ("node", _STR), ("in_circuit", _BOOL)),
-    "curves": _schema(
-        *_SHORT_KEYS, ("n_requested", _I64), ("n_edges", _I64), ("n_nodes", _I64),
-        ("metric", _F64), ("faithfulness", _F64), ("faithfulness_normalized", _F64),
-    ),
-    "component_scores": _schema(
-        *_KEYS[:-1], ("component", _STR), ("layer", _I64), ("head", _I64), ("score", _F64),
-    ),
-    "component_heads": _schema(
-        *_SHORT_KEYS, ("component", _STR), ("layer", _I64), ("head", _I64), ("node", _STR),
-        ("score", _F64), ("is_component", _BOOL), ("in_circuit", _BOOL),
-    ),
-}
-"""Every table of the store and its Arrow schema (documented in ``docs/store.md``)."""
 
 _TOP_LEVEL = frozenset(
     {MANIFEST, "units", "plan.json", "state", "runs", ".tmp", "exports", "reports"}
@@ -152,43 +107,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _conform(name: str, data: Any, unit_id: str) -> pa.Table:
-    """Return ``data`` as an Arrow table with exactly the schema of table ``name``."""
-    schema = TABLES[name]
-    if data is None:
-        return schema.empty_table()
-    if isinstance(data, list):
-        columns = sorted({key for row in data for key in row}) if data else schema.names
-    elif isinstance(data, pd.DataFrame):
-        columns = list(data.columns)
-    elif isinstance(data, pa.Table):
-        columns = data.column_names
-    else:
-        raise StoreError(f"table {name!r}: expected a DataFrame, Arrow table or list of rows, "
-                         f"got {type(data).__name__}")
-    missing = sorted(set(schema.names) - set(columns))
-    extra = sorted(set(columns) - set(schema.names))
-    if missing or extra:
-        raise StoreError(f"table {name!r} of unit {unit_id!r}: missing columns {missing}, "
-                         f"unknown columns {extra} (schema v{SCHEMA_VERSION}, docs/store.md)")
-    try:
-        if isinstance(data, list):
-            table = pa.Table.from_pylist(data, schema=schema)
-        elif isinstance(data, pd.DataFrame):
-            table = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
-        else:
-            table = data.select(schema.names).cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-        raise StoreError(
-            f"table {name!r} of unit {unit_id!r} does not fit its schema: {exc}"
-        ) from exc
-    ids = set(table.column("unit_id").to_pylist())
-    if ids - {unit_id}:
-        raise StoreError(f"table {name!r}: rows of unit(s) {sorted(ids - {unit_id})} written "
-                         f"under unit {unit_id!r}")
-    return table.replace_schema_metadata(None)
 
 
 class ResultsStore:
@@ -250,12 +168,28 @@ class ResultsStore:
             found = manifest.get("format") if isinstance(manifest, dict) else None
             raise StoreError(f"{str(path)!r} is not a circuit-atlas store manifest "
                              f"(format {found!r}, expected {STORE_FORMAT!r})")
-        if manifest.get("schema_version") != SCHEMA_VERSION:
+        if manifest.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
             raise StoreError(f"store {str(self.root)!r} has schema version "
                              f"{manifest.get('schema_version')!r}; this circuit-atlas reads "
-                             f"version {SCHEMA_VERSION} only (export it with the version that "
-                             "wrote it)")
+                             f"versions {list(READABLE_SCHEMA_VERSIONS)} only (export it with "
+                             "the version that wrote it)")
         self.manifest = manifest
+
+    def _upgrade_manifest(self) -> None:
+        """Mark an older store as version :data:`SCHEMA_VERSION` before its first new unit.
+
+        Its older units stay as they are (they are read with their own version's tables).
+        """
+        old = self.manifest.get("schema_version")
+        if old == SCHEMA_VERSION:
+            return
+        manifest = {**self.manifest, "schema_version": SCHEMA_VERSION, "tables": sorted(TABLES),
+                    "upgraded_from": old,
+                    "upgraded_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
+        atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        self.manifest = manifest
+        logger.info("results store %s upgraded from schema v%s to v%d", self.root, old,
+                    SCHEMA_VERSION)
 
     def check(self) -> None:
         """Check the layout: no foreign entries, every unit committed and intact.
@@ -287,13 +221,15 @@ class ResultsStore:
                              "(torn or foreign; it was not written by circuit-atlas)") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise StoreError(f"unreadable marker {str(marker_path)!r}: {exc}") from exc
-        if marker.get("unit_id") != entry.name or marker.get("schema_version") != SCHEMA_VERSION:
+        version = marker.get("schema_version")
+        if marker.get("unit_id") != entry.name or version not in READABLE_SCHEMA_VERSIONS:
             raise StoreError(f"marker {str(marker_path)!r} names unit {marker.get('unit_id')!r} "
-                             f"schema v{marker.get('schema_version')!r}; expected {entry.name!r} "
-                             f"v{SCHEMA_VERSION}")
+                             f"schema v{version!r}; expected {entry.name!r} with a version in "
+                             f"{list(READABLE_SCHEMA_VERSIONS)}")
         files = marker.get("files", {})
         present = {p.name for p in entry.iterdir()} - {MARKER}
-        if present != set(files) or set(files) != {f"{t}.parquet" for t in TABLES}:
+        expected = {f"{t}.parquet" for t in TABLES_BY_VERSION[version]}
+        if present != set(files) or set(files) != expected:
             raise StoreError(f"unit {str(entry)!r}: files {sorted(present)} differ from its marker "
                              f"{sorted(files)} / the schema's tables")
         for fname, info in files.items():
@@ -312,7 +248,8 @@ class ResultsStore:
         """
         self.check()
         for unit_id, marker in self._markers.items():
-            for name, schema in TABLES.items():
+            for name in TABLES_BY_VERSION[marker["schema_version"]]:
+                schema = TABLES[name]
                 path = self.units_dir / unit_id / f"{name}.parquet"
                 try:
                     meta = pq.read_metadata(path)
@@ -360,6 +297,7 @@ class ResultsStore:
             logger.info("unit %s is already committed; not rewriting it", unit_id)
             return False
         arrow = {name: _conform(name, tables.get(name), unit_id) for name in TABLES}
+        self._upgrade_manifest()
         self._clean_stale_tmp()
         tmp = self.root / ".tmp" / f"{unit_id}.{_host()}.{os.getpid()}.{uuid.uuid4().hex}"
         tmp.mkdir(parents=True)
@@ -419,10 +357,16 @@ class ResultsStore:
         self.check()
         con = duckdb.connect()
         for name, schema in TABLES.items():
-            if self._markers:
-                glob = str(self.units_dir / "*" / f"{name}.parquet").replace("'", "''")
+            holders = [u for u, marker in sorted(self._markers.items())
+                       if name in TABLES_BY_VERSION[marker["schema_version"]]]  # fmt: skip
+            if holders:
+                if len(holders) == len(self._markers):  # every unit has the table: one glob
+                    paths = [self.units_dir / "*" / f"{name}.parquet"]
+                else:  # older units lack it: list the files that exist
+                    paths = [self.units_dir / u / f"{name}.parquet" for u in holders]
+                listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM "
-                            f"read_parquet('{glob}', union_by_name=true)")
+                            f"read_parquet([{listed}], union_by_name=true)")
             else:
                 con.register(f"_empty_{name}", schema.empty_table())
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")

@@ -10,9 +10,20 @@ Every function is pure: it takes pandas DataFrames with the columns of the resul
 - :mod:`.scaling` — correlation of mean circuit size with parameter count (§7.3).
 - :mod:`.emergence` — first checkpoint that reaches and keeps a fraction of the final value.
 - :mod:`.components` — which component heads to show over training (Figures 2–3, §4).
+- :mod:`.algorithm` — Figure 4 B–D series and the similarity of algorithm fingerprints over
+  training and across sizes (§5; docs/algorithm.md).
 """
 
 from circuit_atlas.analyses._frames import attach_tokens, model_order, step_tokens
+from circuit_atlas.analyses.algorithm import (
+    algorithm_series,
+    algorithm_stability,
+    cross_size_table,
+    fingerprint_similarity_across_sizes,
+    fingerprint_similarity_over_time,
+    fingerprint_table,
+    share_similarity,
+)
 from circuit_atlas.analyses.components import (
     PAPER_FIG2_FRACTION,
     PAPER_FIG3_FRACTION,
@@ -73,14 +84,20 @@ __all__ = [
     "Reference",
     "SelectionRule",
     "SizeMeasure",
+    "algorithm_series",
+    "algorithm_stability",
     "attach_tokens",
     "circuit_size",
     "circuit_size_from_sets",
+    "cross_size_table",
     "edge_jaccard",
     "emergence_point",
     "emergence_table",
     "ewma",
     "faithful_circuits",
+    "fingerprint_similarity_across_sizes",
+    "fingerprint_similarity_over_time",
+    "fingerprint_table",
     "frequent_heads",
     "jaccard",
     "jaccard_over_time",
@@ -90,6 +107,7 @@ __all__ = [
     "normalized_abs_scores",
     "pearson",
     "representative_heads",
+    "share_similarity",
     "size_scale_correlation",
     "size_scale_correlation_from_circuits",
     "spearman",

@@ -149,6 +149,7 @@ def score_heads(
     *,
     data_dir: str | Path | None = None,
     timings: dict[str, float] | None = None,
+    artifacts: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Every component score of every head of ``model`` (one checkpoint).
 
@@ -158,6 +159,12 @@ def score_heads(
         settings: Which scores and how (default: all, the paper's settings).
         data_dir: Data directory (resolved as for tasks) for the CSPA corpus.
         timings: When given, receives seconds per score family.
+        artifacts: When given, receives what later analyses can reuse: ``"ioi"`` (the IOI
+            :class:`~circuit_atlas.tasks.base.TaskDataset` of the copy scores) and
+            ``"s_inhibition"`` (the
+            :class:`~circuit_atlas.components.s_inhibition.SInhibitionResult`) with ``"runs"``
+            (the :class:`~circuit_atlas.components.path_sweep.RunCache` of its sweeps), when
+            computed.
 
     Returns:
         Rows ``{"component", "layer", "head", "score"}``, one per head and computed component;
@@ -209,6 +216,8 @@ def score_heads(
         from circuit_atlas.tasks.ioi import make_ioi
 
         ioi = make_ioi(tokenizer, n=s.ioi_n, seed=s.ioi_seed)
+        if artifacts is not None:
+            artifacts["ioi"] = ioi
         t = time.perf_counter()
         copy = copy_scores(model, ioi, top_k=s.copy_top_k)
         if "name_mover" in wanted:
@@ -223,7 +232,14 @@ def score_heads(
             t = time.perf_counter()
             movers = [tuple(int(i) for i in ix)
                       for ix in (copy > s.name_mover_threshold).nonzero().tolist()]  # fmt: skip
-            result = s_inhibition_heads(model, ioi, movers, threshold=s.s_inhibition_threshold)
+            from circuit_atlas.components.path_sweep import RunCache
+
+            cache = RunCache()  # the algorithm's sweeps on the same prompts reuse its runs
+            result = s_inhibition_heads(model, ioi, movers, threshold=s.s_inhibition_threshold,
+                                        cache=cache)  # fmt: skip
+            if artifacts is not None:
+                artifacts["s_inhibition"] = result
+                artifacts["runs"] = cache
             if "s_inhibition_effect" in wanted:
                 rows += _frame_rows("s_inhibition_effect", result.effect)
             if "s_inhibition" in wanted:

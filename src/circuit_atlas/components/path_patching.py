@@ -55,6 +55,7 @@ from circuit_atlas.components.path_sweep import (
     Head,
     Receiver,
     ReceiverPositions,
+    RunCache,
     SenderSweep,
     _heads,
     _pair,
@@ -68,6 +69,7 @@ __all__ = [
     "Head",
     "Receiver",
     "ReceiverPositions",
+    "RunCache",
     "SenderSweep",
     "direct_effects",
     "end_metric_values",
@@ -179,6 +181,8 @@ def path_patching_effects(
     metric: ExampleMetric | None = None,
     batch_senders: int = 16,
     direct_includes_mlps: bool = True,
+    baselines: dict[str, Tensor] | None = None,
+    cache: RunCache | None = None,
 ) -> Tensor:
     """Noising path-patching effect of every head of the model, each as the only sender.
 
@@ -191,6 +195,11 @@ def path_patching_effects(
             :func:`~circuit_atlas.tasks.base.metric_values`, logit(IO) − logit(S) for IOI).
         batch_senders: Senders per batched run.
         direct_includes_mlps: As for :func:`path_patch`.
+        baselines: When given, receives ``"clean"`` and ``"corrupted"``: the ``(b,)``
+            per-example metrics of the clean and corrupted runs (the effects' baselines), and
+            ``"clean_resid"`` ``(b, d)`` and ``"clean_heads"`` ``(L, h, b, d)``: the clean run's
+            final residual stream and head outputs at END.
+        cache: Recorded clean/corrupted runs to reuse (:class:`RunCache`).
 
     Returns:
         ``(L, h)`` effects (patched − clean) / (clean − corrupted) of mean metrics: 0 = no
@@ -207,10 +216,14 @@ def path_patching_effects(
     sweep = sweep_senders(model, data.clean, data.corrupted, data.metric_positions, senders,
                           receivers, receiver_positions=receiver_positions,
                           batch_senders=batch_senders,
-                          direct_includes_mlps=direct_includes_mlps)  # fmt: skip
+                          direct_includes_mlps=direct_includes_mlps, cache=cache)  # fmt: skip
     patched = end_metric_values(model, sweep.resid, data, metric).mean(-1)  # (K,)
-    clean = end_metric_values(model, sweep.clean_resid[None], data, metric).mean()
-    corrupted = end_metric_values(model, sweep.corrupted_resid[None], data, metric).mean()
+    clean_values = end_metric_values(model, sweep.clean_resid[None], data, metric)[0]  # (b,)
+    corrupted_values = end_metric_values(model, sweep.corrupted_resid[None], data, metric)[0]
+    if baselines is not None:
+        baselines.update(clean=clean_values, corrupted=corrupted_values,
+                         clean_resid=sweep.clean_resid, clean_heads=sweep.clean_heads)
+    clean, corrupted = clean_values.mean(), corrupted_values.mean()
     if clean == corrupted:
         logger.warning("clean and corrupted metrics are equal (%.4g): effects are not finite",
                        float(clean))  # fmt: skip
@@ -225,6 +238,8 @@ def direct_effects(
     *,
     batch_senders: int = 64,
     direct_includes_mlps: bool = True,
+    baselines: dict[str, Tensor] | None = None,
+    cache: RunCache | None = None,
 ) -> Tensor:
     """Each head's path-patching effect on the logits through the final residual stream (§5 B).
 
@@ -236,10 +251,13 @@ def direct_effects(
         data: Paired prompts (IOI: clean vs S2→IO corrupted).
         batch_senders: Senders per batched run.
         direct_includes_mlps: As for :func:`path_patch`.
+        baselines: As for :func:`path_patching_effects`.
+        cache: As for :func:`path_patching_effects`.
 
     Returns:
         ``(L, h)`` noising effects (see :func:`path_patching_effects`).
     """
     return path_patching_effects(model, data, "resid_post", receiver_positions="end",
                                  batch_senders=batch_senders,
-                                 direct_includes_mlps=direct_includes_mlps)  # fmt: skip
+                                 direct_includes_mlps=direct_includes_mlps,
+                                 baselines=baselines, cache=cache)  # fmt: skip

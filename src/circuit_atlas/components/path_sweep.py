@@ -38,6 +38,7 @@ __all__ = [
     "Head",
     "Receiver",
     "ReceiverPositions",
+    "RunCache",
     "SenderSweep",
     "end_metric_values",
     "sweep_senders",
@@ -131,6 +132,8 @@ class SenderSweep:
         patterns: ``(K, w, b, p)`` attention of the watched heads from END to every position in
             step 3 (zero beyond END), or None without watched heads.
         clean_patterns: ``(w, b, p)`` the same in the clean run, or None.
+        clean_heads: ``(L, h, b, d)`` every head's clean output (through W_O, no b_O) at END
+            (reused by the self-repair runs).
     """
 
     senders: tuple[Head, ...]
@@ -139,6 +142,54 @@ class SenderSweep:
     corrupted_resid: Tensor
     patterns: Tensor | None
     clean_patterns: Tensor | None
+    clean_heads: Tensor | None = None
+
+
+@dataclass
+class _Run:
+    """One recorded forward run: the trace, head outputs at the END positions, lazily ``z``."""
+
+    tokens: Tensor
+    ends: Tensor
+    trace: Trace  # resid, patterns, mlp
+    end_heads: Tensor  # (L, h, b, 1, d)
+    z: Tensor | None = None  # (L, h, b, p, e)
+
+
+class RunCache:
+    """Forward runs shared by the sweeps of one model and dataset (issue 10, "reuse the traces").
+
+    Every sweep needs a recorded clean run and a recorded corrupted run; the IOI algorithm runs
+    four sweeps on the same prompts (direct effects, the two S-inhibition sweeps, the tertiary
+    sweep), so passing one cache to all of them runs each distinct prompt set once. Runs are
+    keyed by the token tensor (identity, checked for equal contents and END positions on a hit);
+    the cache keeps them alive, so drop it when the dataset is done.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple, _Run] = {}
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, model, tokens: Tensor, ends: Tensor) -> _Run:
+        """The recorded run of ``tokens`` (computed on the first request)."""
+        key = (id(model), tokens.data_ptr(), tuple(tokens.shape), tokens.dtype)
+        hit = self._runs.get(key)
+        if hit is not None and torch.equal(hit.tokens, tokens) and torch.equal(hit.ends, ends):
+            return hit
+        rows = torch.arange(tokens.shape[0], device=model.device)
+        kept: list[Tensor] = []
+        run = trace(model, tokens, record=("resid", "patterns", "mlp"),
+                    head_edit=_capture(kept, rows, ends[:, None]))  # fmt: skip
+        self._runs[key] = _Run(tokens, ends.clone(), run, torch.stack(kept))
+        return self._runs[key]
+
+    def site_values(self, model, run: _Run) -> Tensor:
+        """Per-head ``z`` of ``run`` at every position, ``(L, h, b, p, e)`` (computed once)."""
+        if run.z is None:
+            run.z = _site_values(model, run.trace)
+        return run.z
 
 
 def _site_values(model, run: Trace) -> Tensor:
@@ -180,6 +231,7 @@ def sweep_senders(
     watch: Iterable[Head] = (),
     batch_senders: int = 16,
     direct_includes_mlps: bool = True,
+    cache: RunCache | None = None,
 ) -> SenderSweep:
     """Path-patch each sender head alone into ``receivers``, many senders per batched run.
 
@@ -197,6 +249,8 @@ def sweep_senders(
         watch: Heads whose attention from END is returned (e.g. the name movers).
         batch_senders: Senders stacked along the batch dimension of one run.
         direct_includes_mlps: As for :func:`path_patch`.
+        cache: Recorded runs to reuse and extend (:class:`RunCache`); None records both runs
+            for this sweep only.
 
     Returns:
         A :class:`SenderSweep`.
@@ -219,18 +273,17 @@ def sweep_senders(
         raise ValueError(f"ends must be (b,) = ({b},) positions in [0, {p}), got {ends.tolist()}")
     rows = torch.arange(b, device=model.device)
     n_layers, parallel = model.spec.n_layers, model.spec.parallel_residual
-    record = ("resid", "patterns", "mlp")
+    cache = cache if cache is not None else RunCache()
+    base_run, alt_run = cache.get(model, clean, ends), cache.get(model, corrupted, ends)
+    base, alt = base_run.trace, alt_run.trace
     if receiver_positions == "end":  # head outputs (through W_O) at END, kept while tracing
         sites = ends[:, None]
-        kept: tuple[list[Tensor], list[Tensor]] = ([], [])
-        base = trace(model, clean, record=record, head_edit=_capture(kept[0], rows, sites))
-        alt = trace(model, corrupted, record=("resid",), head_edit=_capture(kept[1], rows, sites))
-        clean_site, alt_site = torch.stack(kept[0]), torch.stack(kept[1])  # (L, h, b, 1, d)
+        clean_site, alt_site = base_run.end_heads, alt_run.end_heads  # (L, h, b, 1, d)
         site_attn = clean_site.sum(1)
     else:  # every position: keep z (d_head wide) instead of the head outputs
         sites = None
-        base, alt = trace(model, clean, record=record), trace(model, corrupted, record=record[:2])
-        clean_site, alt_site = _site_values(model, base), _site_values(model, alt)
+        clean_site = cache.site_values(model, base_run)
+        alt_site = cache.site_values(model, alt_run)
         site_attn = torch.stack([_through_o(model, layer, clean_site[layer])
                                  for layer in range(n_layers)])  # fmt: skip
     site_attn = site_attn + torch.stack([layer.b_O for layer in model.layers])[:, None, None]
@@ -289,6 +342,7 @@ def sweep_senders(
         if watch
         else None,
         clean_patterns=clean_pat,
+        clean_heads=base_run.end_heads[:, :, :, 0],
     )
 
 

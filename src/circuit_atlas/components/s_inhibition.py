@@ -31,6 +31,10 @@ Where we deviate:
   actual decrease.
 - The confirmation deltas are computed for every head below the last name mover's layer (not only
   candidates): heads at or after it cannot reach a name mover's query and get 0.
+- A delta within rounding of zero (64 machine epsilons of the metric's dtype, times
+  max(1, |clean logit difference|) for the logit difference) counts as no change: a head whose
+  output the swap does not move (one that only counts name tokens) is not confirmed by the sign
+  of its rounding error.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from torch import Tensor
 from circuit_atlas.components.path_patching import (
     Head,
     ReceiverPositions,
+    RunCache,
     _heads,
     end_metric_values,
     path_patching_effects,
@@ -59,6 +64,10 @@ __all__ = ["SInhibitionResult", "s_inhibition_heads", "token_same_position_oppos
 
 logger = logging.getLogger(__name__)
 
+_NOISE_EPS = 64
+"""Deltas within this many machine epsilons (of the metric's dtype; times max(1, |clean
+logit difference|) for the logit difference) count as zero in the confirmation test."""
+
 
 @dataclass(frozen=True)
 class SInhibitionResult:
@@ -70,7 +79,8 @@ class SInhibitionResult:
             NaN without name movers.
         candidate: ``effect < threshold``.
         confirmed: ``candidate`` and all three deltas have the S-inhibition sign
-            (``logit_diff_delta < 0``, ``io_attention_delta < 0``, ``s1_attention_delta > 0``).
+            (``logit_diff_delta < 0``, ``io_attention_delta < 0``, ``s1_attention_delta > 0``,
+            each beyond rounding noise).
         logit_diff_delta: Mean logit difference (logits) after path-patching the head into the
             name movers' queries at END from the token-same-position-opposite prompts, minus the
             clean mean.
@@ -184,6 +194,7 @@ def s_inhibition_heads(
     threshold: float = -0.001,
     receiver_positions: ReceiverPositions = "end",
     batch_senders: int = 16,
+    cache: RunCache | None = None,
 ) -> SInhibitionResult:
     """Find S-inhibition heads: candidates by path patching, confirmed by the token/position test.
 
@@ -195,6 +206,8 @@ def s_inhibition_heads(
         receiver_positions: Where the candidate effect patches the queries: ``"end"`` (paper)
             or ``"all"`` (the reference script). The confirmation test always uses END.
         batch_senders: Senders per batched run.
+        cache: Recorded runs to share with other sweeps on ``data``
+            (:class:`~circuit_atlas.components.path_sweep.RunCache`; one is made if None).
 
     Returns:
         An :class:`SInhibitionResult`. Without name movers: NaN effects and deltas, no
@@ -213,19 +226,20 @@ def s_inhibition_heads(
                        "NaN and no head is a candidate")  # fmt: skip
         return _nan_result(model, movers, threshold)
     data = data.to(model.device)
+    cache = cache if cache is not None else RunCache()
     patch_from = token_same_position_opposite(data)
     io_pos, s1_pos = (torch.tensor(patch_from.info[k], device=model.device)
                       for k in ("io_pos", "s1_pos"))  # fmt: skip
     receivers = [(layer, head, "q") for layer, head in movers]
     effect = path_patching_effects(model, data, receivers, receiver_positions=receiver_positions,
-                                   batch_senders=batch_senders)  # fmt: skip
+                                   batch_senders=batch_senders, cache=cache)  # fmt: skip
     candidate = effect < threshold
 
     top = max(layer for layer, _ in movers)
     senders = [(layer, head) for layer in range(top) for head in range(model.spec.n_heads)]
     sweep = sweep_senders(model, data.clean, patch_from.corrupted, data.metric_positions, senders,
                           receivers, receiver_positions="end", watch=movers,
-                          batch_senders=batch_senders)  # fmt: skip
+                          batch_senders=batch_senders, cache=cache)  # fmt: skip
     rows = torch.arange(len(data), device=model.device)
 
     def attention(patterns: Tensor, pos: Tensor) -> Tensor:  # (..., w, n, p) -> (...)
@@ -244,7 +258,11 @@ def s_inhibition_heads(
         full.view(-1)[: len(senders)] = values
         deltas.append(full.to(effect.dtype))
     ld_delta, io_delta, s1_delta = deltas
-    confirmed = candidate & (ld_delta < 0) & (io_delta < 0) & (s1_delta > 0)
+    # A change within rounding of zero is no change (a head whose signal the swap cannot move,
+    # e.g. one that only counts name tokens, gets deltas of ~1e-16 with either sign).
+    tol = _NOISE_EPS * torch.finfo(ld.dtype).eps
+    ld_tol = tol * max(1.0, abs(float(ld_clean)))
+    confirmed = candidate & (ld_delta < -ld_tol) & (io_delta < -tol) & (s1_delta > tol)
     return SInhibitionResult(
         effect=effect,
         candidate=candidate,

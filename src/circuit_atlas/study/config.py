@@ -33,7 +33,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -47,6 +47,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "AlgorithmConfig",
     "AttributionConfig",
     "CircuitConfig",
     "ComponentsConfig",
@@ -63,10 +64,15 @@ __all__ = [
     "parse_study",
 ]
 
-UNIT_ANALYSES: tuple[str, ...] = ("behaviour", "circuit", "components")
+Analysis = Literal["behaviour", "circuit", "components", "algorithm"]
+"""A per-unit analysis (see :data:`UNIT_ANALYSES`)."""
+
+UNIT_ANALYSES: tuple[str, ...] = get_args(Analysis)
 """Per-unit analyses: ``behaviour`` (task metrics, clean and corrupted), ``circuit`` (attribution,
 minimal faithful circuit, faithfulness curve), ``components`` (attention-head component scores,
-PAPER.md §4, linked to the circuits). Study-level analyses read the store afterwards."""
+PAPER.md §4, linked to the circuits), ``algorithm`` (the IOI algorithm decomposition of Figure 4,
+the fingerprints of IOI and Greater-Than, self-repair; PAPER.md §5, docs/algorithm.md).
+Study-level analyses read the store afterwards."""
 
 Schedule = str | list[int] | int | dict[str, Any]
 """A checkpoint schedule: a name (``exp_plus_detail``), explicit steps, or a ``{kind: ...}`` dict
@@ -190,6 +196,41 @@ class ComponentsConfig(_Strict):
                                           description="Path-patching effect of S2I candidates.")
 
 
+class AlgorithmConfig(_Strict):
+    """The IOI algorithm decomposition, fingerprints and self-repair (PAPER.md §5).
+
+    Defaults are the paper's; the fields are those of
+    :class:`circuit_atlas.components.algorithm.AlgorithmSettings`.
+    """
+
+    name_mover_threshold: float = Field(default=0.10, ge=0, le=1,
+                                        description="Copy score above which a head copies names.")
+    copy_suppression_threshold: float = Field(default=0.10, description="CSPA of a CS head.")
+    cspa_gate: float | None = Field(default=-0.01,
+                                    description="CS heads need a direct effect below this.")
+    s_inhibition_threshold: float = Field(default=-0.001,
+                                          description="Effect through the NMH queries of S2I.")
+    s_inhibition_positions: Literal["end", "all"] = Field(
+        default="end", description="Where the NMH queries are patched ('all': the script).")
+    tertiary_threshold: float = Field(default=-0.001,
+                                      description="Effect through the S2I values of tertiary.")
+    denominator: Literal["circuit", "all"] = Field(
+        default="circuit", description="Heads whose summed effect is 100%: circuit or all.")
+    min_total: float = Field(default=1e-3, gt=0,
+                             description="Smallest |summed denominator effect| (gap units).")
+    gap_abs_tol: float = Field(default=1e-3, ge=0,
+                               description="Smallest clean-corrupted logit-diff gap (logits).")
+    gap_n_se: float = Field(default=2.0, ge=0,
+                            description="... and standard errors of the clean logit diff.")
+    self_repair_threshold: float = Field(default=0.75, ge=0, le=1,
+                                         description="Copy score of the heads ablated.")
+    backup_fraction: float = Field(default=0.10, ge=0,
+                                   description="DLA rise (of the ablated DLA) of a backup head.")
+    successor_threshold: float | None = Field(
+        default=None, description="Greater-Than fingerprint: successor score above this "
+        "(default: above the mean over heads).")
+
+
 class RunConfig(_Strict):
     """Execution settings; they do not change results, so they are not part of a unit's id."""
 
@@ -221,8 +262,9 @@ class StudyConfig(_Strict):
     attribution: AttributionConfig = AttributionConfig()
     circuit: CircuitConfig = CircuitConfig()
     components: ComponentsConfig = ComponentsConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
     run: RunConfig = RunConfig()
-    analyses: list[Literal["behaviour", "circuit", "components"]] = Field(
+    analyses: list[Analysis] = Field(
         default_factory=lambda: list(UNIT_ANALYSES), min_length=1
     )
     base_dir: Path = Field(default=Path("."), exclude=True, description="Set by the loader.")

@@ -30,6 +30,7 @@ import pyarrow as pa
 from circuit_atlas.errors import TaskDataError
 from circuit_atlas.store import TABLES, ResultsStore
 from circuit_atlas.study.cache import CachePolicy, evict_checkpoints
+from circuit_atlas.study.unit_analyses import algorithm_unit_tables, component_tables
 from circuit_atlas.study.units import Unit
 
 __all__ = [
@@ -160,35 +161,6 @@ def _circuit_tables(keys: dict, short: dict, task: str, res: Any, unit: Unit) ->
     return {"circuits": [circuit], "edges": edges, "nodes": nodes, "curves": curves}
 
 
-def _component_tables(model: Any, unit: Unit, keys: dict, short: dict,
-                      circuit_edges: dict[str, tuple[list[str], list[str]] | None],
-                      errors: dict[str, str], timings: dict[str, float]) -> dict[str, list]:
-    """Rows of ``component_scores`` and ``component_heads`` for one unit.
-
-    A tokenizer that cannot build the IOI prompts or the successor sequences, a missing corpus,
-    or a model without a tokenizer is recorded in ``errors["components"]`` (the unit is then
-    ``partial``); the scores are all-or-nothing for a unit.
-    """
-    from circuit_atlas.components import link_to_circuit, score_heads
-    from circuit_atlas.errors import ComponentDataError, DataNotFoundError
-
-    settings = unit.settings.component_settings()
-    times: dict[str, float] = {}
-    try:
-        rows = score_heads(model, settings, data_dir=unit.execution.data_dir, timings=times)
-    except (TaskDataError, ComponentDataError, DataNotFoundError) as exc:
-        logger.warning("unit %s: component scores skipped: %s", unit.label, exc)
-        errors["components"] = str(exc)
-        return {}
-    timings.update({f"components.{k}": v for k, v in times.items()})
-    heads = [{**short, **row}
-             for task, edges in circuit_edges.items()
-             for row in link_to_circuit(rows, task, *(edges or (None, None)),
-                                        settings)]  # fmt: skip
-    scores = [{**keys, **row} for row in rows]
-    return {"component_scores": scores, "component_heads": heads}
-
-
 def _versions() -> dict[str, str]:
     import torch
     import transformers
@@ -256,6 +228,8 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
     errors: dict[str, str] = {}
     versions = _versions()
     circuit_edges: dict[str, tuple[list[str], list[str]] | None] = {}
+    circuit_results: dict[str, Any] = {}
+    behaviours: dict[str, dict] = {}
     for task in settings.tasks:
         t0 = time.perf_counter()
         try:
@@ -269,6 +243,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
         if "behaviour" in settings.analyses:
             result = engine.behaviour(model, data, batch_size=ex.batch_size)
             parts["task_metrics"].append([_metric_row(keys, task.name, data, result)])
+            behaviours[task.name] = {**result, "n": len(data)}
             timings[f"{task.name}.behaviour"] = time.perf_counter() - t0
         if "circuit" in settings.analyses:
             t1 = time.perf_counter()
@@ -278,6 +253,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
                                       batch_size=ex.batch_size, baseline=result)
             for name, rows in _circuit_tables(keys, short, task.name, res, unit).items():
                 parts[name].append(rows)
+            circuit_results[task.name] = res
             inside = res.in_circuit.detach().cpu().numpy().astype(bool)
             faithful = (res.faithfulness is not None and res.faithfulness >= settings.threshold
                         and int(res.n_edges) > 0)  # fmt: skip
@@ -291,15 +267,22 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
                     time.perf_counter() - t0)
         if on_progress is not None:
             on_progress("task", unit, {"task": task.name, "seconds": time.perf_counter() - t0})
-    if "components" in settings.analyses:
+    artifacts: dict[str, Any] = {}  # what the components analysis leaves for the algorithm
+    for analysis in ("components", "algorithm"):
+        if analysis not in settings.analyses:
+            continue
         t0 = time.perf_counter()
-        for name, rows in _component_tables(model, unit, keys, short, circuit_edges, errors,
-                                            timings).items():
+        if analysis == "components":
+            tables = component_tables(model, unit, keys, short, circuit_edges, errors, timings,
+                                      artifacts)  # fmt: skip
+        else:
+            tables = algorithm_unit_tables(model, unit, keys, short, circuit_results, behaviours,
+                                           artifacts, errors, timings)  # fmt: skip
+        for name, rows in tables.items():
             parts[name].append(rows)
-        timings["components"] = time.perf_counter() - t0
+        timings[analysis] = time.perf_counter() - t0
         if on_progress is not None:
-            on_progress("task", unit, {"task": "components",
-                                       "seconds": time.perf_counter() - t0})
+            on_progress("task", unit, {"task": analysis, "seconds": time.perf_counter() - t0})
     device = str(getattr(model, "device", ex.device))
     spec = model.spec.to_dict() if hasattr(model, "spec") else {}
     del model

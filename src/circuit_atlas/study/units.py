@@ -109,7 +109,10 @@ class UnitSettings:
     analyses: tuple[str, ...]
     components: str = "{}"
     """The component-score settings as JSON (:class:`circuit_atlas.components.ComponentSettings`
-    fields), when ``components`` is among the analyses."""
+    fields), when ``components`` or ``algorithm`` is among the analyses."""
+    algorithm: str = "{}"
+    """The algorithm settings as JSON (:class:`circuit_atlas.components.algorithm.
+    AlgorithmSettings` fields), when ``algorithm`` is among the analyses."""
 
     def component_settings(self) -> Any:
         """Return the :class:`~circuit_atlas.components.ComponentSettings` of this unit."""
@@ -119,6 +122,12 @@ class UnitSettings:
         if "scores" in values:
             values["scores"] = tuple(values["scores"])
         return ComponentSettings(**values)
+
+    def algorithm_settings(self) -> Any:
+        """Return the :class:`~circuit_atlas.components.algorithm.AlgorithmSettings`."""
+        from circuit_atlas.components.algorithm import AlgorithmSettings
+
+        return AlgorithmSettings(**json.loads(self.algorithm))
 
 
 @dataclass(frozen=True)
@@ -144,8 +153,9 @@ class Unit:
     def unit_id(self) -> str:
         """Stable 16-hex-digit id: SHA-256 of the checkpoint identity and the settings."""
         settings = asdict(self.settings)
-        if settings["components"] == "{}":  # keeps the ids of units without component scores
-            del settings["components"]
+        for key in ("components", "algorithm"):  # keeps the ids of units without them
+            if settings[key] == "{}":
+                del settings[key]
         payload = {"checkpoint": self.checkpoint.identity(), "settings": settings}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -307,6 +317,7 @@ def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int
                 ablation=study.attribution.ablation, threshold=study.circuit.threshold,
                 search=study.circuit.search, precision=study.run.precision,
                 analyses=tuple(study.analyses), components=_components_json(study),
+                algorithm=_algorithm_json(study),
             )
             unit = Unit(ckpt, settings, execution)
             if unit.unit_id not in seen:
@@ -316,13 +327,23 @@ def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int
 
 
 def _components_json(study: StudyConfig) -> str:
-    """The study's component settings as canonical JSON ("{}" when not analysed)."""
-    if "components" not in study.analyses:
+    """The study's component settings as canonical JSON ("{}" when not needed).
+
+    The algorithm analysis reads component scores, so it needs them too.
+    """
+    if not {"components", "algorithm"} & set(study.analyses):
         return "{}"
     values = study.components.model_dump()
     corpus = study.resolve_path(study.components.cspa_corpus)
     values["cspa_corpus"] = None if corpus is None else str(corpus)
     return json.dumps(values, sort_keys=True)
+
+
+def _algorithm_json(study: StudyConfig) -> str:
+    """The study's algorithm settings as canonical JSON ("{}" when not analysed)."""
+    if "algorithm" not in study.analyses:
+        return "{}"
+    return json.dumps(study.algorithm.model_dump(), sort_keys=True)
 
 
 def _str(path: Path | None) -> str | None:

@@ -1,0 +1,147 @@
+"""The results store's table schemas and their versions (documented in ``docs/store.md``).
+
+:data:`TABLES` maps every table to its Arrow schema at :data:`SCHEMA_VERSION`;
+:data:`TABLES_BY_VERSION` says which tables a unit of each readable version holds (a version-2
+unit has no algorithm tables). :func:`_conform` turns a unit's rows into a table of exactly its
+schema. Re-exported by :mod:`circuit_atlas.store`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from circuit_atlas.errors import StoreError
+
+__all__ = ["READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "TABLES", "TABLES_BY_VERSION"]
+
+SCHEMA_VERSION = 3
+"""Version of the table schemas this circuit-atlas writes (3 added the algorithm tables)."""
+
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3)
+"""Schema versions this circuit-atlas reads; a store or unit of another version is refused.
+A version-2 unit has no algorithm tables: they read as empty for it."""
+
+_I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
+
+
+def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, dtype) for name, dtype in columns])
+
+
+_KEYS = (("unit_id", _STR), ("model", _STR), ("params", _I64), ("step", _I64),
+         ("tokens_seen", _I64), ("task", _STR))
+_SHORT_KEYS = (("unit_id", _STR), ("model", _STR), ("step", _I64), ("task", _STR))
+_BEHAVIOUR = ("accuracy", "rank0", "prob_mass", "logit_diff", "prob_diff")
+_ROLES = ("name_mover", "copy_suppression", "negative_name_mover", "negative_copy_suppression",
+          "s_inhibition", "tertiary")  # circuit_atlas.components.algorithm.ROLES (no torch here)
+
+TABLES: dict[str, pa.Schema] = {
+    "units": _schema(
+        ("unit_id", _STR), ("model", _STR), ("source_kind", _STR), ("size", _STR),
+        ("params", _I64), ("step", _I64), ("tokens_seen", _I64), ("path", _STR),
+        ("settings", _STR), ("spec", _STR), ("versions", _STR), ("timings", _STR),
+        ("duration_s", _F64), ("status", _STR), ("errors", _STR), ("device", _STR),
+        ("host", _STR), ("finished_at", pa.timestamp("us", tz="UTC")),
+    ),
+    "task_metrics": _schema(
+        *_KEYS, ("metric_kind", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
+        ("clean_metric_std", _F64), ("corrupted_metric_std", _F64),
+        *((name, _F64) for name in _BEHAVIOUR),
+        *((f"corrupted_{name}", _F64) for name in _BEHAVIOUR),
+        ("n_examples", _I64),
+    ),
+    "circuits": _schema(
+        *_KEYS, ("n_edges", _I64), ("n_nodes", _I64), ("n_edges_total", _I64),
+        ("n_nodes_total", _I64), ("faithfulness", _F64), ("faithfulness_normalized", _F64),
+        ("threshold", _F64), ("search", _STR), ("method", _STR), ("ig_steps", _I64),
+        ("ablation", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
+        ("empty_metric", _F64),
+    ),
+    "edges": _schema(
+        *_SHORT_KEYS, ("edge", _STR), ("parent", _STR), ("child", _STR),
+        ("score", pa.float32()), ("in_circuit", _BOOL),
+    ),
+    "nodes": _schema(*_SHORT_KEYS, ("node", _STR), ("in_circuit", _BOOL)),
+    "curves": _schema(
+        *_SHORT_KEYS, ("n_requested", _I64), ("n_edges", _I64), ("n_nodes", _I64),
+        ("metric", _F64), ("faithfulness", _F64), ("faithfulness_normalized", _F64),
+    ),
+    "component_scores": _schema(
+        *_KEYS[:-1], ("component", _STR), ("layer", _I64), ("head", _I64), ("score", _F64),
+    ),
+    "component_heads": _schema(
+        *_SHORT_KEYS, ("component", _STR), ("layer", _I64), ("head", _I64), ("node", _STR),
+        ("score", _F64), ("is_component", _BOOL), ("in_circuit", _BOOL),
+    ),
+    "algorithm": _schema(
+        *_KEYS, ("panel", _STR), ("pct_effect", _F64), ("reason", _STR), ("denominator", _STR),
+        ("identified_effect", _F64), ("total_effect", _F64), ("n_identified", _I64),
+        ("n_denominator", _I64), ("heads", _STR), ("clean_logit_diff", _F64),
+        ("corrupted_logit_diff", _F64),
+    ),
+    "algorithm_heads": _schema(
+        *_SHORT_KEYS, ("layer", _I64), ("head", _I64), ("node", _STR), ("role", _STR),
+        *((f"is_{role}", _BOOL) for role in _ROLES), ("direct_effect", _F64),
+        ("s_inhibition_effect", _F64), ("tertiary_effect", _F64), ("in_circuit", _BOOL),
+    ),
+    "fingerprints": _schema(
+        *_KEYS, ("role", _STR), ("share", _F64), ("attribution", _F64), ("reason", _STR),
+    ),
+    "self_repair": _schema(
+        *_KEYS, ("n_ablated", _I64), ("ablated", _STR), ("clean_logit_diff", _F64),
+        ("ablated_logit_diff", _F64), ("logit_diff_change", _F64),
+        ("logit_diff_change_pct", _F64), ("backup_heads", _STR), ("reason", _STR),
+    ),
+    "self_repair_heads": _schema(
+        *_SHORT_KEYS, ("layer", _I64), ("head", _I64), ("node", _STR), ("clean_dla", _F64),
+        ("ablated_dla", _F64), ("dla_change", _F64), ("ablated", _BOOL), ("backup", _BOOL),
+    ),
+}
+"""Every table of the store and its Arrow schema (documented in ``docs/store.md``)."""
+
+TABLES_BY_VERSION: dict[int, tuple[str, ...]] = {
+    2: ("units", "task_metrics", "circuits", "edges", "nodes", "curves", "component_scores",
+        "component_heads"),
+    3: tuple(TABLES),
+}
+"""The tables a unit of each readable schema version holds."""
+
+
+def _conform(name: str, data: Any, unit_id: str) -> pa.Table:
+    """Return ``data`` as an Arrow table with exactly the schema of table ``name``."""
+    schema = TABLES[name]
+    if data is None:
+        return schema.empty_table()
+    if isinstance(data, list):
+        columns = sorted({key for row in data for key in row}) if data else schema.names
+    elif isinstance(data, pd.DataFrame):
+        columns = list(data.columns)
+    elif isinstance(data, pa.Table):
+        columns = data.column_names
+    else:
+        raise StoreError(f"table {name!r}: expected a DataFrame, Arrow table or list of rows, "
+                         f"got {type(data).__name__}")
+    missing = sorted(set(schema.names) - set(columns))
+    extra = sorted(set(columns) - set(schema.names))
+    if missing or extra:
+        raise StoreError(f"table {name!r} of unit {unit_id!r}: missing columns {missing}, "
+                         f"unknown columns {extra} (schema v{SCHEMA_VERSION}, docs/store.md)")
+    try:
+        if isinstance(data, list):
+            table = pa.Table.from_pylist(data, schema=schema)
+        elif isinstance(data, pd.DataFrame):
+            table = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
+        else:
+            table = data.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise StoreError(
+            f"table {name!r} of unit {unit_id!r} does not fit its schema: {exc}"
+        ) from exc
+    ids = set(table.column("unit_id").to_pylist())
+    if ids - {unit_id}:
+        raise StoreError(f"table {name!r}: rows of unit(s) {sorted(ids - {unit_id})} written "
+                         f"under unit {unit_id!r}")
+    return table.replace_schema_metadata(None)
