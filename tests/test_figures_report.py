@@ -264,3 +264,16 @@ def test_report_from_a_results_store_directory(tmp_path):
     assert len(_images(text)) == 4 + 3 + 2
     section = text[text.index('id="components"') : text.index('id="config"')]
     assert "<td>a2.h0</td>" in section  # the head whose name-mover score rises is chosen
+
+
+def test_algorithm_figure_draws_when_every_value_is_undefined() -> None:
+    # regression: a log token axis with nothing finite on it made savefig raise
+    import numpy as np
+
+    from circuit_atlas.components.algorithm.figures import PANEL_TITLES, algorithm_figure
+    from circuit_atlas.figures import figure_to_png
+
+    panel = next(iter(PANEL_TITLES))
+    series = pd.DataFrame({"panel": [panel] * 2, "model": ["m", "m"],
+                           "tokens_seen": [2048, 4096], "pct_effect": [np.nan, np.nan]})
+    assert figure_to_png(algorithm_figure(series)).startswith("iVBOR")  # base64 PNG

@@ -95,6 +95,11 @@ def _legend(figure: Figure, colors: Mapping[str, object], title: str = "model") 
 
 
 def _log_tokens(axis, label: str = "tokens seen") -> None:
+    import math
+
+    x0, x1 = axis.dataLim.intervalx
+    if not (math.isfinite(x0) and math.isfinite(x1) and x0 > 0 and x1 > 0):
+        axis.set_xlim(1.0, 10.0)  # nothing finite was drawn (e.g. every value undefined)
     axis.set_xscale("log")
     axis.set_xlabel(label)
     axis.grid(True, which="major", alpha=0.3, lw=0.5)
