@@ -123,7 +123,10 @@ def test_size_config_is_pythia_architecture() -> None:
     assert config.model_type == "gpt_neox"
     assert config.use_parallel_residual is True
     assert config.tie_word_embeddings is False
-    assert config.rope_parameters["partial_rotary_factor"] == pytest.approx(0.25)
+    # 16 rotary dimensions per head, as in Pythia (25% of 64); tiny heads have 16 dimensions
+    assert config.rope_parameters["partial_rotary_factor"] == pytest.approx(1.0)
+    medium = get_size("medium").hf_config(1000)
+    assert medium.rope_parameters["partial_rotary_factor"] == pytest.approx(0.25)
 
 
 # --- tokenizer ---------------------------------------------------------------------------------
