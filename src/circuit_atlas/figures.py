@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -95,8 +96,6 @@ def _legend(figure: Figure, colors: Mapping[str, object], title: str = "model") 
 
 
 def _log_tokens(axis, label: str = "tokens seen") -> None:
-    import math
-
     x0, x1 = axis.dataLim.intervalx
     if not (math.isfinite(x0) and math.isfinite(x1) and x0 > 0 and x1 > 0):
         axis.set_xlim(1.0, 10.0)  # nothing finite was drawn (e.g. every value undefined)

@@ -243,18 +243,14 @@ def evaluation_vocabulary(
     start, end = GT_YEAR_RANGE
     years = {str(y) for y in range(start, end)}
     names = set(IOI_NAMES) | pronoun_names
-    female = {
-        m.group(1)
+    clean_pronouns = [  # (name, " she" | " he") of every clean prompt
+        (m.group(1), NEOX_ANSWER_TEXT.get(int(r["clean_answer_idx"])))
         for r in pronoun_rows
         for m in [re.match(r"So (\w+) is", r["clean"])]
-        if m and NEOX_ANSWER_TEXT.get(int(r["clean_answer_idx"])) == " she"
-    }
-    male = {
-        m.group(1)
-        for r in pronoun_rows
-        for m in [re.match(r"So (\w+) is", r["clean"])]
-        if m and NEOX_ANSWER_TEXT.get(int(r["clean_answer_idx"])) == " he"
-    }
+        if m
+    ]
+    female = {name for name, pronoun in clean_pronouns if pronoun == " she"}
+    male = {name for name, pronoun in clean_pronouns if pronoun == " he"}
     words = (
         _words(BABA_TEMPLATES + (GT_TEMPLATE,))
         | _words(pronoun_texts + list(NEOX_ANSWER_TEXT.values()))

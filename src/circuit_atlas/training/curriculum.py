@@ -41,6 +41,7 @@ __all__ = [
     "CurriculumVocabulary",
     "build_vocabulary",
     "held_out_violations",
+    "text_templates",
 ]
 
 _EXEMPT = frozenset({"a", "an", "the"})
@@ -408,6 +409,15 @@ CURRICULA: Mapping[str, CurriculumTask] = {
 """Curricula by the task (or mechanism) they help."""
 
 
+def text_templates(tasks: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """The templates of the text curricula among ``tasks`` (default: all registered).
+
+    Token-level curricula (``repeated-tokens``) and unknown names are left out.
+    """
+    names = CURRICULA if tasks is None else tasks
+    return {t: CURRICULA[t].templates for t in names if t in CURRICULA and CURRICULA[t].generate}
+
+
 def held_out_violations(
     templates: Mapping[str, Sequence[str]] | None = None,
     evaluation: Mapping[str, Sequence[str]] | None = None,
@@ -420,7 +430,8 @@ def held_out_violations(
     sentence is not).
 
     Args:
-        templates: Curriculum templates per task (default: every text curriculum).
+        templates: Curriculum templates per task (default: every text curriculum,
+            :func:`text_templates`).
         evaluation: Evaluation templates per task (default:
             :func:`circuit_atlas.tasks.evaluation_templates`).
 
@@ -430,7 +441,7 @@ def held_out_violations(
     from circuit_atlas.tasks import evaluation_templates, template_frame
 
     if templates is None:
-        templates = {t: c.templates for t, c in CURRICULA.items() if c.generate is not None}
+        templates = text_templates()
     evaluation = evaluation_templates() if evaluation is None else evaluation
     frames = [(template_frame(e), e) for group in evaluation.values() for e in group]
     out = []

@@ -41,6 +41,7 @@ from circuit_atlas.training.curriculum import (
     CurriculumSampler,
     build_vocabulary,
     held_out_violations,
+    text_templates,
 )
 from circuit_atlas.training.data import (
     BatchSampler,
@@ -190,9 +191,7 @@ def train_suite(
         ),
     )
     cur = config.curriculum
-    violations = held_out_violations(
-        {t: CURRICULA[t].templates for t in cur.tasks if t in CURRICULA and CURRICULA[t].generate}
-    )
+    violations = held_out_violations(text_templates(cur.tasks))
     if violations:
         raise ConfigError(
             "curriculum templates must hold out the evaluation's: " + "; ".join(violations)
