@@ -87,6 +87,8 @@ def test_presets_meet_the_issue_minimums() -> None:
         assert len(preset.train.sizes) >= 2
         assert len(checkpoint_steps(preset.train.steps, preset.train.n_even)) >= 12
         assert set(preset.task_n) == {"ioi", "greater-than", "gender-pronoun", "sva"}
+        # the induction score's repeated sequence fits in the positions the models trained on
+        assert 2 * preset.components["induction_seq_len"] <= preset.train.seq_len
 
 
 @pytest.mark.slow

@@ -83,6 +83,9 @@ _CURRICULUM = CurriculumConfig(
     weights=(2.0, 1.0, 1.0, 1.0),
 )
 
+_INDUCTION_SEQ_LEN = 60
+"""Random tokens repeated for the demo's induction score: ``2 × 60 ≤ 128``, the training rows."""
+
 PRESETS: Mapping[str, DemoPreset] = {
     p.name: p
     for p in (
@@ -97,9 +100,12 @@ PRESETS: Mapping[str, DemoPreset] = {
                 curriculum=_CURRICULUM,
             ),
             task_n={"ioi": 70, "greater-than": 100, "gender-pronoun": 100, "sva": 100},
-            # The paper's settings, except that CSPA also scores layer 1: these models have
-            # 2–3 layers, and the paper's "layers >= 2" would leave almost nothing to score.
-            components={"cspa_min_layer": 1},
+            # The paper's settings, except that CSPA also scores layer 1 (these models have
+            # 2–3 layers, and the paper's "layers >= 2" would leave almost nothing to score),
+            # and the induction score repeats 60 random tokens, not 100: the models are
+            # trained on 128-token rows, and 2 × 100 positions would run past every position
+            # they were trained on (Pythia's context is 2048).
+            components={"cspa_min_layer": 1, "induction_seq_len": _INDUCTION_SEQ_LEN},
         ),
         DemoPreset(
             name="quick",
@@ -118,7 +124,12 @@ PRESETS: Mapping[str, DemoPreset] = {
             ),
             task_n={"ioi": 30, "greater-than": 100, "gender-pronoun": 30, "sva": 30},
             ig_steps=10,
-            components={"cspa_min_layer": 1, "ioi_n": 30, "cspa_sequences": 8},
+            components={
+                "cspa_min_layer": 1,
+                "ioi_n": 30,
+                "cspa_sequences": 8,
+                "induction_seq_len": _INDUCTION_SEQ_LEN,
+            },
         ),
     )
 }
