@@ -83,8 +83,12 @@ def test_demo_study_file_is_a_valid_study(tmp_path: Path) -> None:
 def test_presets_meet_the_issue_minimums() -> None:
     from circuit_atlas.training import checkpoint_steps
 
+    # three sizes, so that emergence across scale and circuit size vs parameters have three
+    # points; the CI preset keeps two to stay within its time budget
+    assert len(PRESETS["full"].train.sizes) >= 3
     for preset in PRESETS.values():
         assert len(preset.train.sizes) >= 2
+        assert "names" in preset.train.curriculum.shared
         assert len(checkpoint_steps(preset.train.steps, preset.train.n_even)) >= 12
         assert set(preset.task_n) == {"ioi", "greater-than", "gender-pronoun", "sva"}
         # the induction score's repeated sequence fits in the positions the models trained on

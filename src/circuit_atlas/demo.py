@@ -2,7 +2,7 @@
 
 ``circuit-atlas demo`` (the README's main-job command) does, with a progress bar throughout:
 
-1. train a Pythia-architecture suite of two sizes on the real 29 MB English corpus of the data
+1. train a Pythia-architecture suite of three sizes (two in the quick preset) on the real 29 MB English corpus of the data
    registry (:data:`circuit_atlas.data.CORPUS_FILES`) with the Pythia-style checkpoint schedule
    and the documented curriculum (:mod:`circuit_atlas.training`), into ``<out>/suite``;
 2. write a study file for that suite (``<out>/study.toml``: all four tasks, EAP-IG attribution,
@@ -81,6 +81,11 @@ _CURRICULUM = CurriculumConfig(
     fraction=0.5,
     tasks=("greater-than", "ioi", "gender-pronoun", "sva"),
     weights=(2.0, 1.0, 1.0, 1.0),
+    # The evaluation's names (with their gender) may appear in curriculum sentences, as names
+    # appeared in Pythia's Pile; templates and prompts stay held out. Measured (tiny, seed 0,
+    # 1000 steps): Gendered Pronoun rose from +0.02 to +0.85 logits with the names shared; in
+    # the earlier demo, with them held out, it did not emerge. The manifest lists every name.
+    shared=("names",),
 )
 
 _INDUCTION_SEQ_LEN = 60
@@ -92,7 +97,7 @@ PRESETS: Mapping[str, DemoPreset] = {
         DemoPreset(
             name="full",
             train=TrainConfig(
-                sizes=("tiny", "small"),
+                sizes=("micro", "tiny", "small"),
                 steps=1000,
                 batch_size=16,
                 seq_len=128,
@@ -120,6 +125,7 @@ PRESETS: Mapping[str, DemoPreset] = {
                     fraction=0.75,
                     tasks=("greater-than", "ioi", "gender-pronoun", "sva"),
                     weights=(8.0, 1.0, 1.0, 1.0),
+                    shared=("names",),
                 ),
             ),
             task_n={"ioi": 30, "greater-than": 100, "gender-pronoun": 30, "sva": 30},
