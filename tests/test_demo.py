@@ -154,3 +154,27 @@ def test_quick_demo_end_to_end(tmp_path: Path, data_dir: Path) -> None:
     assert "did NOT emerge" in html or len(emerged) == len(set(metrics["task"])) * 2
     summary = json.loads((result.out / "demo.json").read_text())
     assert summary["failed_units"] == {}
+
+
+def test_demo_seed_reaches_the_training_config(tmp_path: Path, monkeypatch) -> None:
+    import circuit_atlas.data
+    import circuit_atlas.training
+    from circuit_atlas.demo import run_demo
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(config, *args, **kwargs):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(circuit_atlas.data, "ensure", lambda **kwargs: None)
+    monkeypatch.setattr(circuit_atlas.data, "corpus_paths", lambda root=None: [])
+    monkeypatch.setattr(circuit_atlas.training, "train_suite", fake_train)
+    for seed, expected in ((None, 0), (1, 1)):
+        with pytest.raises(Stop):
+            run_demo(tmp_path / f"s{seed}", preset="quick", progress=False, seed=seed)
+        assert seen[-1].seed == expected
+        assert seen[-1].sizes == get_preset("quick").train.sizes  # nothing else changed

@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +460,7 @@ def run_demo(
     data_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     threads: int | None = None,
+    seed: int | None = None,
 ) -> DemoResult:
     """Train the suite, run the study through the main runner, judge the tasks, write the report.
 
@@ -472,6 +473,8 @@ def run_demo(
         progress: Show progress bars (training, then study units).
         threads: torch threads for training and the study (None: torch's default, which is
             best on an otherwise idle machine; 1 is faster when other jobs share the cores).
+        seed: Training seed (initialisation, data order, curriculum sentences) instead of the
+            preset's (0); a second seed tells run-to-run noise from the recipe's effect.
 
     Side effect: glibc's malloc thresholds are raised for the process
     (:func:`circuit_atlas.training.cli.keep_freed_memory`).
@@ -494,6 +497,8 @@ def run_demo(
     from circuit_atlas.training.cli import TrainBars, keep_freed_memory
 
     chosen = get_preset(preset)
+    if seed is not None:
+        chosen = replace(chosen, train=replace(chosen.train, seed=seed))
     ensure(data_dir=data_dir, progressbar=progress)  # first use: fetch the registry's files
     root = None if data_dir is None else str(Path(data_dir).absolute())
     out_dir = Path(out)
@@ -558,6 +563,7 @@ def run_demo(
     )
     summary_json = {
         "preset": chosen.name,
+        "seed": chosen.train.seed,
         "seconds": result.seconds,
         "helped_tasks": helped,
         "failed_units": summary.failed,

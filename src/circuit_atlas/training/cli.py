@@ -245,6 +245,10 @@ def demo_command(
         int | None,
         typer.Option(help="torch threads (default: torch's; 1 is faster on a busy machine)."),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Training seed instead of the preset's 0 (use a new --out)."),
+    ] = None,
 ) -> None:
     """Train a small suite on the real corpus, run the full study, write the HTML report."""
     from circuit_atlas.demo import run_demo
@@ -256,6 +260,7 @@ def demo_command(
             data_dir=data_dir,
             progress=progress,
             threads=threads,
+            seed=seed,
         )
     except CircuitAtlasError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
