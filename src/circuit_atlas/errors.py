@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AlgorithmError",
     "AnalysisError",
+    "CheckpointIntegrityError",
     "CircuitAtlasError",
     "ComponentDataError",
     "ConfigError",
@@ -19,6 +20,7 @@ __all__ = [
     "DataNotFoundError",
     "InvalidCheckpointError",
     "ModelSourceError",
+    "PickledCheckpointError",
     "StoreError",
     "TaskDataError",
     "UnknownNameError",
@@ -53,6 +55,49 @@ class ModelSourceError(CircuitAtlasError, ValueError):
 
 class UnsupportedArchitectureError(ModelSourceError):
     """The checkpoint's architecture has no adapter (only GPT-NeoX is built in)."""
+
+
+class PickledCheckpointError(ModelSourceError):
+    """A checkpoint holds only pickled weights and pickles were not allowed.
+
+    Pickled weights are ``pytorch_model.bin`` (or its shards), ``*.pt``, ``*.pth``. Unpickling can execute arbitrary code, so circuit-atlas loads safetensors only unless the
+    caller opts in (``allow_pickle=True``, ``--allow-pickle``, ``[run] allow_pickle = true``).
+    The message names the checkpoint, the pickled files and the opt-in.
+
+    Attributes:
+        where: The checkpoint (a directory, or ``repo@revision`` on the hub).
+        files: The pickled weight files found.
+    """
+
+    def __init__(self, where: str, files: tuple[str, ...] | list[str]) -> None:
+        self.where = where
+        self.files = tuple(files)
+        super().__init__(
+            f"{where} has only pickled weights ({', '.join(self.files)}) and no safetensors; "
+            "loading a pickle can execute arbitrary code, so it is refused. If you trust the "
+            "file, opt in with allow_pickle=True (CLI: --allow-pickle; study file: [run] "
+            "allow_pickle = true), or convert it to safetensors"
+        )
+
+
+class CheckpointIntegrityError(ModelSourceError):
+    """A downloaded weight file's bytes do not match the hash the hub recorded for it.
+
+    Attributes:
+        path: The file in the hub cache (the snapshot path).
+        expected: The hub's sha256 (hex; the LFS object id, which names the cached blob).
+        actual: The sha256 of the bytes on disk (hex).
+    """
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{path!r} is corrupted: the hub records sha256 {expected}, the file has {actual}. "
+            "Delete the cached file (or the whole revision: `hf cache delete`) and download it "
+            "again"
+        )
 
 
 class DataNotFoundError(CircuitAtlasError, FileNotFoundError):

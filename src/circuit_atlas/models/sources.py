@@ -13,6 +13,13 @@ Four kinds of source give a :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`
 
 The tokenizer comes from the source when it has one, else from the data directory
 (:func:`circuit_atlas.data.load_pythia_tokenizer`), else it is None (logged).
+
+Every load records a fingerprint of the weights (``source.weights_fingerprint``, defined in
+:mod:`circuit_atlas.models.integrity`) and checks hub-cached files against the sha256 the hub
+recorded. Weights are read from safetensors only: a checkpoint whose only weights are pickled
+(``pytorch_model.bin``, ``*.pt``) is refused with
+:class:`~circuit_atlas.errors.PickledCheckpointError` unless ``allow_pickle=True`` (unpickling can
+execute code).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from circuit_atlas.errors import (
     DataNotFoundError,
     InvalidCheckpointError,
     ModelSourceError,
+    PickledCheckpointError,
     UnsupportedArchitectureError,
 )
 from circuit_atlas.models.configs import (
@@ -42,6 +50,12 @@ from circuit_atlas.models.configs import (
     resolve_dtype,
     save_random_checkpoint,
     tiny_config,
+)
+from circuit_atlas.models.integrity import (
+    PICKLE_FILES,
+    fingerprint_files,
+    fingerprint_state_dict,
+    weight_files,
 )
 from circuit_atlas.models.pythia import TOKENS_PER_STEP, get_pythia, pythia_spec
 from circuit_atlas.models.schedules import validate_step
@@ -97,6 +111,8 @@ class ModelSource:
         seed: Initialisation seed for ``random``, else None.
         params: Total parameter count (embeddings included).
         tokens_per_step: Training tokens per step when known (Pythia: 2,097,152).
+        weights_fingerprint: Fingerprint of the loaded weights (64 hex digits;
+            :mod:`circuit_atlas.models.integrity`), None when the weight files were not found.
     """
 
     kind: SourceKind
@@ -108,6 +124,7 @@ class ModelSource:
     seed: int | None = None
     params: int | None = None
     tokens_per_step: int | None = None
+    weights_fingerprint: str | None = None
 
     @property
     def tokens(self) -> int | None:
@@ -233,7 +250,52 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (OSError, EntryNotFoundError)
 
 
-def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any):
+def _safetensors_kwarg(allow_pickle: bool) -> dict[str, Any]:
+    """``from_pretrained``'s ``use_safetensors``: True (refuse pickles) unless they are allowed."""
+    return {"use_safetensors": None if allow_pickle else True}
+
+
+def _cached(source: ModelSource, cache_dir: str | None, filename: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(
+        str(source.repo_id), filename, cache_dir=cache_dir, revision=source.revision
+    )
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def _hub_pickles(source: ModelSource, cache_dir: str | None, offline: bool) -> list[str]:
+    """The pickled weight files the hub revision has (in the cache, or online when allowed)."""
+    from huggingface_hub import file_exists
+    from huggingface_hub.errors import HfHubHTTPError
+
+    found = []
+    for name in PICKLE_FILES:
+        if _cached(source, cache_dir, name) is not None:
+            found.append(name)
+        elif not offline:
+            try:
+                if file_exists(str(source.repo_id), name, revision=source.revision):
+                    found.append(name)
+            except (OSError, ValueError, HfHubHTTPError) as err:
+                logger.info("cannot list %s@%s: %s", source.repo_id, source.revision, err)
+    return found
+
+
+def _hub_fingerprint(source: ModelSource, cache_dir: str | None, allow_pickle: bool) -> str | None:
+    """Fingerprint (and check against the hub's sha256) the snapshot the model was loaded from."""
+    config_path = _cached(source, cache_dir, "config.json")
+    weights = None if config_path is None else weight_files(config_path.parent,
+                                                            allow_pickle=allow_pickle)
+    if weights is None:
+        logger.warning("no weight files of %s@%s in the hub cache; no fingerprint",
+                       source.repo_id, source.revision)
+        return None
+    return fingerprint_files(weights)
+
+
+def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
+                 allow_pickle: bool):
     from transformers import GPTNeoXForCausalLM
 
     offline = _hub_offline()
@@ -243,9 +305,13 @@ def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None,
             revision=source.revision,
             cache_dir=cache_dir,
             local_files_only=offline,
+            **_safetensors_kwarg(allow_pickle),
             **{_dtype_kwarg(): dtype},
         )
     except _hub_errors() as err:
+        pickles = [] if allow_pickle else _hub_pickles(source, cache_dir, offline)
+        if pickles:
+            raise PickledCheckpointError(f"{source.repo_id}@{source.revision}", pickles) from err
         where = "the local hub cache (offline mode)" if offline else "the Hugging Face hub"
         raise ModelSourceError(
             f"cannot load {source.repo_id} at revision {source.revision} from {where} "
@@ -260,10 +326,11 @@ def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None,
             loaded,
             expected,
         )
-    return model
+    return model, _hub_fingerprint(source, cache_dir, allow_pickle)
 
 
-def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any):
+def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
+              allow_pickle: bool):
     from transformers import AutoConfig, GPTNeoXForCausalLM
 
     path = Path(source.path or "")
@@ -277,16 +344,21 @@ def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
         raise UnsupportedArchitectureError(
             f"{str(path)!r} holds a {hf_config.model_type!r} model; supported: 'gpt_neox'"
         )
+    weights = weight_files(path, allow_pickle=allow_pickle)  # refuses a pickle-only directory
     try:
-        return GPTNeoXForCausalLM.from_pretrained(
-            path, local_files_only=True, **{_dtype_kwarg(): dtype}
+        model = GPTNeoXForCausalLM.from_pretrained(
+            path, local_files_only=True, **_safetensors_kwarg(allow_pickle),
+            **{_dtype_kwarg(): dtype}
         )
     except _hub_errors() as err:
         raise ModelSourceError(f"cannot load the weights in {str(path)!r}: {err}") from err
+    return model, None if weights is None else fingerprint_files(weights)
 
 
-def _load_random(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any):
-    return random_hf_model(config, int(source.seed or 0), dtype)
+def _load_random(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
+                 allow_pickle: bool):
+    model = random_hf_model(config, int(source.seed or 0), dtype)
+    return model, fingerprint_state_dict(model.state_dict())
 
 
 _LOADERS: Mapping[str, Callable[..., Any]] = {
@@ -398,13 +470,18 @@ def load_hf_model(
     data_dir: PathLike | None = None,
     cache_dir: PathLike | None = None,
     revision: str | None = None,
+    allow_pickle: bool = False,
 ) -> LoadedHF:
     """Load a ``transformers.GPTNeoXForCausalLM`` (on CPU, in eval mode) with its tokenizer.
 
     Takes the same arguments as :func:`load_model` except ``device``; see there.
 
     Returns:
-        ``LoadedHF(model, tokenizer, source)``; ``source.params`` counts the loaded weights.
+        ``LoadedHF(model, tokenizer, source)``; ``source.params`` counts the loaded weights and
+        ``source.weights_fingerprint`` identifies them.
+
+    Raises:
+        See :func:`load_model`.
     """
     source = _plan(name, step, path, config, revision, seed)
     torch_dtype = resolve_dtype(dtype)
@@ -413,9 +490,11 @@ def load_hf_model(
         "loading %s model %s (step %s) as %s", source.kind, source.name, source.step, torch_dtype
     )
     with quiet_transformers():
-        hf_model = _LOADERS[source.kind](source, torch_dtype, cache, config).eval()
+        hf_model, fingerprint = _LOADERS[source.kind](source, torch_dtype, cache, config,
+                                                      allow_pickle)
+    hf_model.eval()
     params = sum(p.numel() for p in hf_model.parameters())
-    source = dataclasses.replace(source, params=params)
+    source = dataclasses.replace(source, params=params, weights_fingerprint=fingerprint)
     tok = _resolve_tokenizer(tokenizer, source, hf_model.config.vocab_size, data_dir, cache)
     return LoadedHF(hf_model, tok, source)
 
@@ -433,6 +512,7 @@ def load_model(
     data_dir: PathLike | None = None,
     cache_dir: PathLike | None = None,
     revision: str | None = None,
+    allow_pickle: bool = False,
 ):
     """Load a checkpoint as a :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
 
@@ -460,9 +540,12 @@ def load_model(
             default).
         revision: Explicit hub revision (overrides ``step{N}``; the step is then unknown unless
             also given).
+        allow_pickle: Also load pickled weights (``pytorch_model.bin``) when a checkpoint has no
+            safetensors. Off by default: unpickling a file can execute arbitrary code.
 
     Returns:
-        The patchable model; ``model.source`` is :meth:`ModelSource.to_dict`.
+        The patchable model; ``model.source`` is :meth:`ModelSource.to_dict`, with the
+        ``weights_fingerprint`` of the weights read (:mod:`circuit_atlas.models.integrity`).
 
     Raises:
         InvalidCheckpointError: For a step that is not a checkpoint (names the nearest ones).
@@ -470,6 +553,9 @@ def load_model(
         ModelSourceError: For a missing path/config, a network or cache failure (names the repo
             and revision), or contradictory arguments.
         UnsupportedArchitectureError: For a checkpoint that is not GPT-NeoX.
+        PickledCheckpointError: For a checkpoint with only pickled weights, unless
+            ``allow_pickle``.
+        CheckpointIntegrityError: For a hub-cached weight file whose sha256 is not the hub's.
     """
     from circuit_atlas.models.neox import PatchableGPTNeoX
 
@@ -484,6 +570,7 @@ def load_model(
         data_dir=data_dir,
         cache_dir=cache_dir,
         revision=revision,
+        allow_pickle=allow_pickle,
     )
     model = PatchableGPTNeoX.from_hf(
         loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict()
