@@ -62,6 +62,7 @@ def circuit(
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 32,
     device: Annotated[str | None, typer.Option(help="Device (default: cuda if available, else cpu).")] = None,  # noqa: E501
     dtype: Annotated[str | None, typer.Option(help="Weights dtype: float32 (default), bfloat16, float16.")] = None,  # noqa: E501
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Load a checkpoint whose only weights are pickled (pytorch_model.bin); unpickling can execute code.")] = False,  # noqa: E501
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """Find the minimal faithful circuit of one checkpoint on one task."""
@@ -75,7 +76,7 @@ def circuit(
         if (model is None) == (model_path is None):
             raise ModelSourceError("give exactly one of --model NAME and --model-path DIR")
         loaded = load_model(model, step=step, path=model_path, device=device, dtype=dtype,
-                            data_dir=data_dir, cache_dir=cache_dir)
+                            data_dir=data_dir, cache_dir=cache_dir, allow_pickle=allow_pickle)
         if loaded.tokenizer is None:
             raise ModelSourceError(f"model {model or model_path} has no tokenizer")
         options = {} if custom_path is None else {"path": str(custom_path)}

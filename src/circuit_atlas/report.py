@@ -40,6 +40,7 @@ TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes"
 
 SECTIONS: dict[str, str] = {
     "notes": "Notes",
+    "integrity": "Checkpoint integrity",
     "performance": "Task performance (Figure 1)",
     "emergence": "Emergence points",
     "not-emerged": "Tasks that did not emerge",
@@ -223,10 +224,33 @@ def _summary(frames: ReportFrames) -> str:
         if single
         else ""
     )
+    duplicates = analyses.identical_weights(frames.units) if _has(frames.units,
+                                                                   "weights_fingerprint") else None
+    if duplicates is not None and not duplicates.empty:
+        note += (f'<p class="warn">{len(duplicates)} group(s) of checkpoints hold identical '
+                 'weights; see <a href="#integrity">Checkpoint integrity</a>.</p>')
     return (
         f"<p>{len(per_model)} model(s), tasks: {_esc(', '.join(tasks) or 'none')}.</p>"
         + _table(per_model)
         + note
+    )
+
+
+def _integrity_section(frames: ReportFrames) -> str:
+    """Distinct checkpoints with identical weights (:func:`analyses.identical_weights`)."""
+    if not _has(frames.units, "weights_fingerprint"):
+        return '<p class="muted">The units carry no weights fingerprints (older store).</p>'
+    groups = analyses.identical_weights(frames.units)
+    n_known = int(frames.units["weights_fingerprint"].notna().sum())
+    if groups.empty:
+        return (f'<p class="muted">No two analysed checkpoints have identical weights '
+                f"({n_known} unit(s) with a weights fingerprint).</p>")
+    items = "".join(f"<li>{_esc(m)}</li>" for m in groups["message"])
+    return (
+        '<p class="warn">Some checkpoints hold identical weights: their results are the same '
+        "model analysed twice, not points of a training curve (reported for Pythia hub branches, "
+        f"EleutherAI/pythia issues #195 and #205).</p><ul class=\"warn\">{items}</ul>"
+        + _table(groups[["checkpoints", "unit_ids", "weights_fingerprint"]])
     )
 
 
@@ -612,6 +636,7 @@ def write_report(
     )
     bodies = {
         "notes": notes_html,
+        "integrity": _integrity_section(frames),
         "performance": _performance_section(frames, options, metric_emergence),
         "emergence": _emergence_section(metric_emergence, size_emergence, options),
         "not-emerged": _not_emerged_section(frames, metric_emergence),

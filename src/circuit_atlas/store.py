@@ -32,14 +32,17 @@ import pyarrow.parquet as pq
 
 from circuit_atlas.errors import StoreError
 from circuit_atlas.store_schema import (
+    ADDED_COLUMNS,
     READABLE_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     TABLES,
     TABLES_BY_VERSION,
     _conform,
+    table_schema,
 )
 
 __all__ = [
+    "ADDED_COLUMNS",
     "MANIFEST",
     "MARKER",
     "READABLE_SCHEMA_VERSIONS",
@@ -49,6 +52,7 @@ __all__ = [
     "TABLES_BY_VERSION",
     "ResultsStore",
     "atomic_write_text",
+    "table_schema",
 ]
 
 logger = logging.getLogger(__name__)
@@ -249,7 +253,7 @@ class ResultsStore:
         self.check()
         for unit_id, marker in self._markers.items():
             for name in TABLES_BY_VERSION[marker["schema_version"]]:
-                schema = TABLES[name]
+                schema = table_schema(name, marker["schema_version"])
                 path = self.units_dir / unit_id / f"{name}.parquet"
                 try:
                     meta = pq.read_metadata(path)
@@ -365,8 +369,12 @@ class ResultsStore:
                 else:  # older units lack it: list the files that exist
                     paths = [self.units_dir / u / f"{name}.parquet" for u in holders]
                 listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM "
-                            f"read_parquet([{listed}], union_by_name=true)")
+                query = f"SELECT * FROM read_parquet([{listed}], union_by_name=true)"
+                if any(table_schema(name, self._markers[u]["schema_version"]) != schema
+                       for u in holders):  # older units lack columns: add them as nulls
+                    con.register(f"_empty_{name}", schema.empty_table())
+                    query += f" UNION ALL BY NAME SELECT * FROM _empty_{name}"
+                con.execute(f"CREATE VIEW {name} AS {query}")
             else:
                 con.register(f"_empty_{name}", schema.empty_table())
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")

@@ -2,8 +2,9 @@
 
 :data:`TABLES` maps every table to its Arrow schema at :data:`SCHEMA_VERSION`;
 :data:`TABLES_BY_VERSION` says which tables a unit of each readable version holds (a version-2
-unit has no algorithm tables). :func:`_conform` turns a unit's rows into a table of exactly its
-schema. Re-exported by :mod:`circuit_atlas.store`.
+unit has no algorithm tables) and :data:`ADDED_COLUMNS` which columns a version added to an
+existing table (:func:`table_schema` gives a table's schema at a version). :func:`_conform` turns
+a unit's rows into a table of exactly its schema. Re-exported by :mod:`circuit_atlas.store`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,23 @@ import pyarrow as pa
 
 from circuit_atlas.errors import StoreError
 
-__all__ = ["READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "TABLES", "TABLES_BY_VERSION"]
+__all__ = [
+    "ADDED_COLUMNS",
+    "READABLE_SCHEMA_VERSIONS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "TABLES_BY_VERSION",
+    "table_schema",
+]
 
-SCHEMA_VERSION = 3
-"""Version of the table schemas this circuit-atlas writes (3 added the algorithm tables)."""
+SCHEMA_VERSION = 4
+"""Version of the table schemas this circuit-atlas writes (3 added the algorithm tables, 4 the
+``units.weights_fingerprint`` column)."""
 
-READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4)
 """Schema versions this circuit-atlas reads; a store or unit of another version is refused.
-A version-2 unit has no algorithm tables: they read as empty for it."""
+A version-2 unit has no algorithm tables: they read as empty for it; a unit older than version 4
+has no ``weights_fingerprint``: it reads as null."""
 
 _I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -45,6 +55,7 @@ TABLES: dict[str, pa.Schema] = {
         ("settings", _STR), ("spec", _STR), ("versions", _STR), ("timings", _STR),
         ("duration_s", _F64), ("status", _STR), ("errors", _STR), ("device", _STR),
         ("host", _STR), ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("weights_fingerprint", _STR),
     ),
     "task_metrics": _schema(
         *_KEYS, ("metric_kind", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
@@ -106,8 +117,29 @@ TABLES_BY_VERSION: dict[int, tuple[str, ...]] = {
     2: ("units", "task_metrics", "circuits", "edges", "nodes", "curves", "component_scores",
         "component_heads"),
     3: tuple(TABLES),
+    4: tuple(TABLES),
 }
 """The tables a unit of each readable schema version holds."""
+
+ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
+    4: {"units": ("weights_fingerprint",)},
+}
+"""Schema version → table → the columns that version added to a table older units already had
+(they read as null for the older units)."""
+
+
+def table_schema(name: str, version: int) -> pa.Schema:
+    """Return the Arrow schema of table ``name`` as a unit of schema ``version`` wrote it.
+
+    That is :data:`TABLES` ``[name]`` without the columns added after ``version``
+    (:data:`ADDED_COLUMNS`).
+    """
+    later = {column for v, tables in ADDED_COLUMNS.items() if v > version
+             for column in tables.get(name, ())}  # fmt: skip
+    schema = TABLES[name]
+    for column in later:
+        schema = schema.remove(schema.get_field_index(column))
+    return schema
 
 
 def _conform(name: str, data: Any, unit_id: str) -> pa.Table:

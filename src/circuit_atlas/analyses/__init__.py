@@ -12,6 +12,8 @@ Every function is pure: it takes pandas DataFrames with the columns of the resul
 - :mod:`.components` — which component heads to show over training (Figures 2–3, §4).
 - :mod:`.algorithm` — Figure 4 B–D series and the similarity of algorithm fingerprints over
   training and across sizes (§5; docs/algorithm.md).
+- :mod:`.integrity` — distinct checkpoints whose weights fingerprints are equal (duplicated
+  checkpoints, e.g. hub branches holding the same weights).
 """
 
 from circuit_atlas.analyses._frames import attach_tokens, model_order, step_tokens
@@ -38,6 +40,7 @@ from circuit_atlas.analyses.emergence import (
     emergence_point,
     emergence_table,
 )
+from circuit_atlas.analyses.integrity import IDENTICAL_WEIGHTS_COLUMNS, identical_weights
 from circuit_atlas.analyses.performance import (
     METRIC_COLUMNS,
     PAPER_DROP_STEPS_AT_MOST,
@@ -72,6 +75,7 @@ from circuit_atlas.analyses.stability import (
 
 __all__ = [
     "BASELINES",
+    "IDENTICAL_WEIGHTS_COLUMNS",
     "METRIC_COLUMNS",
     "PAPER_DROP_STEPS_AT_MOST",
     "PAPER_EWMA_ALPHA",
@@ -99,6 +103,7 @@ __all__ = [
     "fingerprint_similarity_over_time",
     "fingerprint_table",
     "frequent_heads",
+    "identical_weights",
     "jaccard",
     "jaccard_over_time",
     "mean_circuit_size",

@@ -51,6 +51,7 @@ def run(
     batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Hugging Face cache dir.")] = None,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Load checkpoints whose only weights are pickled (pytorch_model.bin); unpickling can execute code. Also [run] allow_pickle in the study file.")] = False,  # noqa: E501
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost only.")] = False,  # noqa: E501
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -65,7 +66,8 @@ def run(
         study = load_study(study_file)
         units = plan_units(study, device=device, batch_size=batch_size,
                            data_dir=None if data_dir is None else str(data_dir.resolve()),
-                           cache_dir=None if cache_dir is None else str(cache_dir.resolve()))
+                           cache_dir=None if cache_dir is None else str(cache_dir.resolve()),
+                           allow_pickle=allow_pickle)
         cost = estimate_cost(units)
         typer.echo(f"study {study.name}: {cost['units']} units, {cost['task_runs']} task runs, "
                    f"{cost['download_gb']:.1f} GB of hub checkpoints to download")
@@ -100,7 +102,10 @@ def status(
     results: Annotated[Path, typer.Argument(help="Results directory.")],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every unit in flight or failed.")] = False,  # noqa: E501
 ) -> None:
-    """Show what is done, running and failed in a results directory, with an ETA."""
+    """Show what is done, running and failed in a results directory, with an ETA.
+
+    Also warns about distinct checkpoints (steps, models) whose weights are identical.
+    """
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.status import study_status
 
@@ -115,6 +120,9 @@ def status(
     typer.echo(f"time per unit: {per_unit}; ETA: {_duration(st.eta_seconds)}")
     if st.partial:
         typer.echo(f"{st.partial} unit(s) are partial (a task could not run; see units.errors)")
+    for group in st.identical_weights:
+        typer.secho(f"warning: {group['message']}; units {group['unit_ids']} analysed the same "
+                    "checkpoint twice", fg=typer.colors.YELLOW)
     for model, row in st.per_model.items():
         typer.echo(f"  {model}: {row['done']}/{row['planned']} done, {row['failed']} failed")
     groups = (("running", st.running), ("interrupted", st.interrupted), ("failed", st.failed))

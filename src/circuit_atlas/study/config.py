@@ -240,6 +240,10 @@ class RunConfig(_Strict):
     )
     batch_size: int = Field(default=32, gt=0)
     threads: int | None = Field(default=None, gt=0, description="torch threads per unit.")
+    allow_pickle: bool = Field(
+        default=False, description="Load checkpoints whose only weights are pickled "
+        "(pytorch_model.bin); unpickling can execute code, so only for files you trust."
+    )
 
     @field_validator("device")
     @classmethod

@@ -81,8 +81,9 @@ class Engine:
     """The functions a unit calls. :func:`default_engine` is circuit-atlas's own.
 
     Attributes:
-        load_model: ``load_model(name=, step=, path=, device=, dtype=, data_dir=, cache_dir=)``
-            returning a model with ``spec``, ``tokenizer``, ``source`` and ``device``.
+        load_model: ``load_model(name=, step=, path=, device=, dtype=, data_dir=, cache_dir=,
+            allow_pickle=)`` returning a model with ``spec``, ``tokenizer``, ``source`` (its
+            ``weights_fingerprint`` goes to the ``units`` table) and ``device``.
         make_dataset: ``make_dataset(name, tokenizer, n=, seed=, data_dir=, **options)``.
         behaviour: ``behaviour(model, data, batch_size=)`` → ``{"clean": {...}, "corrupted":
             {...}}`` of :func:`circuit_atlas.tasks.base.behaviour_metrics` dicts.
@@ -217,7 +218,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
     model = engine.load_model(**ckpt.load_kwargs(),
                               device=None if ex.device == "auto" else ex.device,
                               dtype=settings.precision, data_dir=ex.data_dir,
-                              cache_dir=ex.cache_dir)
+                              cache_dir=ex.cache_dir, allow_pickle=ex.allow_pickle)
     timings["load"] = time.perf_counter() - started
     source = dict(getattr(model, "source", None) or {})
     params = source.get("params") or ckpt.params
@@ -298,6 +299,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
         "duration_s": timings["total"], "status": "partial" if errors else "complete",
         "errors": json.dumps(errors, sort_keys=True), "device": device,
         "host": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
+        "weights_fingerprint": source.get("weights_fingerprint"),
     }])
     return {name: _concat(name, items) for name, items in parts.items()}
 

@@ -1,4 +1,8 @@
-"""What a results store holds against its plan: done, running, failed, pending units and an ETA."""
+"""What a results store holds against its plan: done, running, failed, pending units and an ETA.
+
+It also flags distinct checkpoints that analysed identical weights
+(:func:`circuit_atlas.analyses.identical_weights`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from circuit_atlas.analyses.integrity import identical_weights
 from circuit_atlas.store import ResultsStore
 
 __all__ = ["StudyStatus", "study_status"]
@@ -29,6 +34,9 @@ class StudyStatus:
             model, remaining units × that model's mean seconds per unit (the overall mean for a
             model with no finished unit), divided by the number of units running at once.
         partial: Committed units whose status is ``partial`` (a task could not run).
+        identical_weights: One record per group of distinct checkpoints whose weights
+            fingerprints are equal (the rows of :func:`~circuit_atlas.analyses.identical_weights`:
+            ``checkpoints``, ``unit_ids``, ``weights_fingerprint``, ``message``, ...).
     """
 
     study: str | None
@@ -42,6 +50,7 @@ class StudyStatus:
     seconds_per_unit: float | None = None
     eta_seconds: float | None = None
     partial: int = 0
+    identical_weights: list[dict[str, Any]] = field(default_factory=list)
 
 
 def study_status(store: ResultsStore) -> StudyStatus:
@@ -55,7 +64,8 @@ def study_status(store: ResultsStore) -> StudyStatus:
     """
     plan: dict[str, Any] = store.read_plan() or {}
     planned = plan.get("units", [])
-    units = store.query("SELECT unit_id, model, duration_s, status FROM units")
+    units = store.query("SELECT unit_id, model, step, path, duration_s, status, "
+                        "weights_fingerprint FROM units")
     done_ids = set(units["unit_id"])
     state = store.read_state()
     running = {k: v for k, v in state["running"].items() if not v.get("interrupted")}
@@ -83,4 +93,5 @@ def study_status(store: ResultsStore) -> StudyStatus:
         pending=sum(1 for u in remaining if u["unit_id"] not in busy),
         per_model=per_model, seconds_per_unit=mean, eta_seconds=eta,
         partial=int((units["status"] == "partial").sum()) if len(units) else 0,
+        identical_weights=identical_weights(units).to_dict("records"),
     )

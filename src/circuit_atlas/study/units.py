@@ -139,6 +139,8 @@ class Execution:
     threads: int | None = None
     data_dir: str | None = None
     cache_dir: str | None = None
+    allow_pickle: bool = False
+    """Load checkpoints whose only weights are pickled (``[run] allow_pickle``)."""
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,8 @@ _PLANNERS = {"pythia": _pythia_units, "suite": _suite_units, "local": _local_uni
 
 
 def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int | None = None,
-               data_dir: str | None = None, cache_dir: str | None = None) -> list[Unit]:
+               data_dir: str | None = None, cache_dir: str | None = None,
+               allow_pickle: bool = False) -> list[Unit]:
     """Expand a study into its units, in order (model by model, step by step).
 
     Args:
@@ -288,6 +291,7 @@ def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int
         batch_size: Overrides ``run.batch_size``.
         data_dir: Overrides the study's ``data_dir``.
         cache_dir: Overrides the study's ``cache_dir``.
+        allow_pickle: Allow pickled checkpoints even if the study's ``run.allow_pickle`` is off.
 
     Returns:
         The units; ids are unique (a checkpoint listed twice is planned once).
@@ -303,6 +307,7 @@ def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int
         threads=study.run.threads,
         data_dir=data_dir or _str(study.resolve_path(study.data_dir)),
         cache_dir=cache_dir or _str(study.resolve_path(study.cache_dir)),
+        allow_pickle=allow_pickle or study.run.allow_pickle,
     )
     units, seen = [], set()
     for index, source in enumerate(study.models):
