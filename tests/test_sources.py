@@ -95,8 +95,9 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone(pythia_tokenizer):
     assert a.source == {
         "kind": "random", "name": "random", "step": None, "path": None, "revision": None,
         "repo_id": None, "seed": 7, "params": TINY_PARAMS, "tokens_per_step": None,
-        "tokens": None,
+        "tokens": None, "weights_fingerprint": b.source["weights_fingerprint"],
     }  # fmt: skip
+    assert a.source["weights_fingerprint"] != c.source["weights_fingerprint"]
     assert a.tokenizer is pythia_tokenizer
     assert a.spec.d_model == 32 and a.dtype == torch.float32
 
@@ -261,7 +262,9 @@ def test_offline_hub_cache(tmp_path, monkeypatch, pythia_tokenizer):
         "kind": "pythia", "name": "pythia-70m", "step": 143000, "path": None,
         "revision": "step143000", "repo_id": "EleutherAI/pythia-70m", "seed": None,
         "params": TINY_PARAMS, "tokens_per_step": 2_097_152, "tokens": 299_892_736_000,
+        "weights_fingerprint": final.source["weights_fingerprint"],
     }  # fmt: skip
+    assert len(final.source["weights_fingerprint"]) == 64
     assert final.tokenizer.name_or_path == "EleutherAI/pythia-70m"  # from the cache snapshot
 
     early = load_model("EleutherAI/pythia-70m", step=1000, device="cpu", dtype=torch.bfloat16)

@@ -20,7 +20,7 @@ def unit_tables(unit_id: str, step: int = 1000, faithfulness: float | None = 0.9
         "settings": json.dumps({"threshold": 0.8}), "spec": "{}", "versions": "{}",
         "timings": json.dumps({"total": 1.5}), "duration_s": 1.5, "status": "complete",
         "errors": "{}", "device": "cpu", "host": "h",
-        "finished_at": pd.Timestamp("2024-01-01", tz="UTC"),
+        "finished_at": pd.Timestamp("2024-01-01", tz="UTC"), "weights_fingerprint": f"{step:064x}",
     }]
     metrics, circuits, edges, nodes, curves = [], [], [], [], []
     for task in ("ioi", "sva"):
@@ -231,22 +231,26 @@ def test_run_state_records(store):
     assert (store.units_dir / "u1").exists() is False and MARKER == "_COMMITTED"
 
 
-def _downgrade_to_v2(store: ResultsStore, unit_id: str) -> None:
-    """Rewrite a committed unit and the manifest as schema version 2 wrote them.
+def _downgrade(store: ResultsStore, unit_id: str, version: int) -> None:
+    """Rewrite a committed unit and the manifest as schema version 2 or 3 wrote them.
 
-    Version 2 had the first eight tables, with the same schemas as now, and no algorithm tables.
+    Version 2 had the first eight tables and no algorithm tables; versions 2 and 3 had no
+    ``units.weights_fingerprint`` column. Their other schemas are the current ones.
     """
     from circuit_atlas.store import TABLES_BY_VERSION
 
     unit = store.units_dir / unit_id
     marker = json.loads((unit / MARKER).read_text())
-    for name in set(TABLES) - set(TABLES_BY_VERSION[2]):
+    for name in set(TABLES) - set(TABLES_BY_VERSION[version]):
         (unit / f"{name}.parquet").unlink()
         del marker["files"][f"{name}.parquet"]
-    marker["schema_version"] = 2
+    units_file = unit / "units.parquet"
+    pq.write_table(pq.read_table(units_file).drop(["weights_fingerprint"]), units_file)
+    marker["files"]["units.parquet"]["bytes"] = units_file.stat().st_size
+    marker["schema_version"] = version
     (unit / MARKER).write_text(json.dumps(marker))
     manifest = json.loads((store.root / "store.json").read_text())
-    manifest.update(schema_version=2, tables=sorted(TABLES_BY_VERSION[2]))
+    manifest.update(schema_version=version, tables=sorted(TABLES_BY_VERSION[version]))
     (store.root / "store.json").write_text(json.dumps(manifest))
 
 
@@ -260,10 +264,10 @@ def _algorithm_rows(unit_id: str) -> list[dict]:
 
 
 def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     old = ResultsStore(tmp_path / "old", create=True)
     old.write_unit("u1", unit_tables("u1", step=1000))
-    _downgrade_to_v2(old, "u1")
+    _downgrade(old, "u1", 2)
     store = ResultsStore(tmp_path / "old")  # a v2 store opens ...
     assert store.manifest["schema_version"] == 2
     store.verify()  # ... its unit checks against v2's tables ...
@@ -277,13 +281,34 @@ def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
     assert store.write_unit("u2", {**unit_tables("u2", step=2000),
                                    "algorithm": _algorithm_rows("u2")})
     manifest = json.loads((tmp_path / "old" / "store.json").read_text())
-    assert manifest["schema_version"] == 3 and manifest["upgraded_from"] == 2
+    assert manifest["schema_version"] == 4 and manifest["upgraded_from"] == 2
     reopened = ResultsStore(tmp_path / "old")
     reopened.verify()
     assert sorted(reopened.table("circuits")["unit_id"].unique()) == ["u1", "u2"]
     algorithm = reopened.table("algorithm")
     assert algorithm["unit_id"].tolist() == ["u2"] and algorithm["pct_effect"].isna().all()
     assert algorithm["reason"].tolist() == ["gap_too_small"]
+    units = reopened.table("units").set_index("unit_id")["weights_fingerprint"]
+    assert units.isna().tolist() == [True, False]  # u1 (v2) has none, u2 (v4) has one
+
+
+def test_schema_v3_units_read_with_a_null_weights_fingerprint(tmp_path):
+    old = ResultsStore(tmp_path / "v3", create=True)
+    old.write_unit("u1", unit_tables("u1", step=1000))
+    _downgrade(old, "u1", 3)
+    store = ResultsStore(tmp_path / "v3")
+    store.verify()  # checked against v3's units schema (no fingerprint column)
+    units = store.table("units")  # every unit is v3: the column exists, as nulls
+    assert list(units.columns) == TABLES["units"].names
+    assert units["weights_fingerprint"].isna().all() and units["step"].tolist() == [1000]
+    assert store.query("SELECT count(*) AS n FROM units WHERE weights_fingerprint IS NULL")[
+        "n"].tolist() == [1]
+    assert store.write_unit("u2", unit_tables("u2", step=2000))  # a v4 unit joins
+    both = ResultsStore(tmp_path / "v3")
+    both.verify()
+    fingerprints = both.table("units").set_index("unit_id")["weights_fingerprint"]
+    assert fingerprints.isna().to_dict() == {"u1": True, "u2": False}
+    assert json.loads((tmp_path / "v3" / "store.json").read_text())["upgraded_from"] == 3
 
 
 def test_schema_v1_store_is_refused(store):
