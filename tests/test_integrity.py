@@ -87,8 +87,8 @@ def test_fingerprint_changes_when_one_tensor_changes(tmp_path):
         if change == "value":
             edited[name] = edited[name].clone()
             edited[name][3] += 1e-3  # one element of one tensor
-        elif change == "dtype":
-            edited[name] = edited[name].to(torch.float64)
+        elif change == "dtype":  # the same bytes read as another dtype
+            edited[name] = edited[name].view(torch.int32)
         else:
             edited[name + "_renamed"] = edited.pop(name)
         target = tmp_path / change
