@@ -6,7 +6,8 @@ A store is a directory (layout and every table's columns in ``docs/store.md``; s
 staged under ``.tmp/``, fsynced, marked, and renamed into place in one ``rename(2)``, so a crash at
 any moment leaves either the whole unit or nothing, and an existing unit is never overwritten.
 Queries run on DuckDB views ``read_parquet('units/*/<table>.parquet', union_by_name=true)``
-(listing the files when older units lack a table). The table schemas are in
+(listing the files when older units lack a table, and adding as nulls the columns that older
+units lack). The table schemas are in
 :mod:`circuit_atlas.store_schema`.
 """
 
