@@ -60,8 +60,9 @@ class UnsupportedArchitectureError(ModelSourceError):
 class PickledCheckpointError(ModelSourceError):
     """A checkpoint holds only pickled weights and pickles were not allowed.
 
-    Pickled weights are ``pytorch_model.bin`` (or its shards), ``*.pt``, ``*.pth``. Unpickling can execute arbitrary code, so circuit-atlas loads safetensors only unless the
-    caller opts in (``allow_pickle=True``, ``--allow-pickle``, ``[run] allow_pickle = true``).
+    Pickled weights are ``pytorch_model.bin`` (or its shards), ``*.pt``, ``*.pth``. Unpickling
+    can execute arbitrary code, so circuit-atlas loads safetensors only unless the caller opts in
+    (``allow_pickle=True``, ``--allow-pickle``, ``[run] allow_pickle = true``).
     The message names the checkpoint, the pickled files and the opt-in.
 
     Attributes:

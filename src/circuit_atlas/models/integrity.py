@@ -1,4 +1,4 @@
-"""Checkpoint integrity: weight fingerprints, hub hash checks, and the pickle guard.
+r"""Checkpoint integrity: weight fingerprints, hub hash checks, and the pickle guard.
 
 A **weights fingerprint** identifies the tensors a checkpoint holds, so that two units that
 analysed byte-identical weights can be told apart from units that analysed different ones (hub
@@ -9,7 +9,7 @@ EleutherAI/pythia issues #195 and #205). Its definition (scheme :data:`FINGERPRI
    ``BF16``, ``I64``, ...; :data:`SAFETENSORS_DTYPES`), its shape, and ``d`` = BLAKE2b-256 of its
    raw little-endian bytes in row-major (C) order, exactly the bytes a safetensors file stores.
 2. The tensors are sorted by name (Unicode code points); for each one, the line
-   ``json.dumps([name, dtype, shape], separators=(",", ":"))`` + ``"\\n"`` (UTF-8) and then the
+   ``json.dumps([name, dtype, shape], separators=(",", ":"))`` + ``"\n"`` (UTF-8) and then the
    32 bytes of ``d`` are fed to one BLAKE2b-256 hash.
 3. The fingerprint is that hash's 64 hex digits.
 
