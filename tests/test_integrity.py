@@ -261,15 +261,17 @@ def test_identical_weights_groups_distinct_checkpoints_only():
                    ("u3", "pythia-2.8b", 3000, "bb"), ("u4", "pythia-2.8b", 3000, "bb"),
                    ("u5", "pythia-70m", 1000, "cc"), ("u6", "pythia-70m-seed1", 1000, "cc"),
                    ("u7", "pythia-70m", 2000, "dd"), ("u8", "pythia-70m", 2000, "dd"),
-                   ("u9", "pythia-70m", 4000, None), ("u10", "pythia-70m", 5000, None))
+                   ("u9", "pythia-70m", 4000, None), ("u10", "pythia-70m", 5000, None),
+                   ("u13", "m", 3, "ee"), ("u11", "m", 1, "ee"), ("u12", "m", 2, "ee"))
     found = identical_weights(units)
     assert found["message"].tolist() == [
+        "steps 1, 2 and 3 of m have identical weights (fingerprint ee)",
         "steps 2000 and 3000 of pythia-2.8b have identical weights (fingerprint bb)",
         "pythia-70m@1000 and pythia-70m-seed1@1000 have identical weights (fingerprint cc)",
     ]  # u7/u8: one checkpoint analysed twice; u9/u10: no fingerprint (older units)
-    assert found["unit_ids"].tolist() == ["u2, u3, u4", "u5, u6"]
-    assert found["n_checkpoints"].tolist() == [2, 2]
-    assert identical_weights(units[units["weights_fingerprint"] != "bb"]).shape[0] == 1
+    assert found["unit_ids"].tolist() == ["u11, u12, u13", "u2, u3, u4", "u5, u6"]
+    assert found["n_checkpoints"].tolist() == [3, 2, 2]
+    assert identical_weights(units[units["weights_fingerprint"] != "bb"]).shape[0] == 2
     assert identical_weights(units.drop(columns="weights_fingerprint")).empty  # an older store
     with pytest.raises(AnalysisError, match=r"needs the units columns \['step'\]"):
         identical_weights(units.drop(columns="step"))

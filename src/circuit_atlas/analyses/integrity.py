@@ -31,18 +31,18 @@ def _checkpoint_label(model: str, step: int | None, path) -> str:
     return f"{model} ({path})" if isinstance(path, str) and path else str(model)
 
 
+def _join(items: list[str]) -> str:
+    """``a and b``; ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _message(checkpoints: list[tuple[str, int | None, str]], fingerprint: str) -> str:
     models = sorted({model for model, _, _ in checkpoints})
     steps = [step for _, step, _ in checkpoints]
     if len(models) == 1 and None not in steps:
-        listed = [str(s) for s in steps]
-        joined = " and ".join(listed) if len(listed) == 2 else (
-            ", ".join(listed[:-1]) + " and " + listed[-1])
-        what = f"steps {joined} of {models[0]}"
+        what = f"steps {_join([str(s) for s in steps])} of {models[0]}"
     else:
-        labels = [label for _, _, label in checkpoints]
-        what = " and ".join(labels) if len(labels) == 2 else (
-            ", ".join(labels[:-1]) + " and " + labels[-1])
+        what = _join([label for _, _, label in checkpoints])
     return f"{what} have identical weights (fingerprint {fingerprint[:12]})"
 
 
