@@ -6,6 +6,8 @@
 * :mod:`~circuit_atlas.models.sources` — :func:`load_model` from the hub, a local directory, a
   local suite, or a random initialisation; :mod:`~circuit_atlas.models.configs` and
   :mod:`~circuit_atlas.models.suite` hold its config and suite helpers.
+* :mod:`~circuit_atlas.models.integrity` — weights fingerprints, hub sha256 checks and the
+  pickle guard used by :func:`load_model`.
 * :mod:`~circuit_atlas.models.spec` — :class:`ModelSpec`, the architecture hyper-parameters.
 * :mod:`~circuit_atlas.models.neox` — :class:`PatchableGPTNeoX` (imported lazily).
 """
