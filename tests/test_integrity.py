@@ -165,7 +165,9 @@ def test_circuit_command_refuses_a_pickle_without_allow_pickle(tmp_path):
     assert refused.exit_code == 2 and "only pickled weights" in refused.output
     allowed = runner.invoke(app, [*args, "--allow-pickle"])  # loads, then fails on the task
     assert allowed.exit_code == 2 and "pickled" not in allowed.output
-    assert "no-such-task" in allowed.output
+    # past the weights: it fails later, on the task (or, without the data registry's Pythia
+    # tokenizer on this machine, on the missing tokenizer), never on the pickle guard
+    assert "no-such-task" in allowed.output or "has no tokenizer" in allowed.output
 
 
 def test_study_allow_pickle_reaches_every_unit_but_not_the_unit_id(tmp_path):
