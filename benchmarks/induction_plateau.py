@@ -21,7 +21,8 @@ Usage (one core, ≈ 70 s per 1,000 steps of 16 × 64 tokens at d_model 128)::
 
     python benchmarks/induction_plateau.py --steps 3000 --lr 3e-3
     python benchmarks/induction_plateau.py --fixed-span 20 --steps 1000
-    python benchmarks/induction_plateau.py --rows 4 --ctx 32 --span-min 4 --span-max 14 --steps 45000
+    python benchmarks/induction_plateau.py --rows 4 --ctx 32 --span-min 4 --span-max 14 \
+        --eval-span 10 --steps 45000
 
 Prints one line per evaluation: ``step first_copy_loss second_copy_loss seconds``.
 """

@@ -2,9 +2,10 @@
 
 ``circuit-atlas demo`` (the README's main-job command) does, with a progress bar throughout:
 
-1. train a Pythia-architecture suite of three sizes (two in the quick preset) on the real 29 MB English corpus of the data
-   registry (:data:`circuit_atlas.data.CORPUS_FILES`) with the Pythia-style checkpoint schedule
-   and the documented curriculum (:mod:`circuit_atlas.training`), into ``<out>/suite``;
+1. train a Pythia-architecture suite of three sizes (two in the quick preset) on the real
+   29 MB English corpus of the data registry (:data:`circuit_atlas.data.CORPUS_FILES`) with
+   the Pythia-style checkpoint schedule and the documented curriculum
+   (:mod:`circuit_atlas.training`), into ``<out>/suite``;
 2. write a study file for that suite (``<out>/study.toml``: all four tasks, EAP-IG attribution,
    minimal faithful circuits) and run it through the **same runner** as ``circuit-atlas run``
    (:func:`circuit_atlas.study.runner.run_study`), into ``<out>/results``;
