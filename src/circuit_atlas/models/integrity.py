@@ -200,13 +200,18 @@ def fingerprint_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
         64 hex digits; equal to :func:`fingerprint_files` of a safetensors file holding the same
         tensors.
     """
+    return _combine(_tensor_records(state_dict))
+
+
+def _tensor_records(state_dict: Mapping[str, torch.Tensor]) -> list:
+    """``(name, safetensors dtype, shape, digest of the bytes)`` of every tensor in memory."""
     records = []
     for name, tensor in state_dict.items():
         digest = _digest()
         digest.update(_tensor_bytes(tensor))
         dtype = SAFETENSORS_DTYPES.get(tensor.dtype, str(tensor.dtype).removeprefix("torch."))
         records.append((name, dtype, list(tensor.shape), digest.digest()))
-    return _combine(records)
+    return records
 
 
 def _read_exactly(handle, n: int, sinks: list, path: Path) -> None:
@@ -276,13 +281,7 @@ def _pickle_records(path: Path) -> list:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:  # a legacy (non-zip) pickle cannot be memory-mapped
         state = torch.load(path, map_location="cpu", weights_only=True)
-    records = []
-    for name, tensor in state.items():
-        digest = _digest()
-        digest.update(_tensor_bytes(tensor))
-        dtype = SAFETENSORS_DTYPES.get(tensor.dtype, str(tensor.dtype).removeprefix("torch."))
-        records.append((name, dtype, list(tensor.shape), digest.digest()))
-    return records
+    return _tensor_records(state)
 
 
 def fingerprint_files(weights: WeightFiles, *, verify_hub: bool = True) -> str:
@@ -303,13 +302,12 @@ def fingerprint_files(weights: WeightFiles, *, verify_hub: bool = True) -> str:
     """
     records: list = []
     for path in weights.files:
+        expected = hub_sha256(path) if verify_hub else None
         if weights.format == "safetensors":
-            expected = hub_sha256(path) if verify_hub else None
             records += _safetensors_records(Path(path), expected)
             if expected:
                 logger.debug("%s matches the hub's sha256 %s", path, expected)
         else:
-            expected = hub_sha256(path) if verify_hub else None
             if expected:
                 _check_sha256(Path(path), expected)
             records += _pickle_records(Path(path))
