@@ -102,3 +102,32 @@ def test_repeated_token_rows_repeat_their_span(pythia_tokenizer, data_dir: Path)
         assert len(seg) % 2 == 0 and seg[:half] == seg[half:] and 8 <= half <= 40
     assert len({t for seg in segments for t in seg}) > 20  # random ids, not one token
     assert not CURRICULA["repeated-tokens"].evaluated
+
+
+def _name_token_mismatches(templates: tuple[str, ...], tokenizer) -> list[str]:
+    """Templates in which a name is not the space-prefixed token the evaluation's prompts use."""
+    bad = []
+    for template in templates:
+        text = template.format(
+            A="Mary", B="John", NAME="Mary", PLACE="park", OBJECT="ring", PRED="kind", PRON="she"
+        )
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        for name in ("Mary", "John"):
+            (space_id,) = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+            if ids.count(space_id) != text.count(name):
+                bad.append(template)
+    return bad
+
+
+def test_curriculum_names_are_the_tokens_the_evaluation_copies(pythia_tokenizer) -> None:
+    # A sentence that opens with its name would train the copy of "Mary", while the evaluation's
+    # IOI and Gendered Pronoun prompts read " Mary" (a different token).
+    from circuit_atlas.training.curriculum import IOI_TEMPLATES, PRONOUN_TEMPLATES
+
+    abba = tuple(
+        t.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1).replace("{X}", "{A}", 1)
+        for t in IOI_TEMPLATES
+    )
+    assert _name_token_mismatches(IOI_TEMPLATES + abba + PRONOUN_TEMPLATES, pythia_tokenizer) == []
+    # the check can fail: a template that opens with a name is caught
+    assert _name_token_mismatches(("{B} gave the {OBJECT} to {A}.",), pythia_tokenizer) != []

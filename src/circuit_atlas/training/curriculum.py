@@ -282,16 +282,16 @@ def build_vocabulary(
 # --- one generator per task --------------------------------------------------------------------
 
 IOI_TEMPLATES = (
-    "{B} and {A} sat in the {PLACE}. {B} gave the {OBJECT} to {A}.",
+    "Today {B} and {A} sat in the {PLACE}. {B} gave the {OBJECT} to {A}.",
     "When {B} and {A} reached the {PLACE}, {B} passed the {OBJECT} to {A}.",
-    "{B} met {A} at the {PLACE}, and {B} handed a {OBJECT} to {A}.",
+    "Once {B} met {A} at the {PLACE}, and {B} handed a {OBJECT} to {A}.",
     "Later, {B} and {A} walked to the {PLACE}. {B} offered a {OBJECT} to {A}.",
     "At the {PLACE}, {B} and {A} talked for hours. Then {B} said goodbye to {A}.",
-    "{B} and {A} found a {OBJECT} near the {PLACE}. {B} gave it to {A}.",
+    "Soon {B} and {A} found a {OBJECT} near the {PLACE}. {B} gave it to {A}.",
     "Before {B} and {A} left the {PLACE}, {B} threw the {OBJECT} to {A}.",
     "Yesterday {B} and {A} cleaned the {PLACE}, and {B} brought a {OBJECT} to {A}.",
     "While {B} and {A} waited at the {PLACE}, {B} showed the {OBJECT} to {A}.",
-    "{B} visited the {PLACE} with {A}. There {B} gave a {OBJECT} to {A}.",
+    "Last week {B} visited the {PLACE} with {A}. There {B} gave a {OBJECT} to {A}.",
 )
 """IOI stories: {A} is the indirect object, {B} the subject; ABBA order swaps the first two.
 None contains an evaluation template (checked by :func:`held_out_violations`)."""
@@ -316,7 +316,7 @@ SVA_TEMPLATES = (
 an adverbial, so none is one of Marvin & Linzen's evaluation templates."""
 
 PRONOUN_TEMPLATES = (
-    "{NAME} is {PRED}, and {PRON} knows it.",
+    "Now {NAME} is {PRED}, and {PRON} knows it.",
     "So {NAME} was {PRED}, wasn't {PRON}?",
     "Everyone says {NAME} is {PRED}; {PRON} is.",
 )
