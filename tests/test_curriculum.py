@@ -131,3 +131,34 @@ def test_curriculum_names_are_the_tokens_the_evaluation_copies(pythia_tokenizer)
     assert _name_token_mismatches(IOI_TEMPLATES + abba + PRONOUN_TEMPLATES, pythia_tokenizer) == []
     # the check can fail: a template that opens with a name is caught
     assert _name_token_mismatches(("{B} gave the {OBJECT} to {A}.",), pythia_tokenizer) != []
+
+
+def test_opening_phase_draws_its_own_weights(pythia_tokenizer, data_dir: Path) -> None:
+    vocabulary = build_vocabulary(evaluation_vocabulary(data_dir), shared=("names",))
+    config = CurriculumConfig(
+        0.5, ("ioi", "greater-than"), (1.0, 1000.0), first_steps=5, first_weights=(1.0, 0.0)
+    )
+    sampler = CurriculumSampler(config, vocabulary, pythia_tokenizer, seed=0)
+
+    def text(step: int) -> str:
+        return pythia_tokenizer.decode(sampler(step, 0, 200))
+
+    # Greater-Than sentences carry years; IOI sentences never do
+    assert not any(ch.isdigit() for step in range(5) for ch in text(step))
+    assert all(any(ch.isdigit() for ch in text(step)) for step in (5, 6, 50))
+    # without an opening phase, the same (seed, step, row) gives the main phase's row
+    main = CurriculumSampler(
+        CurriculumConfig(0.5, ("ioi", "greater-than"), (1.0, 1000.0)), vocabulary,
+        pythia_tokenizer, seed=0,
+    )  # fmt: skip
+    assert main(6, 0, 200) == sampler(6, 0, 200) and main(2, 0, 200) != sampler(2, 0, 200)
+
+
+@pytest.mark.parametrize(
+    ("first_steps", "first_weights", "match"),
+    [(-1, (), "first_steps must be >= 0"), (10, (1.0,), "do not match tasks"),
+     (10, (0.0, 0.0), "at least one > 0"), (10, (1.0, -1.0), "at least one > 0")],
+)  # fmt: skip
+def test_opening_phase_settings_are_checked(first_steps, first_weights, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        CurriculumConfig(0.5, ("ioi", "sva"), first_steps=first_steps, first_weights=first_weights)

@@ -285,6 +285,12 @@ def test_cli_curriculum_weights_and_train_command(tmp_path: Path, corpus: Path, 
     assert not parse_curriculum(0.0, "ioi").active
     with pytest.raises(ConfigError, match="curriculum weight 'x' of task 'ioi'"):
         parse_curriculum(0.5, "ioi:x")
+    phased = parse_curriculum(0.5, "greater-than:2,ioi", first="ioi:3", first_steps=40)
+    assert phased.first_steps == 40 and phased.first_weights == (0.0, 3.0)
+    assert phased.task_weights(39) == (0.0, 3.0) and phased.task_weights(40) == (2.0, 1.0)
+    assert TrainConfig.from_dict(TrainConfig(curriculum=phased).to_dict()).curriculum == phased
+    with pytest.raises(ConfigError, match=r"\['sva'\], which are not in"):
+        parse_curriculum(0.5, "ioi", first="sva", first_steps=10)
     out = tmp_path / "cli-suite"
     args = ["train", "--out", str(out), "--corpus", str(corpus), "--sizes", "micro",
             "--steps", "3", "--n-even", "1", "--batch-size", "2", "--seq-len", "16",

@@ -117,23 +117,12 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def parse_curriculum(fraction: float, tasks: str, shared: str = "") -> Any:
-    """Build a ``CurriculumConfig`` from ``--curriculum``, ``--curriculum-tasks``, ``--share``.
-
-    ``tasks`` is comma-separated, each optionally weighted: ``greater-than:2,ioi,sva``
-    (``repeated-tokens`` adds repeated random spans); ``shared`` is a comma-separated list of
-    evaluation sets the curriculum may use (``names``, ``places``, ``objects``).
-
-    Raises:
-        ConfigError: For a weight that is not a positive number (the message names it).
-    """
+def _weighted(spec: str) -> tuple[list[str], list[float]]:
+    """``"greater-than:2,ioi"`` -> (names, weights); a missing weight is 1."""
     from circuit_atlas.errors import ConfigError
-    from circuit_atlas.training import CurriculumConfig
 
-    if not fraction:
-        return CurriculumConfig()
     names, weights = [], []
-    for item in _split(tasks):
+    for item in _split(spec):
         name, _, weight = item.partition(":")
         try:
             weights.append(float(weight) if weight else 1.0)
@@ -142,7 +131,50 @@ def parse_curriculum(fraction: float, tasks: str, shared: str = "") -> Any:
                 f"curriculum weight {weight!r} of task {name!r} is not a number"
             ) from None
         names.append(name.strip())
-    return CurriculumConfig(fraction, tuple(names), tuple(weights), shared=_split(shared))
+    return names, weights
+
+
+def parse_curriculum(
+    fraction: float, tasks: str, shared: str = "", first: str = "", first_steps: int = 0
+) -> Any:
+    """Build a ``CurriculumConfig`` from the ``train`` command's curriculum options.
+
+    The options are ``--curriculum``, ``--curriculum-tasks``, ``--share``,
+    ``--curriculum-first`` and ``--curriculum-first-steps``.
+
+    ``tasks`` is comma-separated, each optionally weighted: ``greater-than:2,ioi,sva``
+    (``repeated-tokens`` adds repeated random spans); ``shared`` is a comma-separated list of
+    evaluation sets the curriculum may use (``names``, ``places``, ``objects``); ``first``
+    weights some of ``tasks`` for the opening ``first_steps`` steps (``ioi:9,greater-than``;
+    tasks it does not name get weight 0 there).
+
+    Raises:
+        ConfigError: For a weight that is not a positive number (the message names it), or a
+            task in ``first`` that is not in ``tasks``.
+    """
+    from circuit_atlas.errors import ConfigError
+    from circuit_atlas.training import CurriculumConfig
+
+    if not fraction:
+        return CurriculumConfig()
+    names, weights = _weighted(tasks)
+    first_weights: tuple[float, ...] = ()
+    if first_steps:
+        early = dict(zip(*_weighted(first), strict=True))
+        unknown = sorted(set(early) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"--curriculum-first names {unknown}, which are not in --curriculum-tasks {names}"
+            )
+        first_weights = tuple(early.get(n, 0.0) for n in names)
+    return CurriculumConfig(
+        fraction,
+        tuple(names),
+        tuple(weights),
+        shared=_split(shared),
+        first_steps=first_steps,
+        first_weights=first_weights,
+    )
 
 
 def train(
@@ -180,6 +212,16 @@ def train(
             "(comma-separated; default none). Templates are held out either way."
         ),
     ] = "",
+    curriculum_first: Annotated[
+        str,
+        typer.Option(
+            help="Task weights of an opening phase, e.g. ioi:9,greater-than (tasks of "
+            "--curriculum-tasks; unnamed ones get 0 there)."
+        ),
+    ] = "",
+    curriculum_first_steps: Annotated[
+        int, typer.Option(help="Steps of the opening phase (0: none).")
+    ] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -204,7 +246,9 @@ def train(
             seed=seed,
             tokenizer=tokenizer,  # type: ignore[arg-type]
             vocab_size=vocab_size,
-            curriculum=parse_curriculum(curriculum, curriculum_tasks, share),
+            curriculum=parse_curriculum(
+                curriculum, curriculum_tasks, share, curriculum_first, curriculum_first_steps
+            ),
         )
         if threads:
             torch.set_num_threads(threads)

@@ -149,12 +149,20 @@ class CurriculumConfig:
             :data:`SHAREABLE`: ``names``, ``places``, ``objects``); empty = the curriculum is
             disjoint from the evaluation's vocabulary. The evaluation's *templates* and prompts
             are held out either way. The words shared are listed in the suite manifest.
+        first_steps: Length of an opening phase (steps ``0 … first_steps − 1``) in which the
+            curriculum's sentences are drawn with ``first_weights`` instead of ``weights``
+            (0 = no opening phase). A task that needs many examples to leave its loss plateau
+            (IOI: docs/training.md) gets them early, then the mixture takes over.
+        first_weights: Relative frequency of each task in the opening phase (same length as
+            ``tasks``; a weight may be 0 there, at least one must be > 0).
     """
 
     fraction: float = 0.0
     tasks: tuple[str, ...] = ()
     weights: tuple[float, ...] = ()
     shared: tuple[str, ...] = ()
+    first_steps: int = 0
+    first_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
@@ -167,6 +175,20 @@ class CurriculumConfig:
             )
         if any(w <= 0 for w in self.weights):
             raise ConfigError(f"curriculum weights must be > 0, got {list(self.weights)}")
+        if self.first_steps < 0:
+            raise ConfigError(f"curriculum first_steps must be >= 0, got {self.first_steps}")
+        if self.first_steps and len(self.first_weights) != len(self.tasks):
+            raise ConfigError(
+                f"curriculum first_weights {list(self.first_weights)} do not match tasks "
+                f"{list(self.tasks)}"
+            )
+        if self.first_weights and (
+            any(w < 0 for w in self.first_weights) or not any(w > 0 for w in self.first_weights)
+        ):
+            raise ConfigError(
+                "curriculum first_weights must be >= 0 with at least one > 0, got "
+                f"{list(self.first_weights)}"
+            )
         unknown = [k for k in self.shared if k not in SHAREABLE]
         if unknown:
             raise ConfigError(
@@ -174,8 +196,15 @@ class CurriculumConfig:
                 f"{list(SHAREABLE)}"
             )
 
-    def task_weights(self) -> tuple[float, ...]:
-        """The weight of each task (uniform when ``weights`` is empty)."""
+    def task_weights(self, step: int | None = None) -> tuple[float, ...]:
+        """The weight of each task at ``step`` (uniform when ``weights`` is empty).
+
+        Args:
+            step: Optimiser step; None (or a step at or after ``first_steps``) gives the main
+                phase's weights, a step before ``first_steps`` the opening phase's.
+        """
+        if step is not None and step < self.first_steps:
+            return self.first_weights
         return self.weights or tuple(1.0 for _ in self.tasks)
 
     @property
@@ -289,6 +318,8 @@ class TrainConfig:
                 tasks=tuple(cur.get("tasks", ())),
                 weights=tuple(cur.get("weights", ())),
                 shared=tuple(cur.get("shared", ())),
+                first_steps=int(cur.get("first_steps", 0)),
+                first_weights=tuple(cur.get("first_weights", ())),
             )
         return cls(**values)
 

@@ -459,7 +459,8 @@ class CurriculumSampler:
     """Rows of templated sentences for the batch sampler, determined by ``(seed, step, row)``.
 
     A row is ``<|endoftext|>`` followed by segments (each ended by ``<|endoftext|>``) of tasks
-    drawn from ``config.tasks`` with ``config.weights``, cut to ``seq_len`` tokens: a templated
+    drawn from ``config.tasks`` with ``config.task_weights(step)`` (the opening phase's weights
+    before ``config.first_steps``, then ``config.weights``), cut to ``seq_len`` tokens: a templated
     sentence for a text curriculum, a repeated random span for ``repeated-tokens``.
 
     Args:
@@ -480,6 +481,7 @@ class CurriculumSampler:
                 raise UnknownNameError(
                     f"no curriculum for task {task!r}; available: {', '.join(CURRICULA)}"
                 )
+        self.config = config
         self.tasks = tuple(config.tasks)
         self.weights = config.task_weights()
         self.vocabulary = vocabulary
@@ -489,9 +491,14 @@ class CurriculumSampler:
         special = set(getattr(tokenizer, "all_special_ids", ())) | {self._eos}
         self._pool = [i for i in range(len(tokenizer)) if i not in special]
 
-    def _segment(self, rng: random.Random) -> tuple[str, list[int]]:
-        """One segment of a task drawn from ``rng``: its text and its token ids."""
-        task = CURRICULA[rng.choices(self.tasks, weights=self.weights)[0]]
+    def _segment(
+        self, rng: random.Random, weights: Sequence[float] | None = None
+    ) -> tuple[str, list[int]]:
+        """One segment drawn from ``rng``: its text and its token ids.
+
+        ``weights`` are the tasks' weights (default: the main phase's).
+        """
+        task = CURRICULA[rng.choices(self.tasks, weights=weights or self.weights)[0]]
         if task.generate_ids is not None:
             ids = task.generate_ids(rng, self._pool)
             return self._backend.decode(ids, skip_special_tokens=False), ids
@@ -511,8 +518,9 @@ class CurriculumSampler:
         """Token ids (``seq_len`` of them) of curriculum row ``row`` of step ``step``."""
         state = np.random.SeedSequence([self.seed, step, row, 1]).generate_state(1)[0]
         rng = random.Random(int(state))
+        weights = self.config.task_weights(step)
         ids = [self._eos]
         while len(ids) < seq_len:
-            ids += self._segment(rng)[1]
+            ids += self._segment(rng, weights)[1]
             ids.append(self._eos)
         return ids[:seq_len]

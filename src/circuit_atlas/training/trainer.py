@@ -278,6 +278,10 @@ def _curriculum_entry(config: TrainConfig, vocabulary, sampler, n_rows: int) -> 
         "generic": [t for t in active if not CURRICULA[t].evaluated],
         "unhelped_tasks": [t for t in evaluated if t not in helped],
         "weights": dict(zip(active, cur.task_weights(), strict=True)) if active else {},
+        "first_steps": cur.first_steps if active else 0,
+        "first_weights": (
+            dict(zip(active, cur.first_weights, strict=True)) if active and cur.first_steps else {}
+        ),
         "shared": list(cur.shared) if active else [],
         "held_out": "no curriculum template contains an evaluation template; evaluation "
         "prompts are never generated",
