@@ -120,7 +120,7 @@ def copy_scores(
     blocks of heads so that at most ``2**25`` logits exist at once.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: IOI prompts from :func:`circuit_atlas.tasks.ioi.make_ioi` (the paper: N = 70);
             the clean prompts are used.
         top_k: A position hits when its name token is among the ``top_k`` largest logits (the

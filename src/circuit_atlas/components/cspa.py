@@ -113,7 +113,7 @@ def cspa_scores(
     ``cspa_scores(model, toks[:17], mean_tokens=toks)``.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         tokens: ``(n, p)`` int64 evaluation sequences (the paper: 17 × 61).
         mean_tokens: ``(m, p')`` int64 with ``p' ≥ p``: sequences whose head outputs give the
             per-position mean (first ``p`` positions; the paper: 100 sequences); default

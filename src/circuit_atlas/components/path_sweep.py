@@ -229,7 +229,7 @@ def sweep_senders(
     Equals :func:`path_patch` called once per sender (same step 2 and step 3), read at ``ends``.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         clean: ``(b, p)`` int64 clean tokens.
         corrupted: ``(b, p)`` int64 corrupted tokens.
         ends: ``(b,)`` int64 position where each example is read (``lengths − 1``); the

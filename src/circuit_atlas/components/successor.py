@@ -225,7 +225,7 @@ def successor_scores(
     of ``W_U`` of the sequence tokens are used, so nothing of vocabulary size per head is built.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         tokenizer: The model's tokenizer for :func:`successor_sequences`; defaults to
             ``model.tokenizer``. Unused when ``sequences`` is given.
         sequences: Explicit token-id sequences (each consecutive pair is an (input, successor)

@@ -138,7 +138,7 @@ def self_repair(
     """Zero-ablate the strong name movers and measure which heads take over.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: IOI prompts (clean prompts are used; ``answer`` = IO, ``wrong`` = S).
         copy: ``(L, h)`` copy scores (fractions; the reference's 75 % is 0.75).
         threshold: Heads with copy score ≥ this are ablated.
