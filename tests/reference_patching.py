@@ -101,6 +101,7 @@ def _llama_weights(hf):
 
     for layer in hf.model.layers:
         att = layer.self_attn
+        ln1, ln2 = _norm64(layer.input_layernorm, cfg), _norm64(layer.post_attention_layernorm, cfg)
         q = [rows(att.q_proj, h) for h in range(H)]
         k = [rows(att.k_proj, h // (H // G)) for h in range(H)]
         v = [rows(att.v_proj, h // (H // G)) for h in range(H)]
@@ -108,8 +109,8 @@ def _llama_weights(hf):
         bo = att.o_proj.bias
         layers.append(
             dict(
-                ln1=layer.input_layernorm,
-                ln2=layer.post_attention_layernorm,
+                ln1=ln1,
+                ln2=ln2,
                 wq=[w for w, _ in q],
                 wk=[w for w, _ in k],
                 wv=[w for w, _ in v],
@@ -122,6 +123,20 @@ def _llama_weights(hf):
             )
         )
     return layers
+
+
+def _norm64(module, cfg):
+    """A Llama-family norm at the input's precision.
+
+    HF's ``LlamaRMSNorm`` / ``OlmoLayerNorm`` compute in float32 even for a float64 model, too
+    coarse for the finite differences below; this is the same formula without the downcast:
+    RMSNorm ``x / sqrt(mean(x²) + eps) · w``, OLMo's LayerNorm without weight or bias.
+    """
+    if cfg.model_type == "olmo":
+        return lambda x: torch.nn.functional.layer_norm(x, (x.shape[-1],), eps=1e-5)
+    w = module.weight.detach()
+    eps = module.variance_epsilon
+    return lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
 def _arch(hf):
@@ -153,7 +168,7 @@ def _arch(hf):
     return dict(
         embed=lambda t: hf.model.embed_tokens.weight.detach()[t],
         rope=lambda x: _rope(x, E, cfg.rope_parameters["rope_theta"]),
-        final=hf.model.norm,
+        final=_norm64(hf.model.norm, cfg),
         parallel=False,
         layers=cfg.num_hidden_layers,
         heads=cfg.num_attention_heads,
