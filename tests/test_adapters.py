@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuit_atlas.errors import UnsupportedArchitectureError
+from circuit_atlas.errors import TaskDataError, UnsupportedArchitectureError
 from circuit_atlas.graph import Graph
 from circuit_atlas.models.adapters import ADAPTERS, from_hf, get_adapter, supported_model_types
 from circuit_atlas.models.gpt2 import PatchableGPT2
@@ -48,6 +48,12 @@ def test_adapter_classes_and_spec():
     torch.testing.assert_close(w, torch.ones_like(w), atol=0, rtol=0)
     torch.testing.assert_close(b, torch.zeros_like(b), atol=0, rtol=0)
     assert sorted(ADAPTERS) == supported_model_types() == list(sorted(ARCHS))
+
+
+def test_learned_positions_refuse_longer_prompts():
+    model = from_hf(arch_model("gpt2", dtype=torch.float32))  # 64 positions
+    with pytest.raises(TaskDataError, match="65 token positions exceed the 64 learned positions"):
+        model(torch.zeros(1, 65, dtype=torch.long))
 
 
 def test_grouped_query_attention_is_ungrouped_per_head():

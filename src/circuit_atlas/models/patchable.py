@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from circuit_atlas.errors import TaskDataError
 from circuit_atlas.graph import Graph
 from circuit_atlas.models.slot_grad import (
     SlotFanout,
@@ -275,10 +276,19 @@ class PatchableTransformer(nn.Module):
         """The ``input`` node ``(b, p, d)`` of ``tokens`` ``(b, p)`` int64.
 
         Token embeddings, plus position embeddings ``W_pos[:p]`` for learned-position models.
+
+        Raises:
+            TaskDataError: If a learned-position model gets more positions than it has.
         """
         x = self.W_E[tokens]
         if self.W_pos is not None:
-            x = x + self.W_pos[: tokens.shape[-1]]
+            p = tokens.shape[-1]
+            if p > self.W_pos.shape[0]:
+                raise TaskDataError(
+                    f"{p} token positions exceed the {self.W_pos.shape[0]} learned positions of "
+                    f"this {self.spec.architecture} model"
+                )
+            x = x + self.W_pos[:p]
         return x
 
     def rotary(self, n_pos: int) -> Rope:
