@@ -20,7 +20,6 @@ Shapes: ``L`` layers, ``h`` heads, ``b`` examples, ``p`` positions, ``d`` d_mode
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -387,16 +386,15 @@ def _step3(model, base: Trace, ends: Tensor, inputs: dict[int, Tensor], rec: _Re
             q, key, val = (t.view(h, k, b, e).transpose(1, 2) for t in (q, key, qkv[2]))
             scores = torch.matmul(q, keys.transpose(-1, -2))  # (h, b, k, p)
             scores = scores.scatter(-1, at_end, (q * key).sum(-1, keepdim=True))
-            scores = upcast(scores) / math.sqrt(e)
-            pattern = scores.masked_fill(hidden[None, :, None, :], float("-inf")).softmax(-1)
+            pattern = model.attention_pattern(scores, hidden[None, :, None, :])
             weights = pattern.to(values.dtype)
             v_end = values[:, rows, ends][:, :, None]  # (h, b, 1, e)
             z = torch.matmul(weights, values) + weights.gather(-1, at_end) * (val - v_end)
             z = z.transpose(1, 2).reshape(h, k * b, 1, e)
             from_end = pattern.transpose(1, 2)  # (h, k, b, p)
         else:
-            scores = upcast(torch.matmul(q, key.transpose(-1, -2))) / math.sqrt(e)  # (h, k·b, p, p)
-            pattern = scores.masked_fill(hidden, float("-inf")).softmax(-1)
+            scores = torch.matmul(q, key.transpose(-1, -2))  # (h, k·b, p, p)
+            pattern = model.attention_pattern(scores, hidden)
             z = torch.matmul(pattern.to(qkv.dtype), qkv[2])  # (h, k·b, p, e)
             from_end = pattern.view(h, k, b, p, p)[:, :, rows, ends]  # (h, k, b, p)
         attn = model.through_o(layer, z) + model.attn_out_bias(layer)

@@ -360,12 +360,20 @@ class PatchableTransformer(nn.Module):
         q = self.rotate(qkv[0], cos, sin)  # (h, b, p, e)
         k = self.rotate(qkv[1], cos, sin)
         v = qkv[2]
-        scores = upcast(torch.matmul(q, k.transpose(-1, -2))) / math.sqrt(e)  # (h, b, p, p)
-        causal = torch.ones(p, p, dtype=torch.bool, device=scores.device).triu(1)
-        pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        causal = torch.ones(p, p, dtype=torch.bool, device=q.device).triu(1)
+        pattern = self.attention_pattern(torch.matmul(q, k.transpose(-1, -2)), causal)
         z = torch.matmul(pattern.to(v.dtype), v)  # (h, b, p, e)
         out = torch.matmul(z.reshape(h, b * p, e), w_o).view(h, b, p, self.spec.d_model)
         return out, pattern
+
+    def attention_pattern(self, scores: Tensor, hidden: Tensor) -> Tensor:
+        """Attention probabilities ``(..., q, k)`` from raw scores ``q·k`` ``(..., q, k)``.
+
+        Scales by ``1/√e``, sets the keys where ``hidden`` (bool, broadcastable) is True to
+        −inf and takes the softmax over keys, in float32 for half-precision models.
+        """
+        scaled = upcast(scores) / math.sqrt(self.spec.d_head)
+        return scaled.masked_fill(hidden, float("-inf")).softmax(-1)
 
     def through_o(self, layer: int, z: Tensor) -> Tensor:
         """Sum over heads of ``z`` ``(h, ..., e)`` through W_O → ``(..., d)`` (no b_O)."""

@@ -121,6 +121,10 @@ class PatchableModel(Protocol):
         """Head outputs ``(h, b, p, d)``."""
         ...
 
+    def attention_pattern(self, scores: Tensor, hidden: Tensor) -> Tensor:
+        """Probabilities ``(..., q, k)`` from raw ``q·k`` scores; ``hidden`` keys masked."""
+        ...
+
     def through_o(self, layer: int, z: Tensor) -> Tensor:
         """Sum over heads of ``z`` ``(h, ..., e)`` through W_O → ``(..., d)``."""
         ...
