@@ -134,3 +134,16 @@ def test_load_model_refuses_an_unsupported_directory(tmp_path):
                intermediate_size=32).save_pretrained(tmp_path / "bert")  # fmt: skip
     with pytest.raises(UnsupportedArchitectureError, match="bert.*'bert'.*supported: 'gpt2'"):
         load_model(path=tmp_path / "bert")
+
+
+@pytest.mark.parametrize("arch", ARCHS[1:])
+def test_bf16_runs_and_stays_close(arch):
+    hf = arch_model(arch, heads=4, d_model=32, dtype=torch.float32, scale=1.0)
+    ref = from_hf(hf)
+    half = from_hf(hf.to(torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    tokens = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, b = ref(tokens), half(tokens).float()
+    assert torch.isfinite(b).all()
+    assert (a - b).abs().max() < 0.05 * a.abs().max() + 0.05
