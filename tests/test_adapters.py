@@ -109,10 +109,37 @@ def test_unsupported_options_are_refused():
 
     with pytest.raises(UnsupportedArchitectureError, match="scale_attn_by_inverse_layer_idx"):
         ModelSpec.from_hf_config(GPT2Config(scale_attn_by_inverse_layer_idx=True))
-    scaled = LlamaConfig(rope_parameters={"rope_type": "linear", "factor": 2.0,
+    scaled = LlamaConfig(rope_parameters={"rope_type": "yarn", "factor": 2.0,
                                           "rope_theta": 10000.0})  # fmt: skip
-    with pytest.raises(UnsupportedArchitectureError, match="rope_type='linear'"):
+    with pytest.raises(UnsupportedArchitectureError, match="rope_type='yarn'"):
         ModelSpec.from_hf_config(scaled)
+
+
+@pytest.mark.parametrize("rope", [
+    {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 16, "rope_theta": 500000.0},
+])  # fmt: skip
+def test_scaled_rotary_of_llama_3(rope):
+    """Llama 3.x's ``llama3`` (and ``linear``) rotary frequencies: the forward still equals HF."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=32, num_attention_heads=2, num_key_value_heads=1,
+                      num_hidden_layers=2, intermediate_size=48, vocab_size=64,
+                      max_position_embeddings=64, rope_parameters=rope)  # fmt: skip
+    hf = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.mul_(3.0) if p.dim() > 1 else p.add_(0.3 * torch.randn_like(p))
+    model = from_hf(hf)
+    assert model.spec.rope_type == rope["rope_type"]
+    e = model.spec.d_head
+    default = 1.0 / rope["rope_theta"] ** (torch.arange(0, e, 2).float() / e)
+    assert not torch.allclose(model.inv_freq, default)  # the scaling changed the frequencies
+    tokens = torch.randint(0, 64, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), hf(tokens).logits, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -4,7 +4,9 @@ Shared specifics: pre-norm sequential residual, full rotary embeddings (``rotate
 ``q_proj``/``k_proj``/``v_proj``/``o_proj``, a gated SwiGLU MLP ``down(act(gate(x)) ⊙ up(x))``,
 grouped-query attention. The family members differ only in:
 
-- Llama: RMSNorm with a weight; optional ``attention_bias`` (q/k/v/o) and ``mlp_bias``.
+- Llama: RMSNorm with a weight; optional ``attention_bias`` (q/k/v/o) and ``mlp_bias``; rotary
+  frequencies ``default``, ``linear`` or ``llama3`` (Llama 3.x), copied from HF's
+  ``rotary_emb``.
 - Qwen2: RMSNorm; q/k/v biases (no o bias); sliding-window attention is refused.
 - OLMo: non-parametric LayerNorm (no weight, no bias, eps 1e-5); ``clip_qkv`` is refused.
 
@@ -39,6 +41,10 @@ class _Family:
     qkv_bias: bool | None  # None: from config.attention_bias
 
 
+ROPE_TYPES = ("default", "linear", "llama3")
+"""Rotary variants read (their frequencies are copied from the HF model's ``rotary_emb``); the
+others (``dynamic``, ``yarn``, ``longrope``) rescale with sequence length or scale cos/sin."""
+
 LLAMA_FAMILY = {
     "llama": _Family("rmsnorm", True, None),
     "qwen2": _Family("rmsnorm", True, True),
@@ -64,8 +70,9 @@ def llama_spec(config: Any) -> ModelSpec:
     d, h = int(config.hidden_size), int(config.num_attention_heads)
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     problems = []
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        problems.append(f"rope_type={rope.get('rope_type', rope.get('type'))!r}")
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ROPE_TYPES:
+        problems.append(f"rope_type={rope_type!r} (supported: {', '.join(ROPE_TYPES)})")
     if float(rope.get("partial_rotary_factor", 1.0)) != 1.0:
         problems.append("partial_rotary_factor != 1")
     if (getattr(config, "head_dim", None) or d // h) != d // h or d % h:
@@ -103,6 +110,7 @@ def llama_spec(config: Any) -> ModelSpec:
         gated_mlp=True,
         n_kv_heads=None if kv == h else kv,
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        rope_type=str(rope_type),
     )
 
 
@@ -161,6 +169,13 @@ class PatchableLlama(PatchableTransformer):
                         ours.copy_(theirs.bias)
             _copy_norm(model.lnf_w, model.lnf_b, base.norm)
             model.W_U.copy_(hf_model.get_output_embeddings().weight.T)
+            rotary = getattr(base, "rotary_emb", None)
+            if rotary is not None:  # HF's frequencies: the same for default rope, scaled else
+                if float(getattr(rotary, "attention_scaling", 1.0)) != 1.0:
+                    raise UnsupportedArchitectureError(
+                        f"rotary attention_scaling {rotary.attention_scaling} is not supported"
+                    )
+                model.inv_freq.copy_(rotary.inv_freq)
         return model
 
 

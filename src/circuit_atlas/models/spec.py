@@ -34,6 +34,8 @@ class ModelSpec:
         n_kv_heads: Key/value heads (grouped-query attention); None when equal to ``n_heads``.
             The graph always has per-head k and v inputs (the groups are ungrouped).
         tied_embeddings: Whether the unembedding is the transposed token embedding.
+        rope_type: HF rotary variant (``default``; the Llama adapter also reads ``linear`` and
+            ``llama3``, whose frequencies it copies from the HF model).
     """
 
     architecture: str
@@ -54,6 +56,7 @@ class ModelSpec:
     gated_mlp: bool = False
     n_kv_heads: int | None = None
     tied_embeddings: bool = False
+    rope_type: str = "default"
 
     @property
     def d_head(self) -> int:
