@@ -107,6 +107,8 @@ def test_unsupported_model_type_names_it_and_lists_supported():
 def test_unsupported_options_are_refused():
     from transformers import GPT2Config, LlamaConfig
 
+    with pytest.raises(UnsupportedArchitectureError, match="activation 'swish2'.*supported: gelu"):
+        ModelSpec.from_hf_config(GPT2Config(activation_function="swish2"))
     with pytest.raises(UnsupportedArchitectureError, match="scale_attn_by_inverse_layer_idx"):
         ModelSpec.from_hf_config(GPT2Config(scale_attn_by_inverse_layer_idx=True))
     scaled = LlamaConfig(rope_parameters={"rope_type": "yarn", "factor": 2.0,

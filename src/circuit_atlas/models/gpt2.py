@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from circuit_atlas.errors import ModelSourceError, UnsupportedArchitectureError
-from circuit_atlas.models.patchable import PatchableTransformer
+from circuit_atlas.models.patchable import PatchableTransformer, activation
 from circuit_atlas.models.spec import ModelSpec
 
 __all__ = ["PatchableGPT2", "gpt2_spec"]
@@ -39,6 +39,7 @@ def gpt2_spec(config: Any) -> ModelSpec:
             raise UnsupportedArchitectureError(
                 f"GPT-2 option {option}={unsupported} is not supported by the gpt2 adapter"
             )
+    activation(str(config.activation_function))  # refuses an unknown one before weights load
     d = int(config.n_embd)
     return ModelSpec(
         architecture="gpt2",

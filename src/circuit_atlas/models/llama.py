@@ -28,7 +28,7 @@ from torch import nn
 
 from circuit_atlas.errors import ModelSourceError, UnsupportedArchitectureError
 from circuit_atlas.models.neox import rope_theta
-from circuit_atlas.models.patchable import PatchableTransformer
+from circuit_atlas.models.patchable import PatchableTransformer, activation
 from circuit_atlas.models.spec import ModelSpec
 
 __all__ = ["PatchableLlama", "llama_spec", "LLAMA_FAMILY"]
@@ -91,6 +91,7 @@ def llama_spec(config: Any) -> ModelSpec:
     eps = float(getattr(config, "rms_norm_eps", 1e-5)) if family.parametric_norm else 1e-5
     bias = family.qkv_bias if family.qkv_bias is not None else getattr(config, "attention_bias",
                                                                          False)  # fmt: skip
+    activation(str(config.hidden_act))  # refuses an unknown activation before any weights load
     return ModelSpec(
         architecture=model_type,
         n_layers=int(config.num_hidden_layers),

@@ -22,6 +22,7 @@ from circuit_atlas.models.patchable import (
     Patch,
     PatchableTransformer,
     SlotHook,
+    activation,
 )
 from circuit_atlas.models.spec import ModelSpec
 
@@ -38,6 +39,7 @@ def neox_spec(config: Any) -> ModelSpec:
         raise UnsupportedArchitectureError(
             f"model_type {getattr(config, 'model_type', None)!r} is not 'gpt_neox'"
         )
+    activation(str(config.hidden_act))  # refuses an unknown activation before any weights load
     return ModelSpec(
         architecture="gpt_neox",
         n_layers=config.num_hidden_layers,

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from circuit_atlas.errors import TaskDataError
+from circuit_atlas.errors import TaskDataError, UnsupportedArchitectureError
 from circuit_atlas.graph import Graph
 from circuit_atlas.models.slot_forward import OutputEdit, Patch, SlotForward, SlotHook
 from circuit_atlas.models.slot_grad import upcast
@@ -50,6 +50,7 @@ __all__ = [
     "Patch",
     "PatchableTransformer",
     "Rope",
+    "activation",
     "SlotHook",
     "upcast",
 ]
@@ -65,6 +66,19 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
 }
 """MLP activations by HF ``hidden_act`` name."""
+
+
+def activation(name: str) -> Callable[[Tensor], Tensor]:
+    """The MLP activation of a HF ``hidden_act`` name.
+
+    Raises:
+        UnsupportedArchitectureError: For a name not in :data:`ACTIVATIONS` (lists them).
+    """
+    if name not in ACTIVATIONS:
+        raise UnsupportedArchitectureError(
+            f"MLP activation {name!r} is not supported; supported: {', '.join(ACTIVATIONS)}"
+        )
+    return ACTIVATIONS[name]
 
 
 @dataclass
@@ -151,7 +165,7 @@ class PatchableTransformer(SlotForward, nn.Module):
         )
         self.register_buffer("inv_freq", inv, persistent=False)
         self._rms = spec.norm == "rmsnorm"
-        self._act = ACTIVATIONS[spec.hidden_act]
+        self._act = activation(spec.hidden_act)
         self.requires_grad_(False)
 
     @property
