@@ -169,6 +169,7 @@ def _arch(hf):
         embed=lambda t: hf.model.embed_tokens.weight.detach()[t],
         rope=lambda x: _rope(x, E, cfg.rope_parameters["rope_theta"]),
         final=_norm64(hf.model.norm, cfg),
+        clip=getattr(cfg, "clip_qkv", None),
         parallel=False,
         layers=cfg.num_hidden_layers,
         heads=cfg.num_attention_heads,
@@ -238,6 +239,8 @@ def run(hf, tokens, position, keep=None, alt=None, embed=None):
             q = w["ln1"](slot_input(parents, f"{name}<q>", bias)) @ w["wq"][h].T + w["bq"][h]
             k = w["ln1"](slot_input(parents, f"{name}<k>", bias)) @ w["wk"][h].T + w["bk"][h]
             v = w["ln1"](slot_input(parents, f"{name}<v>", bias)) @ w["wv"][h].T + w["bv"][h]
+            if arch.get("clip") is not None:  # OLMo's clip_qkv
+                q, k, v = (t.clamp(-arch["clip"], arch["clip"]) for t in (q, k, v))
             q, k = arch["rope"](q), arch["rope"](k)
             att = (q @ k.T / math.sqrt(E)).masked_fill(causal, float("-inf")).softmax(-1)
             new[name] = (att @ v) @ w["wo"][h].T

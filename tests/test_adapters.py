@@ -117,6 +117,21 @@ def test_unsupported_options_are_refused():
         ModelSpec.from_hf_config(scaled)
 
 
+def test_olmo_clip_qkv_equals_transformers():
+    hf = arch_model("olmo", heads=4, d_model=32, clip_qkv=0.5, dtype=torch.float32, scale=3.0)
+    model = from_hf(hf)
+    assert model.spec.clip_qkv == 0.5
+    tokens = torch.randint(0, 64, (3, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = hf(tokens).logits
+        torch.testing.assert_close(model(tokens), ref, atol=1e-4, rtol=1e-4)
+        qkv = model.qkv(0, model.embed(tokens)[None, None])
+        unclipped = from_hf(arch_model("olmo", heads=4, d_model=32, dtype=torch.float32,
+                                       scale=3.0))(tokens)  # fmt: skip
+    assert qkv.abs().max() == 0.5  # the clamp is active on these weights
+    assert (unclipped - ref).abs().max() > 1e-2
+
+
 @pytest.mark.parametrize("rope", [
     {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
     {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,

@@ -38,6 +38,18 @@ def test_eap_ig_inputs_equals_independent_reference(setup):
     torch.testing.assert_close(ours, expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
 
 
+def test_eap_with_olmo_clip_qkv_equals_independent_reference():
+    """The gradient pass (SlotFanout) has no gradient where OLMo's clip_qkv clamps."""
+    hf = arch_model("olmo", layers=2, heads=2, d_model=16, seed=7, clip_qkv=0.3)
+    model, data = patchable(hf), dataset(n=3, pos=5, seed=3)
+    with torch.no_grad():
+        assert (model.qkv(0, model.embed(data.clean)[None, None]).abs() == 0.3).any()
+    ours = attribute(model, None, data, method="EAP").double()
+    expected = ref.eap_scores(hf, data, model.graph.edge_names)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(ours, expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
+
+
 def test_exact_equals_independent_reference(setup):
     hf, model, data = setup
     ours = attribute(model, None, data, method="exact").double()

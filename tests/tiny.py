@@ -55,6 +55,7 @@ def arch_model(
     d_model=16,
     vocab=64,
     kv_heads=None,
+    clip_qkv=None,
     seed=0,
     scale=6.0,
     dtype=torch.float64,
@@ -62,7 +63,8 @@ def arch_model(
     """A random HF causal LM of ``arch`` (a HF ``model_type``), weights scaled as :func:`hf_model`.
 
     ``gpt_neox`` is :func:`hf_model` (parallel residual). Llama-family models get grouped-query
-    attention with ``kv_heads`` key/value heads (default ``heads // 2``, at least 1).
+    attention with ``kv_heads`` key/value heads (default ``heads // 2``, at least 1); OLMo
+    takes ``clip_qkv``.
     """
     if arch == "gpt_neox":
         return hf_model(layers=layers, heads=heads, d_model=d_model, vocab=vocab, seed=seed,
@@ -81,7 +83,8 @@ def arch_model(
             "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
             "olmo": (transformers.OlmoConfig, transformers.OlmoForCausalLM),
         }[arch]
-        cfg = config_cls(hidden_size=d_model, num_attention_heads=heads,
+        extra = {"clip_qkv": clip_qkv} if clip_qkv is not None else {}
+        cfg = config_cls(**extra,hidden_size=d_model, num_attention_heads=heads,
                          num_key_value_heads=kv_heads or max(1, heads // 2),
                          num_hidden_layers=layers, intermediate_size=3 * d_model,
                          vocab_size=vocab, max_position_embeddings=64, bos_token_id=0,

@@ -8,7 +8,9 @@ grouped-query attention. The family members differ only in:
   frequencies ``default``, ``linear`` or ``llama3`` (Llama 3.x), copied from HF's
   ``rotary_emb``.
 - Qwen2: RMSNorm; q/k/v biases (no o bias); sliding-window attention is refused.
-- OLMo: non-parametric LayerNorm (no weight, no bias, eps 1e-5); ``clip_qkv`` is refused.
+- OLMo: non-parametric LayerNorm (no weight, no bias, eps 1e-5); ``clip_qkv`` clamps q, k and v
+  (in every forward and in the gradient pass; the OV/QK matrices of ``ov``/``qk`` are the
+  unclamped weights).
 
 Grouped-query attention is ungrouped: every query head gets its own copy of its group's K and V
 weights (``repeat_interleave`` over heads, as HF ``repeat_kv`` and TransformerLens'
@@ -58,8 +60,8 @@ def llama_spec(config: Any) -> ModelSpec:
 
     Raises:
         UnsupportedArchitectureError: For another ``model_type``, or options the adapter does
-            not implement (rope scaling, a ``head_dim`` other than ``hidden_size / heads``,
-            sliding windows, ``clip_qkv``).
+            not implement (scaled rotary other than ``linear``/``llama3``, a ``head_dim`` other
+            than ``hidden_size / heads``, sliding windows).
     """
     model_type = getattr(config, "model_type", None)
     if model_type not in LLAMA_FAMILY:
@@ -79,8 +81,6 @@ def llama_spec(config: Any) -> ModelSpec:
         problems.append(f"head_dim={config.head_dim} (hidden_size / heads = {d / h})")
     if getattr(config, "use_sliding_window", False):
         problems.append("use_sliding_window=True")
-    if getattr(config, "clip_qkv", None) is not None:
-        problems.append(f"clip_qkv={config.clip_qkv}")
     if problems:
         raise UnsupportedArchitectureError(
             f"{model_type} options not supported by the llama adapter: {', '.join(problems)}"
@@ -112,6 +112,7 @@ def llama_spec(config: Any) -> ModelSpec:
         n_kv_heads=None if kv == h else kv,
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
         rope_type=str(rope_type),
+        clip_qkv=None if getattr(config, "clip_qkv", None) is None else float(config.clip_qkv),
     )
 
 

@@ -305,6 +305,8 @@ class PatchableTransformer(SlotForward, nn.Module):
             qkv_in: ``(3, h, b, p, d)``, or ``(1, 1, b, p, d)`` when every q/k/v slot receives
                 the same residual stream (then one fused GEMM computes all of them).
             heads: Compute only these heads (``qkv_in`` then has ``len(heads)`` rows per q/k/v).
+
+        With ``spec.clip_qkv`` (OLMo), q, k and v are clamped to ``[−clip, clip]``.
         """
         lw = self.layers[layer]
         e = self.spec.d_head
@@ -320,7 +322,9 @@ class PatchableTransformer(SlotForward, nn.Module):
         else:
             qkv = torch.matmul(x.reshape(3 * h, b * p, d), w_qkv.reshape(3 * h, d, e))
             qkv = qkv.view(3, h, b * p, e)  # (3, h, b·p, e)
-        return (qkv + b_qkv).view(3, h, b, p, e)
+        qkv = (qkv + b_qkv).view(3, h, b, p, e)
+        clip = self.spec.clip_qkv
+        return qkv if clip is None else qkv.clamp(-clip, clip)
 
     def attend(
         self, layer: int, qkv: Tensor, rope: Rope, heads: list[int] | None = None

@@ -135,6 +135,7 @@ class SlotForward:
                     spec.layer_norm_eps,
                     bind_slots(slot_hook, s0),
                     self._rms,
+                    spec.clip_qkv,
                 )
                 mlp_in = resid * 1.0
                 if spec.parallel_residual:

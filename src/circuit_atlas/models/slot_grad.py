@@ -60,14 +60,15 @@ class SlotFanout(torch.autograd.Function):
     Forward: ``resid (b, p, d)`` → ``qkv (3, h, b, p, e)``, computed once as if the 3h q/k/v
     slots each received ``resid``. The norm is LayerNorm (``rms=False``: centre, divide by the
     standard deviation, ``· w + b``) or RMSNorm (``rms=True``: divide by the root mean square,
-    ``· w``). Backward: each slot's gradient with respect to its own input is
+    ``· w``). With ``clip``, q, k and v are clamped to ``[−clip, clip]`` (OLMo's ``clip_qkv``).
+    Backward: each slot's gradient with respect to its own input is
     ``J_normᵀ (dqkv_s · W_sᵀ)``; these ``(3h, b, p, d)`` gradients go to ``hook`` and their sum
     is the gradient of ``resid``. Equivalent to materialising 3h copies of the residual stream
     (tested), without storing them.
     """
 
     @staticmethod
-    def forward(ctx, resid, ln_w, ln_b, w_qkv, b_qkv, eps, hook, rms=False):  # noqa: D102
+    def forward(ctx, resid, ln_w, ln_b, w_qkv, b_qkv, eps, hook, rms=False, clip=None):  # noqa: D102
         x = upcast(resid)
         if rms:
             rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
@@ -84,14 +85,20 @@ class SlotFanout(torch.autograd.Function):
         w = w_qkv.permute(2, 0, 1, 3).reshape(d, three * h * e)
         qkv = (y.reshape(b * p, d) @ w).view(b * p, three, h, e).permute(1, 2, 0, 3)
         qkv = (qkv + b_qkv).reshape(three, h, b, p, e)
-        ctx.save_for_backward(xhat, rstd, ln_w, w_qkv)
+        inside = None
+        if clip is not None:  # OLMo's clip_qkv: clamp q, k and v; no gradient where clamped
+            inside = qkv.abs() <= clip
+            qkv = qkv.clamp(-clip, clip)
+        ctx.save_for_backward(xhat, rstd, ln_w, w_qkv, inside)
         ctx.hook = hook
         ctx.rms = rms
         return qkv
 
     @staticmethod
     def backward(ctx, dqkv):  # noqa: D102
-        xhat, rstd, ln_w, w_qkv = ctx.saved_tensors
+        xhat, rstd, ln_w, w_qkv, inside = ctx.saved_tensors
+        if inside is not None:
+            dqkv = dqkv * inside
         three, h, b, p, e = dqkv.shape
         d = w_qkv.shape[2]
         dy = torch.bmm(
@@ -104,4 +111,4 @@ class SlotFanout(torch.autograd.Function):
             dx = rstd * (g - g.mean(-1, keepdim=True) - xhat * (g * xhat).mean(-1, keepdim=True))
         dx = dx.to(dqkv.dtype)
         ctx.hook(dx)
-        return dx.sum(0), None, None, None, None, None, None, None
+        return dx.sum(0), None, None, None, None, None, None, None, None

@@ -36,6 +36,7 @@ class ModelSpec:
         tied_embeddings: Whether the unembedding is the transposed token embedding.
         rope_type: HF rotary variant (``default``; the Llama adapter also reads ``linear`` and
             ``llama3``, whose frequencies it copies from the HF model).
+        clip_qkv: OLMo's clamp of q, k and v to ``[−clip_qkv, clip_qkv]``; None for none.
     """
 
     architecture: str
@@ -57,6 +58,7 @@ class ModelSpec:
     n_kv_heads: int | None = None
     tied_embeddings: bool = False
     rope_type: str = "default"
+    clip_qkv: float | None = None
 
     @property
     def d_head(self) -> int:
