@@ -7,6 +7,7 @@ resident memory. Work: 64 prompts × 16 tokens, logit-difference metric, fp32, b
 Usage:
     python benchmarks/bench_core.py --model pythia-70m [--device cpu] [--dtype float32]
     python benchmarks/bench_core.py --model pythia-160m --skip-search
+    python benchmarks/bench_core.py --model gpt2 --skip-search   # GPT-2 small's shape (adapter)
 
 Prints one JSON line per measurement; copy the figures into docs/benchmarks.md.
 """
@@ -28,7 +29,7 @@ def _peak_rss_gb() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="pythia-70m")
+    parser.add_argument("--model", default="pythia-70m", help="a Pythia name, or gpt2 (small)")
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--pos", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -50,8 +51,16 @@ def main() -> None:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    hf = GPTNeoXForCausalLM(pythia_config(args.model)).eval()
-    model = PatchableGPTNeoX.from_hf(hf).to(device=device, dtype=dtype)
+    if args.model == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        from circuit_atlas.models.adapters import from_hf
+
+        hf = GPT2LMHeadModel(GPT2Config()).eval()  # GPT-2 small's shape, random weights
+        model = from_hf(hf).to(device=device, dtype=dtype)
+    else:
+        hf = GPTNeoXForCausalLM(pythia_config(args.model)).eval()
+        model = PatchableGPTNeoX.from_hf(hf).to(device=device, dtype=dtype)
     del hf
     g = model.graph
     v = model.spec.vocab_size

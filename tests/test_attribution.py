@@ -10,18 +10,40 @@ from circuit_atlas.evaluation import record_outputs
 from circuit_atlas.models.neox import Patch
 from circuit_atlas.tasks.base import metric_values
 from tests import reference_patching as ref
-from tests.tiny import dataset, hf_model, patchable
+from tests.tiny import ARCHS, arch_model, dataset, hf_model, patchable
 
 
-@pytest.fixture(scope="module")
-def setup():
-    hf = hf_model(layers=2, heads=2, d_model=16, seed=7)
+@pytest.fixture(scope="module", params=ARCHS)
+def setup(request):
+    """A tiny random model of every adapter (GPT-NeoX: parallel residual), and toy data."""
+    hf = arch_model(request.param, layers=2, heads=2, d_model=16, seed=7)
     return hf, patchable(hf), dataset(n=3, pos=5, seed=3)
 
 
 def test_eap_equals_independent_first_order_reference(setup):
     """EAP == d/dε metric drop when every edge's parent moves ε towards its corrupted value."""
     hf, model, data = setup
+    ours = attribute(model, None, data, method="EAP").double()
+    expected = ref.eap_scores(hf, data, model.graph.edge_names)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(ours, expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
+
+
+def test_eap_ig_inputs_equals_independent_reference(setup):
+    """EAP-IG-inputs == the reference's finite differences at each interpolated input."""
+    hf, model, data = setup
+    ours = attribute(model, None, data, method="EAP-IG-inputs", ig_steps=3).double()
+    expected = ref.eap_ig_inputs_scores(hf, data, model.graph.edge_names, steps=3)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(ours, expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-4)
+
+
+def test_eap_with_olmo_clip_qkv_equals_independent_reference():
+    """The gradient pass (SlotFanout) has no gradient where OLMo's clip_qkv clamps."""
+    hf = arch_model("olmo", layers=2, heads=2, d_model=16, seed=7, clip_qkv=0.3)
+    model, data = patchable(hf), dataset(n=3, pos=5, seed=3)
+    with torch.no_grad():
+        assert (model.qkv(0, model.embed(data.clean)[None, None]).abs() == 0.3).any()
     ours = attribute(model, None, data, method="EAP").double()
     expected = ref.eap_scores(hf, data, model.graph.edge_names)
     assert expected.abs().max() > 1e-2
@@ -38,10 +60,15 @@ def test_exact_equals_independent_reference(setup):
     torch.testing.assert_close(ours[subset], expected, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("parallel", [True, False])
-def test_exact_equals_eap_where_attribution_is_exact(parallel):
+@pytest.mark.parametrize("arch,parallel", [("gpt_neox", True), ("gpt_neox", False),
+                                           *((a, False) for a in ARCHS[1:])])  # fmt: skip
+def test_exact_equals_eap_where_attribution_is_exact(arch, parallel):
     """A corrupted run infinitesimally close to the clean one: exact patching == EAP."""
-    model = patchable(hf_model(layers=2, heads=2, d_model=16, seed=8, parallel=parallel))
+    if arch == "gpt_neox":
+        hf = hf_model(layers=2, heads=2, d_model=16, seed=8, parallel=parallel)
+    else:
+        hf = arch_model(arch, layers=2, heads=2, d_model=16, seed=8)
+    model = patchable(hf)
     data = dataset(n=3, pos=5, seed=4)
     g = model.graph
     eap = attribute(model, g, data, method="EAP").double()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from circuit_atlas.circuit_cli import EAP_JSON_FILE
 from circuit_atlas.cli import app
+from circuit_atlas.graph import Graph
 from circuit_atlas.result import CircuitResult
 
 runner = CliRunner()
@@ -82,3 +84,25 @@ def test_errors_exit_2_and_name_the_value(checkpoint, data_dir, tmp_path, extra,
     res = runner.invoke(app, args)
     assert res.exit_code == 2
     assert message in res.output
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2", "olmo"])
+def test_circuit_command_on_other_architectures(arch, pythia_tokenizer, data_dir, tmp_path):
+    """``--model-path`` on a local random GPT-2 / Llama / Qwen2 / OLMo directory (issue 13)."""
+    from tests.tiny import arch_model
+
+    hf = arch_model(arch, layers=2, heads=4, d_model=32, vocab=50_304, scale=1.0,
+                    dtype=torch.float32)  # fmt: skip
+    ckpt = tmp_path / arch
+    hf.save_pretrained(ckpt)
+    pythia_tokenizer.save_pretrained(ckpt)
+    args = ["circuit", "--model-path", str(ckpt), "--task", "gender-pronoun",
+            "--out", str(tmp_path / "out"), "--data-dir", str(data_dir), "--n", "4",
+            "--ig-steps", "2", "--batch-size", "4", "--max-edges", "60", "--device", "cpu"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (target,) = (tmp_path / "out").iterdir()
+    result = CircuitResult.load(target)
+    assert len(result.edge_names) == Graph(2, 4, parallel_residual=False).n_edges
+    assert "a0.h0->m0" in result.edge_names  # sequential residual: heads feed their own MLP
+    assert result.model["kind"] == "local"

@@ -70,10 +70,10 @@ def _induction_model(used: list[int]) -> PatchableGPTNeoX:
         l0.b_qkv[:, 0].zero_()
         # Only the three fastest rotary frequencies (1, 0.56, 0.32 rad per token): their
         # cosines never all return near 1 within 40 tokens, so offset 1 wins by a wide margin.
-        cos, sin = model._rotary(2)
+        cos, sin = model.rotary(2)
         k_full = torch.zeros(e, dtype=torch.float64)
         k_full[:3] = 14.0
-        q_full = model._rotate(k_full, cos[1], -sin[1])
+        q_full = model.rotate(k_full, cos[1], -sin[1])
         l0.b_qkv[0, 0, 0] = q_full
         l0.b_qkv[1, 0, 0] = k_full
         # LayerNorm maps a unit, zero-mean residual to 16x it (sqrt(d_model) = 16).
@@ -192,10 +192,10 @@ def test_previous_token_head_margin_is_wide():
     # The rotary construction of head 0.0 favours offset 1 over every other offset < 2*SEQ by a
     # wide margin (so its near-one score is not luck).
     model = _induction_model([0])
-    cos, sin = model._rotary(2 * SEQ)
+    cos, sin = model.rotary(2 * SEQ)
     b = model.layers[0].b_qkv[:, 0, 0]  # (3, e)
-    q = model._rotate(b[0].expand(2 * SEQ, -1), cos, sin)
-    k = model._rotate(b[1].expand(2 * SEQ, -1), cos, sin)
+    q = model.rotate(b[0].expand(2 * SEQ, -1), cos, sin)
+    k = model.rotate(b[1].expand(2 * SEQ, -1), cos, sin)
     scores = (q @ k.T) / math.sqrt(model.spec.d_head)  # (query, key)
     i = 2 * SEQ - 1
     gap = scores[i, i - 1] - torch.cat([scores[i, : i - 1], scores[i, i:]]).max()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from circuit_atlas.components.hooked import head_values, trace
-from tests.tiny import hf_model, patchable
+from tests.tiny import ARCHS, arch_model, hf_model, patchable
 
 
 @pytest.mark.parametrize("parallel", [True, False])
@@ -48,3 +48,19 @@ def test_edits_propagate():
     assert not torch.allclose(edited.logits, base.logits)
     with pytest.raises(ValueError, match="cannot record"):
         trace(model, tokens, record=("attn_scores",))
+
+
+@pytest.mark.parametrize("arch", ARCHS[1:])
+def test_trace_equals_hf_forward_on_every_adapter(arch):
+    """The residual walker equals HF's forward on GPT-2 and the Llama family too."""
+    hf = arch_model(arch, layers=3, heads=4, d_model=32)
+    model = patchable(hf)
+    tokens = torch.randint(0, 64, (3, 7), generator=torch.Generator().manual_seed(0))
+    t = trace(model, tokens, record=("logits", "resid", "heads", "mlp", "patterns"))
+    torch.testing.assert_close(t.logits, hf(tokens).logits, rtol=1e-6, atol=1e-6)
+    b_o = sum(model.attn_out_bias(layer) for layer in range(3))
+    total = t.resid[0] + t.heads.sum((0, 1)) + t.mlp.sum(0) + b_o
+    torch.testing.assert_close(t.resid[-1], total)
+    v = head_values(model, 1, t.resid[1])  # (h, b, p, e)
+    out = torch.einsum("hbqk,hbke,hed->hbqd", t.patterns[1].double(), v, model.ov(1)[2])
+    torch.testing.assert_close(out, t.heads[1])

@@ -7,12 +7,16 @@ import torch
 
 from circuit_atlas.evaluation import behaviour, evaluate_circuits, mean_outputs
 from tests import reference_patching as ref
-from tests.tiny import dataset, hf_model, patchable
+from tests.tiny import ARCHS, arch_model, dataset, hf_model, patchable
 
 
-@pytest.fixture(scope="module")
-def setup():
-    hf = hf_model()
+@pytest.fixture(scope="module", params=ARCHS)
+def setup(request):
+    """A tiny random model of every adapter (GPT-NeoX: parallel residual), and toy data."""
+    arch = request.param
+    # Seeds where the clean and corrupted metrics differ by > 0.1 (the tests' precondition).
+    seed = {"qwen2": 1}.get(arch, 0)
+    hf = hf_model() if arch == "gpt_neox" else arch_model(arch, heads=4, d_model=32, seed=seed)
     model = patchable(hf)
     return hf, model, dataset()
 

@@ -21,6 +21,7 @@ def test_public_surface():
         "Graph",
         "ModelSpec",
         "PatchableGPTNeoX",
+        "PatchableModel",
         "ResultsStore",
         "TaskDataset",
         "attribute",

@@ -168,16 +168,17 @@ def test_local_directory_without_tokenizer_falls_back_to_data_dir(tmp_path, data
 
 
 def test_local_directory_errors(tmp_path):
-    from transformers import GPT2Config
+    from transformers import BertConfig
 
     with pytest.raises(ModelSourceError, match="nowhere.*does not exist"):
         load_model(path=tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelSourceError, match="empty.*no config.json"):
         load_model(path=tmp_path / "empty")
-    GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64).save_pretrained(tmp_path / "gpt2")
-    with pytest.raises(UnsupportedArchitectureError, match="gpt2.*'gpt2'.*supported: 'gpt_neox'"):
-        load_model(path=tmp_path / "gpt2")
+    BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2,
+               intermediate_size=32).save_pretrained(tmp_path / "bert")  # fmt: skip
+    with pytest.raises(UnsupportedArchitectureError, match="bert.*'bert'.*supported: 'gpt2'"):
+        load_model(path=tmp_path / "bert")
     tiny_config().save_pretrained(tmp_path / "noweights")
     with pytest.raises(ModelSourceError, match="noweights"):
         load_model(path=tmp_path / "noweights")

@@ -27,6 +27,7 @@ _EXPORTS = {
     "Graph": "circuit_atlas.graph",
     "ModelSpec": "circuit_atlas.models.spec",
     "PatchableGPTNeoX": "circuit_atlas.models.neox",
+    "PatchableModel": "circuit_atlas.models.protocol",
     "ResultsStore": "circuit_atlas.store",
     "TaskDataset": "circuit_atlas.tasks.base",
     "attribute": "circuit_atlas.attribution",

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from circuit_atlas.evaluation import _check, _repeat, evaluate_circuits, record_outputs
 from circuit_atlas.graph import Graph
-from circuit_atlas.models.neox import PatchableGPTNeoX
+from circuit_atlas.models.protocol import PatchableModel
 from circuit_atlas.tasks.base import TaskDataset, metric_values
 
 __all__ = ["METHODS", "Method", "attribute"]
@@ -54,7 +54,7 @@ METHODS: tuple[str, ...] = (
 
 
 def attribute(
-    model: PatchableGPTNeoX,
+    model: PatchableModel,
     graph: Graph | None,
     data: TaskDataset,
     *,

@@ -45,7 +45,7 @@ def circuit(
     out: Annotated[Path, typer.Option(help="Directory for the result; it is written to OUT/<model>-step<N>-<task>.")],  # noqa: E501
     model: Annotated[str | None, typer.Option(help="Pythia model name from the hub (e.g. pythia-160m).")] = None,  # noqa: E501
     step: Annotated[int | None, typer.Option(help="Training step of the checkpoint (default: the last).")] = None,  # noqa: E501
-    model_path: Annotated[Path | None, typer.Option(help="Local Hugging Face GPT-NeoX directory (instead of --model).")] = None,  # noqa: E501
+    model_path: Annotated[Path | None, typer.Option(help="Local Hugging Face directory: GPT-NeoX, GPT-2, Llama, Qwen2 or OLMo (instead of --model).")] = None,  # noqa: E501
     data_dir: Annotated[Path | None, typer.Option(help="Data directory, searched before $CIRCUIT_ATLAS_DATA, the cache, ../shared/data.")] = None,  # noqa: E501
     cache_dir: Annotated[Path | None, typer.Option(help="Hugging Face hub cache directory.")] = None,  # noqa: E501
     n: Annotated[int | None, typer.Option(help="Number of task examples (default: the task's).")] = None,  # noqa: E501

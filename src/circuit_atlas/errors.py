@@ -54,7 +54,7 @@ class ModelSourceError(CircuitAtlasError, ValueError):
 
 
 class UnsupportedArchitectureError(ModelSourceError):
-    """The checkpoint's architecture has no adapter (only GPT-NeoX is built in)."""
+    """The checkpoint's architecture has no adapter, or uses an option its adapter lacks."""
 
 
 class PickledCheckpointError(ModelSourceError):

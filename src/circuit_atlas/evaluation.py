@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from circuit_atlas.graph import Graph
-from circuit_atlas.models.neox import Patch, PatchableGPTNeoX
+from circuit_atlas.models.patchable import Patch
+from circuit_atlas.models.protocol import PatchableModel
 from circuit_atlas.tasks.base import TaskDataset, behaviour_metrics, metric_values
 
 __all__ = [
@@ -41,7 +42,7 @@ DEFAULT_MEMORY_BUDGET = 768 * 2**20
 """Bytes allowed for the per-pass buffer of forward-slot outputs (bounds circuits per pass)."""
 
 
-def _check(model: PatchableGPTNeoX, graph: Graph | None) -> Graph:
+def _check(model: PatchableModel, graph: Graph | None) -> Graph:
     g = model.graph
     if graph is not None and (graph.n_layers, graph.n_heads, graph.parallel_residual) != (
         g.n_layers,
@@ -57,7 +58,7 @@ def _check(model: PatchableGPTNeoX, graph: Graph | None) -> Graph:
 
 @torch.no_grad()
 def task_logits(
-    model: PatchableGPTNeoX, data: TaskDataset, *, corrupted: bool = False, batch_size: int = 32
+    model: PatchableModel, data: TaskDataset, *, corrupted: bool = False, batch_size: int = 32
 ) -> Tensor:
     """Logits ``(n, vocab)`` at each example's metric position, float32.
 
@@ -75,7 +76,7 @@ def task_logits(
     return torch.cat(out)
 
 
-def behaviour(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int = 32) -> dict:
+def behaviour(model: PatchableModel, data: TaskDataset, *, batch_size: int = 32) -> dict:
     """Task behaviour on the clean and the corrupted prompts (PAPER.md §2.5).
 
     Returns:
@@ -94,7 +95,7 @@ def behaviour(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int = 3
 
 @torch.no_grad()
 def record_outputs(
-    model: PatchableGPTNeoX, tokens: Tensor, positions: Tensor
+    model: PatchableModel, tokens: Tensor, positions: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Run ``tokens`` and record every forward slot's output.
 
@@ -115,7 +116,7 @@ def record_outputs(
 
 
 @torch.no_grad()
-def mean_outputs(model: PatchableGPTNeoX, data: TaskDataset, *, batch_size: int = 32) -> Tensor:
+def mean_outputs(model: PatchableModel, data: TaskDataset, *, batch_size: int = 32) -> Tensor:
     """Mean output of every forward slot over the clean prompts' real (non-pad) positions.
 
     Returns:
@@ -160,7 +161,7 @@ class CircuitEvaluator:
 
     def __init__(
         self,
-        model: PatchableGPTNeoX,
+        model: PatchableModel,
         data: TaskDataset,
         *,
         ablation: Ablation = "patching",
@@ -236,7 +237,7 @@ class CircuitEvaluator:
 
 
 def evaluate_circuits(
-    model: PatchableGPTNeoX,
+    model: PatchableModel,
     graph: Graph | None,
     data: TaskDataset,
     edge_masks: Tensor,

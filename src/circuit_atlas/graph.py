@@ -5,12 +5,14 @@ through W_O, without b_O), one node per MLP ``m{l}``, and ``logits``. Upstream o
 *forward slots* and downstream inputs in *backward slots*: each head has three separate inputs
 (q, k and v), each MLP and the logits one. An edge joins a forward slot to a backward slot of a
 later component. For parallel-residual models (GPT-NeoX / Pythia) a layer's MLP receives no edge
-from the heads of its own layer.
+from the heads of its own layer; for sequential-residual models (GPT-2, Llama, Qwen2, OLMo) it
+does. Grouped-query models are ungrouped: every query head has its own k and v inputs.
 
 This reproduces ``Graph.from_model`` of hannamw/EAP-IG (``use_split_qkv_input``,
 ``parallel_attn_mlp``), including its edge names (``a0.h1->a2.h3<q>``) and counts: Pythia-70m has
 56 nodes and 3,580 edges, 160m 158 / 32,347, 410m and 1.4b 410 / 231,493, 2.8b 1,058 / 1,591,857
-(PAPER.md §1, §3.1).
+(PAPER.md §1, §3.1); GPT-2 small (12 × 12, sequential) has 158 / 32,491, as in EAP-IG and
+MIB.
 
 Slot layout (used by the patchable forward and attribution):
 

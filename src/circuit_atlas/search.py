@@ -75,7 +75,7 @@ class CircuitCurve:
     are identical are evaluated once.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         graph: Its graph.
         data: The task dataset.
         order: Selection order (:func:`~circuit_atlas.circuit.selection_order`); size n is the
@@ -191,7 +191,7 @@ def find_circuit(
     """Attribute, select and search: the minimal faithful circuit of ``model`` on ``data``.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: The task's :class:`~circuit_atlas.tasks.base.TaskDataset`.
         graph: The model's graph (None = ``model.graph``).
         method: Attribution method (:data:`circuit_atlas.attribution.METHODS`).

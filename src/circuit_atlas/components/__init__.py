@@ -154,7 +154,7 @@ def score_heads(
     """Every component score of every head of ``model`` (one checkpoint).
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`. Scores that need text
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`. Scores that need text
             (successor, name movers, CSPA, S-inhibition) need ``model.tokenizer``.
         settings: Which scores and how (default: all, the paper's settings).
         data_dir: Data directory (resolved as for tasks) for the CSPA corpus.

@@ -131,7 +131,7 @@ def attention_scores(
     (:func:`~circuit_atlas.components.hooked.trace`); :func:`diagonal_scores` averages them.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         seq_len: Tokens per random half (the paper: 100; the sequences have ``2·seq_len``).
         batch: Number of sequences (the paper: 2).
         low: Smallest token id drawn (the paper: 100).

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from circuit_atlas.components.hooked import trace
-from circuit_atlas.models.neox import _up
+from circuit_atlas.models.patchable import upcast
 
 __all__ = ["IOI_WORDS", "copy_scores", "name_positions"]
 
@@ -93,9 +93,12 @@ def name_positions(data) -> tuple[Tensor, Tensor]:
     return rows, pos
 
 
-def _layer_norm(x: Tensor, w: Tensor, b: Tensor, eps: float, full: bool) -> Tensor:
-    """LayerNorm over the last dim; without the division by the std when ``full`` is False."""
-    centred = x - x.mean(-1, keepdim=True)
+def _layer_norm(model, x: Tensor, w: Tensor, b: Tensor, eps: float, full: bool) -> Tensor:
+    """The model's norm over the last dim; without the division by the scale unless ``full``.
+
+    LayerNorm centres ``x``; RMSNorm does not (``model.center``).
+    """
+    centred = model.center(x)
     if full:
         centred = centred / torch.sqrt(centred.pow(2).mean(-1, keepdim=True) + eps)
     return centred * w + b
@@ -117,7 +120,7 @@ def copy_scores(
     blocks of heads so that at most ``2**25`` logits exist at once.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: IOI prompts from :func:`circuit_atlas.tasks.ioi.make_ioi` (the paper: N = 70);
             the clean prompts are used.
         top_k: A position hits when its name token is among the ``top_k`` largest logits (the
@@ -141,18 +144,21 @@ def copy_scores(
     clean = data.clean
     names = clean[rows, pos].to(model.device)  # (P,) the name token at each position
     resid = trace(model, clean, record=("resid",)).resid[1]  # (n, p, d) after block 0
-    x = _up(resid[rows.to(model.device), pos.to(model.device)])  # (P, d)
+    x = upcast(resid[rows.to(model.device), pos.to(model.device)])  # (P, d)
     eps = model.spec.layer_norm_eps
     sign = -1.0 if negative else 1.0
-    w_f, b_f, w_u = _up(model.lnf_w), _up(model.lnf_b), _up(model.W_U)
+    w_f, b_f = (upcast(t) for t in model.norm_weights("final"))
+    w_u = upcast(model.unembedding)
     n_pos = x.shape[0]
     block = max(1, _CHUNK_ELEMENTS // (n_pos * vocab))
     out = torch.empty(model.spec.n_layers, model.spec.n_heads)
-    for layer, lw in enumerate(model.layers):
-        x_ln = _layer_norm(x, _up(lw.ln1_w), _up(lw.ln1_b), eps, full_layer_norm)  # (P, d)
-        v = torch.matmul(x_ln, _up(lw.W_qkv[2])) + _up(lw.b_qkv[2])  # (h, P, e)
-        o = sign * torch.matmul(v, _up(lw.W_O))  # (h, P, d)
-        o_ln = _layer_norm(o, w_f, b_f, eps, full_layer_norm)  # (h, P, d)
+    for layer in range(model.spec.n_layers):
+        w_1, b_1 = (upcast(t) for t in model.norm_weights("attn", layer))
+        w_v, b_v, w_o = (upcast(t) for t in model.ov(layer))
+        x_ln = _layer_norm(model, x, w_1, b_1, eps, full_layer_norm)  # (P, d)
+        v = torch.matmul(x_ln, w_v) + b_v  # (h, P, e)
+        o = sign * torch.matmul(v, w_o)  # (h, P, d)
+        o_ln = _layer_norm(model, o, w_f, b_f, eps, full_layer_norm)  # (h, P, d)
         hits = []
         for start in range(0, o_ln.shape[0], block):
             logits = torch.matmul(o_ln[start : start + block], w_u)  # (c, P, V)

@@ -113,7 +113,7 @@ def cspa_scores(
     ``cspa_scores(model, toks[:17], mean_tokens=toks)``.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         tokens: ``(n, p)`` int64 evaluation sequences (the paper: 17 × 61).
         mean_tokens: ``(m, p')`` int64 with ``p' ≥ p``: sequences whose head outputs give the
             per-position mean (first ``p`` positions; the paper: 100 sequences); default
@@ -261,16 +261,9 @@ def _head_means(model, tokens: Tensor, layers: list[int], batch_size: int) -> Te
 
 def _truncated_trace(model, tokens: Tensor, last: int, head_edit) -> None:
     """Run layers ``0 … last`` only, calling ``head_edit`` (a forward for the means)."""
-    spec = model.spec
-    resid = model.embed(tokens)
-    rope = model._rotary(tokens.shape[1])
-    for layer in range(last + 1):
-        heads = head_edit(layer, model._attend(layer, model._qkv(layer, resid[None, None]), rope))
-        if layer == last:
-            return
-        attn = heads.sum(0) + model.layers[layer].b_O
-        mlp = model._mlp(layer, resid if spec.parallel_residual else resid + attn)
-        resid = resid + attn + mlp
+    rope = model.rotary(tokens.shape[1])
+    resid = model.walk(model.embed(tokens), rope, stop=last, head_edit=head_edit)
+    head_edit(last, model.attend(last, model.qkv(last, resid[None, None]), rope))
 
 
 def _score_batch(
@@ -286,22 +279,23 @@ def _score_batch(
     probs = logp.exp()
     clean.logits = None
     final = clean.resid[-1].to(work)
-    sigma = torch.sqrt(final.var(-1, unbiased=False, keepdim=True) + spec.layer_norm_eps)
+    sigma = model.norm_scale(final)  # (b, p, 1) the final norm's divisor
     src_ids = table[tokens]  # (b, p, K)
     u_src = _unembed_directions(model, src_ids, work)  # (b, p, K, d)
     fn_src = torch.isin(tokens, fn.to(tokens.device))  # (b, p)
     first = _first_occurrence(tokens)  # (b, p)
-    rope = model._rotary(tokens.shape[1]) if effect == "total" else None
-    w_u = model.W_U.to(work)
+    rope = model.rotary(tokens.shape[1]) if effect == "total" else None
+    w_u = model.unembedding.to(work)
+    w_f = model.norm_weights("final")[0].to(work)
     for row, layer in enumerate(layers):
         resid = clean.resid[layer]
         x_hat = resid.to(work)
-        x_hat = (x_hat - x_hat.mean(-1, keepdim=True)) / sigma
+        x_hat = model.center(x_hat) / sigma
         ll = torch.einsum("bqd,bkjd->bqkj", x_hat, u_src)  # (b, q, k, K) logit lens
         kept = _kept_sources(ll, src_ids, fn_src, first, k_unemb)
         idx, basis = _kept_basis(kept, u_src)  # (n, 3), (n, K, d)
         values = head_values(model, layer, resid).to(work)  # (h, b, p, e)
-        w_o = model.layers[layer].W_O.to(work)
+        w_o = model.ov(layer)[2].to(work)
         patterns = clean.patterns[layer].to(work)  # (h, b, q, k)
         for head in range(spec.n_heads):
             out = values[head] @ w_o[head]  # (b, k, d) per-source output
@@ -311,7 +305,7 @@ def _score_batch(
             cspa = _cspa_output(out, pattern, mean, idx, basis, only_neg)
             deltas = torch.stack((mean.expand_as(orig) - orig, cspa - orig))  # (2, b, q, d)
             if effect == "direct":
-                scaled = (deltas - deltas.mean(-1, keepdim=True)) / sigma * model.lnf_w.to(work)
+                scaled = model.center(deltas) / sigma * w_f
                 shift = scaled @ w_u  # (2, b, q, V) logit change, frozen final LayerNorm
             else:
                 shift = _rerun_logits(model, layer, clean, deltas, rope).to(work) - logp
@@ -326,10 +320,10 @@ def _unembed_directions(model, ids: Tensor, work: torch.dtype) -> Tensor:
     vocabulary (TransformerLens ``fold_ln``, ``center_unembed``):
     ``P(w ⊙ (W_U[:, s] − mean_s' W_U[:, s']))``.
     """
-    w_u = model.W_U
+    w_u = model.unembedding
     u = w_u.T[ids.clamp(min=0)].to(work) - w_u.mean(1, dtype=work)
-    u = u * model.lnf_w.to(work)
-    u = u - u.mean(-1, keepdim=True)
+    u = u * model.norm_weights("final")[0].to(work)
+    u = model.center(u)
     return u * (ids >= 0).unsqueeze(-1).to(work)
 
 
@@ -425,11 +419,8 @@ def _rerun_logits(model, layer: int, clean, deltas: Tensor, rope) -> Tensor:
         before = clean.resid[layer].repeat(n_var, 1, 1)
         mlp = clean.mlp[layer].repeat(n_var, 1, 1)
         attn = after - before - mlp + deltas
-        resid = before + attn + model._mlp(layer, before + attn)
-    for later in range(layer + 1, spec.n_layers):
-        heads = model._attend(later, model._qkv(later, resid[None, None]), rope)
-        attn = heads.sum(0) + model.layers[later].b_O
-        resid = resid + attn + model._mlp(later, resid if spec.parallel_residual else resid + attn)
+        resid = before + attn + model.mlp(layer, model.mlp_input(before, attn))
+    resid = model.walk(resid, rope, start=layer + 1)
     return model.unembed(resid).view(n_var, b, p, -1)
 
 

@@ -1,12 +1,14 @@
 """A flexible (slow-path) forward pass for component scores: records and edits per head.
 
-The edge-patching forward of :mod:`circuit_atlas.models.neox` is built for speed over the edge
+The edge-patching forward of :mod:`circuit_atlas.models.patchable` is built for speed over the edge
 graph; component scores need other views of the same computation: attention patterns, each
 head's output, the residual stream before every layer, and interventions on single heads (path
 patching freezes head outputs and replaces a receiver's query input; CSPA replaces one head's
 output). :func:`trace` runs the model layer by layer with the model's own building blocks
-(LayerNorm, rotary, q/k/v, attention, MLP) and exposes those views. It equals
-:meth:`~circuit_atlas.models.neox.PatchableGPTNeoX.forward` when nothing is edited (tested in
+through the model's residual walker
+(:meth:`~circuit_atlas.models.patchable.PatchableTransformer.walk`, part of the
+:class:`~circuit_atlas.models.protocol.PatchableModel` protocol) and exposes those views. It
+equals the model's ``forward`` when nothing is edited (tested in
 ``tests/test_components_hooked.py``).
 
 Shapes use ``L`` layers, ``h`` heads, ``b`` batch, ``p`` positions, ``d`` d_model, ``e`` d_head,
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuit_atlas.models.neox import _up
+from circuit_atlas.models.patchable import BlockOutput, upcast
 
 __all__ = ["HeadEdit", "QKVEdit", "Trace", "trace", "head_values"]
 
@@ -71,7 +73,7 @@ def trace(
     """Run ``model`` on ``tokens``, recording and editing per-head activations.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         tokens: ``(b, p)`` int64 token ids.
         record: Any of ``logits``, ``resid``, ``heads``, ``mlp``, ``patterns``.
         head_edit: Replaces head outputs layer by layer (e.g. freezing heads to a cached run,
@@ -94,7 +96,6 @@ def trace(
     n_layers = spec.n_layers
     x = model.embed(tokens.to(model.device))
     b, p, d = x.shape
-    rope = model._rotary(p)
     out = Trace()
     if "resid" in record:
         out.resid = x.new_empty((n_layers + 1, b, p, d))
@@ -103,27 +104,20 @@ def trace(
     if "mlp" in record:
         out.mlp = x.new_empty((n_layers, b, p, d))
     if "patterns" in record:
-        out.patterns = _up(x.new_empty((n_layers, spec.n_heads, b, p, p)))
-    resid = x
-    for layer in range(n_layers):
+        out.patterns = upcast(x.new_empty((n_layers, spec.n_heads, b, p, p)))
+
+    def observe(layer: int, before: Tensor, step: BlockOutput) -> None:
         if out.resid is not None:
-            out.resid[layer] = resid
-        qkv_in = resid[None, None]
-        if qkv_edit is not None:
-            qkv_in = qkv_edit(layer, qkv_in.expand(3, spec.n_heads, b, p, d))
-        qkv = model._qkv(layer, qkv_in)  # (3, h, b, p, e)
-        heads, pattern = model._attention(layer, qkv, rope)
+            out.resid[layer] = before
         if out.patterns is not None:
-            out.patterns[layer] = pattern
-        if head_edit is not None:
-            heads = head_edit(layer, heads)
+            out.patterns[layer] = step.pattern
         if out.heads is not None:
-            out.heads[layer] = heads
-        attn = heads.sum(0) + model.layers[layer].b_O
-        mlp = model._mlp(layer, resid if spec.parallel_residual else resid + attn)
+            out.heads[layer] = step.heads
         if out.mlp is not None:
-            out.mlp[layer] = mlp
-        resid = resid + attn + mlp
+            out.mlp[layer] = step.mlp
+
+    resid = model.walk(x, model.rotary(p), qkv_edit=qkv_edit, head_edit=head_edit,
+                       observe=observe)  # fmt: skip
     if out.resid is not None:
         out.resid[n_layers] = resid
     if "logits" in record:
@@ -136,10 +130,10 @@ def head_values(model, layer: int, resid: Tensor) -> Tensor:
     """Each head's value vectors ``(h, b, p, e)`` (with b_V) from the residual stream.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         layer: Layer index.
         resid: ``(b, p, d)`` residual stream before ``layer`` (``Trace.resid[layer]``).
 
     A head's output at query position i is ``Σ_j pattern[i, j] · values[j] @ W_O[head]``.
     """
-    return model._qkv(layer, resid[None, None])[2]
+    return model.qkv(layer, resid[None, None])[2]

@@ -97,7 +97,7 @@ def path_patch(
     """Path-patch one set of sender heads into receivers and return the metric (slow reference).
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         clean: ``(b, p)`` int64 clean tokens (McDougall's ``orig_input``).
         corrupted: ``(b, p)`` int64 corrupted tokens (``new_input``).
         senders: Heads ``(layer, head)`` patched together from the corrupted run.
@@ -187,7 +187,7 @@ def path_patching_effects(
     """Noising path-patching effect of every head of the model, each as the only sender.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: Paired prompts; metrics are read at ``data.metric_positions`` (END).
         receivers: As for :func:`path_patch` (e.g. the name movers' queries, §5 C).
         receiver_positions: ``"end"`` or ``"all"`` (see the module docstring).
@@ -247,7 +247,7 @@ def direct_effects(
     residual stream at END is replaced by step 2's (all other heads frozen, MLPs recomputed).
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: Paired prompts (IOI: clean vs S2→IO corrupted).
         batch_senders: Senders per batched run.
         direct_includes_mlps: As for :func:`path_patch`.

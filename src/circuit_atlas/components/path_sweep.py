@@ -20,7 +20,6 @@ Shapes: ``L`` layers, ``h`` heads, ``b`` examples, ``p`` positions, ``d`` d_mode
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from torch import Tensor
 
 from circuit_atlas.components.hooked import Trace, head_values, trace
-from circuit_atlas.models.neox import _up
+from circuit_atlas.models.patchable import upcast
 from circuit_atlas.tasks.base import TaskDataset, metric_values
 
 __all__ = [
@@ -209,15 +208,6 @@ def _capture(store: list[Tensor], rows: Tensor, sites: Tensor) -> Callable[[int,
     return edit
 
 
-def _through_o(model, layer: int, z: Tensor) -> Tensor:
-    """Sum of heads through W_O, ``(h, ..., e)`` → ``(..., d)`` (no b_O)."""
-    w_o = model.layers[layer].W_O  # (h, e, d)
-    h, e, d = w_o.shape
-    lead = z.shape[1:-1]
-    flat = z.reshape(h, -1, e).permute(1, 0, 2).reshape(-1, h * e)  # (n, h·e)
-    return (flat @ w_o.reshape(h * e, d)).view(*lead, d)
-
-
 @torch.no_grad()
 def sweep_senders(
     model,
@@ -238,7 +228,7 @@ def sweep_senders(
     Equals :func:`path_patch` called once per sender (same step 2 and step 3), read at ``ends``.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         clean: ``(b, p)`` int64 clean tokens.
         corrupted: ``(b, p)`` int64 corrupted tokens.
         ends: ``(b,)`` int64 position where each example is read (``lengths − 1``); the
@@ -284,9 +274,10 @@ def sweep_senders(
         sites = None
         clean_site = cache.site_values(model, base_run)
         alt_site = cache.site_values(model, alt_run)
-        site_attn = torch.stack([_through_o(model, layer, clean_site[layer])
+        site_attn = torch.stack([model.through_o(layer, clean_site[layer])
                                  for layer in range(n_layers)])  # fmt: skip
-    site_attn = site_attn + torch.stack([layer.b_O for layer in model.layers])[:, None, None]
+    site_attn = site_attn + torch.stack([model.attn_out_bias(layer)
+                                         for layer in range(n_layers)])[:, None, None]  # fmt: skip
     pick = (lambda t: t[:, rows[:, None], sites]) if sites is not None else (lambda t: t)
     site_mlp, site_embed = pick(base.mlp), pick(base.resid[:1])[0]  # (L, b, s, d), (b, s, d)
     kv = _clean_keys_values(model, base, rec) if rec.heads and sites is not None else {}
@@ -309,7 +300,7 @@ def sweep_senders(
                 attn = attn.clone()
                 for i, sh in mine:
                     diff = alt_site[layer, sh] - clean_site[layer, sh]  # (b, s, d) or (b, s, e)
-                    attn[i] += diff if sites is not None else diff @ model.layers[layer].W_O[sh]
+                    attn[i] += diff if sites is not None else diff @ model.ov(layer)[2][sh]
             # Blocks whose sender has not yet changed this MLP's input keep the clean MLP.
             moved = [
                 i for i, (sl, _) in enumerate(chunk) if sl < layer or (sl == layer and not parallel)
@@ -317,8 +308,7 @@ def sweep_senders(
             mlp = site_mlp[layer].expand_as(x)
             if direct_includes_mlps and moved:
                 mlp = mlp.clone()
-                mlp_in = x[moved] if parallel else (x + attn)[moved]
-                mlp[moved] = model._mlp(layer, mlp_in)
+                mlp[moved] = model.mlp(layer, model.mlp_input(x, attn)[moved])
             x = x + attn + mlp
         inputs[rec.top] = x  # the last receiver layer's input (the final stream for resid_post)
         # Step 3: clean run with the receivers' inputs replaced.
@@ -348,11 +338,11 @@ def sweep_senders(
 
 def _clean_keys_values(model, base: Trace, rec: _Receivers) -> dict[int, tuple[Tensor, Tensor]]:
     """Rotated keys and values ``(h, b, p, e)`` of the clean run from the first receiver on."""
-    cos, sin = model._rotary(base.resid.shape[2])
+    cos, sin = model.rotary(base.resid.shape[2])
     out = {}
     for layer in range(min(layer for layer, _, _ in rec.heads), model.spec.n_layers):
-        qkv = model._qkv(layer, base.resid[layer][None, None])  # (3, h, b, p, e)
-        out[layer] = model._rotate(qkv[1], cos, sin), qkv[2]
+        qkv = model.qkv(layer, base.resid[layer][None, None])  # (3, h, b, p, e)
+        out[layer] = model.rotate(qkv[1], cos, sin), qkv[2]
     return out
 
 
@@ -373,7 +363,7 @@ def _step3(model, base: Trace, ends: Tensor, inputs: dict[int, Tensor], rec: _Re
     s = 1 if end_only else p
     rows = torch.arange(b, device=ends.device)
     first = min(layer for layer, _, _ in rec.heads)
-    cos, sin = model._rotary(p)  # (p, r)
+    cos, sin = model.rotary(p)  # (p, r)
     if end_only:
         cos, sin = cos[ends].repeat(k, 1)[:, None], sin[ends].repeat(k, 1)[:, None]  # (k·b, 1, r)
         hidden = torch.arange(p, device=ends.device)[None, :] > ends[:, None]  # (b, p)
@@ -386,30 +376,29 @@ def _step3(model, base: Trace, ends: Tensor, inputs: dict[int, Tensor], rec: _Re
     pats = [base.patterns[wl, wh][rows, ends].expand(k, b, p) if wl < first else None
             for wl, wh in watch]  # fmt: skip
     for layer in range(first, spec.n_layers):
-        qkv = model._qkv(layer, x[None, None])  # (3, h, k·b, s, e)
+        qkv = model.qkv(layer, x[None, None])  # (3, h, k·b, s, e)
         for head, c in rec.at(layer):
             patched_in = inputs[layer].reshape(1, 1, k * b, s, d)
-            qkv[c, head] = model._qkv(layer, patched_in, heads=[head])[c, 0]
-        q, key = model._rotate(qkv[0], cos, sin), model._rotate(qkv[1], cos, sin)
+            qkv[c, head] = model.qkv(layer, patched_in, heads=[head])[c, 0]
+        q, key = model.rotate(qkv[0], cos, sin), model.rotate(qkv[1], cos, sin)
         if end_only:  # queries (h, b, k, e) against the clean keys, END's own key replaced
             keys, values = kv[layer]  # (h, b, p, e)
             q, key, val = (t.view(h, k, b, e).transpose(1, 2) for t in (q, key, qkv[2]))
             scores = torch.matmul(q, keys.transpose(-1, -2))  # (h, b, k, p)
             scores = scores.scatter(-1, at_end, (q * key).sum(-1, keepdim=True))
-            scores = _up(scores) / math.sqrt(e)
-            pattern = scores.masked_fill(hidden[None, :, None, :], float("-inf")).softmax(-1)
+            pattern = model.attention_pattern(scores, hidden[None, :, None, :])
             weights = pattern.to(values.dtype)
             v_end = values[:, rows, ends][:, :, None]  # (h, b, 1, e)
             z = torch.matmul(weights, values) + weights.gather(-1, at_end) * (val - v_end)
             z = z.transpose(1, 2).reshape(h, k * b, 1, e)
             from_end = pattern.transpose(1, 2)  # (h, k, b, p)
         else:
-            scores = _up(torch.matmul(q, key.transpose(-1, -2))) / math.sqrt(e)  # (h, k·b, p, p)
-            pattern = scores.masked_fill(hidden, float("-inf")).softmax(-1)
+            scores = torch.matmul(q, key.transpose(-1, -2))  # (h, k·b, p, p)
+            pattern = model.attention_pattern(scores, hidden)
             z = torch.matmul(pattern.to(qkv.dtype), qkv[2])  # (h, k·b, p, e)
             from_end = pattern.view(h, k, b, p, p)[:, :, rows, ends]  # (h, k, b, p)
-        attn = _through_o(model, layer, z) + model.layers[layer].b_O
-        mlp = model._mlp(layer, x if spec.parallel_residual else x + attn)
+        attn = model.through_o(layer, z) + model.attn_out_bias(layer)
+        mlp = model.mlp(layer, model.mlp_input(x, attn))
         x = x + attn + mlp
         for i, (wl, wh) in enumerate(watch):
             if wl == layer:
@@ -435,8 +424,8 @@ def end_metric_values(
         ``(K, n)`` metric values (float32, float64 for float64 models).
     """
     if metric is None and data.metric == "logit_diff":
-        x = _up(model._ln(resid, model.lnf_w, model.lnf_b))
-        w_u = _up(model.W_U)
+        x = upcast(model.final_norm(resid))
+        w_u = upcast(model.unembedding)
         direction = w_u[:, data.answer.to(model.device)] - w_u[:, data.wrong.to(model.device)]
         out = (x * direction.T).sum(-1)
         return out if out.dtype == torch.float64 else out.float()

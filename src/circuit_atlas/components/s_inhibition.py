@@ -199,7 +199,7 @@ def s_inhibition_heads(
     """Find S-inhibition heads: candidates by path patching, confirmed by the token/position test.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: IOI prompts (clean vs S2→IO corrupted; answer = IO, wrong = S).
         name_movers: Name-mover heads ``(layer, head)`` whose queries are the receivers.
         threshold: Candidates have an effect below this (paper: −0.001).

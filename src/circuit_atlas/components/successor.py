@@ -55,11 +55,10 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from circuit_atlas.errors import ComponentDataError
-from circuit_atlas.models.neox import _ACTS, _up
+from circuit_atlas.models.patchable import upcast
 from circuit_atlas.tasks._common import single_token_ids
 
 __all__ = [
@@ -210,11 +209,7 @@ def successor_pairs(sequences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor,
 
 def _mlp0_raw(model, x: Tensor) -> Tensor:
     """TransformerLens' ``blocks[0].mlp(x)``: MLP 0 on ``x`` without its LayerNorm, ``(..., d)``."""
-    lw = model.layers[0]
-    hidden = x @ _up(lw.W_in) + _up(lw.b_in)
-    name = model.spec.hidden_act
-    act = F.gelu(hidden) if name == "gelu" else _ACTS[name](hidden)
-    return act @ _up(lw.W_out) + _up(lw.b_out)
+    return model.mlp_raw(0, x)
 
 
 @torch.no_grad()
@@ -230,7 +225,7 @@ def successor_scores(
     of ``W_U`` of the sequence tokens are used, so nothing of vocabulary size per head is built.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         tokenizer: The model's tokenizer for :func:`successor_sequences`; defaults to
             ``model.tokenizer``. Unused when ``sequences`` is given.
         sequences: Explicit token-id sequences (each consecutive pair is an (input, successor)
@@ -265,13 +260,14 @@ def successor_scores(
     tgt_col = torch.searchsorted(tokens, targets)  # (P,); tokens is sorted and holds every target
 
     dev = model.device
-    emb = _mlp0_raw(model, _up(model.W_E[tokens.to(dev)]))  # (T, d) effective embeddings
-    w_u = _up(model.W_U[:, tokens.to(dev)])  # (d, T)
+    emb = _mlp0_raw(model, upcast(model.embedding[tokens.to(dev)]))  # (T, d) effective emb.
+    w_u = upcast(model.unembedding[:, tokens.to(dev)])  # (d, T)
     in_col, cand_col, tgt_col = in_col.to(dev), cand_col.to(dev), tgt_col.to(dev)
     out = torch.empty(model.spec.n_layers, model.spec.n_heads)
-    for layer, lw in enumerate(model.layers):
-        w_v = _up(lw.W_qkv[2])  # (h, d, e)
-        w_ou = torch.matmul(_up(lw.W_O), w_u)  # (h, e, T): W_O · W_U
+    for layer in range(model.spec.n_layers):
+        w_v, _, w_o = model.ov(layer)
+        w_v = upcast(w_v)  # (h, d, e)
+        w_ou = torch.matmul(upcast(w_o), w_u)  # (h, e, T): W_O · W_U
         logits = torch.matmul(torch.matmul(emb, w_v), w_ou)  # (h, T, T): input x target
         target = logits[:, in_col, tgt_col]  # (h, P)
         best = logits[:, in_col[:, None], cand_col].amax(-1)  # (h, P): max over candidates

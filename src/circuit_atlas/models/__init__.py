@@ -9,7 +9,14 @@
 * :mod:`~circuit_atlas.models.integrity` — weights fingerprints, hub sha256 checks and the
   pickle guard used by :func:`load_model`.
 * :mod:`~circuit_atlas.models.spec` — :class:`ModelSpec`, the architecture hyper-parameters.
-* :mod:`~circuit_atlas.models.neox` — :class:`PatchableGPTNeoX` (imported lazily).
+* :mod:`~circuit_atlas.models.protocol` — :class:`PatchableModel`, what the rest of the package
+  may use of a model; :mod:`~circuit_atlas.models.patchable` — :class:`PatchableTransformer`,
+  the one patchable forward that implements it.
+* :mod:`~circuit_atlas.models.adapters` — the registry :data:`ADAPTERS` by HF ``model_type``:
+  :mod:`~circuit_atlas.models.neox` (:class:`PatchableGPTNeoX`),
+  :mod:`~circuit_atlas.models.gpt2` (:class:`PatchableGPT2`) and
+  :mod:`~circuit_atlas.models.llama` (:class:`PatchableLlama`: Llama, Qwen2, OLMo). The torch
+  classes are imported lazily.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from circuit_atlas.models.suite import (
 )
 
 __all__ = [
+    "ADAPTERS",
     "DTYPES",
     "NAMED_SCHEDULES",
     "PYTHIA_ARCHITECTURES",
@@ -69,14 +77,21 @@ __all__ = [
     "SCHEDULE_KINDS",
     "SUITE_MANIFEST",
     "TOKENS_PER_STEP",
+    "Adapter",
     "LoadedHF",
     "ModelSource",
     "ModelSpec",
     "NamedSchedule",
+    "PatchableGPT2",
     "PatchableGPTNeoX",
+    "PatchableLlama",
+    "PatchableModel",
+    "PatchableTransformer",
     "PythiaArchitecture",
     "PythiaModel",
     "count_parameters",
+    "from_hf",
+    "get_adapter",
     "get_pythia",
     "list_pythia_models",
     "list_suite_checkpoints",
@@ -94,15 +109,30 @@ __all__ = [
     "resolve_schedule",
     "save_random_checkpoint",
     "steps_to_tokens",
+    "supported_model_types",
     "tiny_config",
     "validate_step",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import :class:`PatchableGPTNeoX` on first use (it pulls in the graph machinery)."""
-    if name == "PatchableGPTNeoX":
-        from circuit_atlas.models.neox import PatchableGPTNeoX
+_LAZY = {
+    "ADAPTERS": "circuit_atlas.models.adapters",
+    "Adapter": "circuit_atlas.models.adapters",
+    "from_hf": "circuit_atlas.models.adapters",
+    "get_adapter": "circuit_atlas.models.adapters",
+    "supported_model_types": "circuit_atlas.models.adapters",
+    "PatchableGPT2": "circuit_atlas.models.gpt2",
+    "PatchableGPTNeoX": "circuit_atlas.models.neox",
+    "PatchableLlama": "circuit_atlas.models.llama",
+    "PatchableModel": "circuit_atlas.models.protocol",
+    "PatchableTransformer": "circuit_atlas.models.patchable",
+}
 
-        return PatchableGPTNeoX
+
+def __getattr__(name: str) -> Any:
+    """Import the torch-backed names on first use (they pull in the graph machinery)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

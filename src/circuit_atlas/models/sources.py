@@ -1,6 +1,8 @@
 """Model sources: where a checkpoint's weights come from, and loading them.
 
-Four kinds of source give a :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`:
+Four kinds of source give a patchable model
+(:class:`~circuit_atlas.models.patchable.PatchableTransformer`, through the adapter of the
+checkpoint's ``model_type``, :mod:`circuit_atlas.models.adapters`):
 
 * ``pythia`` — a Pythia size at a training step from the Hugging Face hub
   (``EleutherAI/pythia-70m`` at branch ``step{N}``, PAPER.md §1). The hub cache honours
@@ -331,7 +333,10 @@ def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None,
 
 def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
               allow_pickle: bool):
-    from transformers import AutoConfig, GPTNeoXForCausalLM
+    import transformers
+    from transformers import AutoConfig
+
+    from circuit_atlas.models.adapters import get_adapter
 
     path = Path(source.path or "")
     if not (path / "config.json").is_file():
@@ -340,13 +345,14 @@ def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
         hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
         raise ModelSourceError(f"cannot read the config of {str(path)!r}: {err}") from err
-    if getattr(hf_config, "model_type", None) != "gpt_neox":
-        raise UnsupportedArchitectureError(
-            f"{str(path)!r} holds a {hf_config.model_type!r} model; supported: 'gpt_neox'"
-        )
+    try:
+        adapter = get_adapter(getattr(hf_config, "model_type", None))
+        adapter.spec(hf_config)  # refuses options the adapter does not implement, before loading
+    except UnsupportedArchitectureError as err:
+        raise UnsupportedArchitectureError(f"{str(path)!r}: {err}") from err
     weights = weight_files(path, allow_pickle=allow_pickle)  # refuses a pickle-only directory
     try:
-        model = GPTNeoXForCausalLM.from_pretrained(
+        model = getattr(transformers, adapter.hf_class).from_pretrained(
             path, local_files_only=True, **_safetensors_kwarg(allow_pickle),
             **{_dtype_kwarg(): dtype}
         )
@@ -472,7 +478,11 @@ def load_hf_model(
     revision: str | None = None,
     allow_pickle: bool = False,
 ) -> LoadedHF:
-    """Load a ``transformers.GPTNeoXForCausalLM`` (on CPU, in eval mode) with its tokenizer.
+    """Load a ``transformers`` causal LM (on CPU, in eval mode) with its tokenizer.
+
+    Pythia names and random initialisation give a ``GPTNeoXForCausalLM``; a local or suite
+    directory gives the class of its ``config.json``'s ``model_type`` adapter
+    (:data:`circuit_atlas.models.adapters.ADAPTERS`).
 
     Takes the same arguments as :func:`load_model` except ``device``; see there.
 
@@ -514,7 +524,7 @@ def load_model(
     revision: str | None = None,
     allow_pickle: bool = False,
 ):
-    """Load a checkpoint as a :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+    """Load a checkpoint as a patchable model (the adapter of its HF ``model_type``).
 
     Exactly one source is chosen from the arguments:
 
@@ -552,12 +562,13 @@ def load_model(
         UnknownNameError: For an unknown Pythia name or dtype.
         ModelSourceError: For a missing path/config, a network or cache failure (names the repo
             and revision), or contradictory arguments.
-        UnsupportedArchitectureError: For a checkpoint that is not GPT-NeoX.
+        UnsupportedArchitectureError: For a checkpoint whose ``model_type`` has no adapter
+            (the message lists the supported ones), or an option its adapter does not implement.
         PickledCheckpointError: For a checkpoint with only pickled weights, unless
             ``allow_pickle``.
         CheckpointIntegrityError: For a hub-cached weight file whose sha256 is not the hub's.
     """
-    from circuit_atlas.models.neox import PatchableGPTNeoX
+    from circuit_atlas.models.adapters import from_hf
 
     loaded = load_hf_model(
         name,
@@ -572,8 +583,6 @@ def load_model(
         revision=revision,
         allow_pickle=allow_pickle,
     )
-    model = PatchableGPTNeoX.from_hf(
-        loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict()
-    )
+    model = from_hf(loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict())
     del loaded  # free the HF copy before moving to the device
     return model.to(resolve_device(device)).eval()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
-
-from circuit_atlas.errors import UnsupportedArchitectureError
+from typing import Any, Literal
 
 __all__ = ["ModelSpec"]
 
@@ -15,7 +13,7 @@ class ModelSpec:
     """What the graph and the patchable forward need to know about an architecture.
 
     Attributes:
-        architecture: Adapter name; ``gpt_neox`` is built in.
+        architecture: The HF ``model_type`` of the adapter (``gpt_neox``, ``gpt2``, ...).
         n_layers: Transformer blocks.
         n_heads: Attention heads per block.
         d_model: Residual-stream width.
@@ -29,6 +27,16 @@ class ModelSpec:
         max_positions: Longest supported sequence, in tokens.
         attention_bias: Whether q/k/v and output projections have biases.
         hidden_act: MLP activation (HF name, e.g. ``gelu``).
+        norm: ``layernorm`` (centre, scale, weight and bias) or ``rmsnorm`` (scale, weight).
+        positional: ``rotary`` (on ``rotary_pct`` of each head) or ``learned`` (absolute
+            position embeddings added to the token embedding: the ``input`` node holds both).
+        gated_mlp: SwiGLU-style ``(act(x W_gate) ⊙ x W_in) W_out`` instead of ``act(x W_in) W_out``.
+        n_kv_heads: Key/value heads (grouped-query attention); None when equal to ``n_heads``.
+            The graph always has per-head k and v inputs (the groups are ungrouped).
+        tied_embeddings: Whether the unembedding is the transposed token embedding.
+        rope_type: HF rotary variant (``default``; the Llama adapter also reads ``linear`` and
+            ``llama3``, whose frequencies it copies from the HF model).
+        clip_qkv: OLMo's clamp of q, k and v to ``[−clip_qkv, clip_qkv]``; None for none.
     """
 
     architecture: str
@@ -44,6 +52,13 @@ class ModelSpec:
     max_positions: int = 2048
     attention_bias: bool = True
     hidden_act: str = "gelu"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    positional: Literal["rotary", "learned"] = "rotary"
+    gated_mlp: bool = False
+    n_kv_heads: int | None = None
+    tied_embeddings: bool = False
+    rope_type: str = "default"
+    clip_qkv: float | None = None
 
     @property
     def d_head(self) -> int:
@@ -56,38 +71,17 @@ class ModelSpec:
 
     @classmethod
     def from_hf_config(cls, config: Any) -> ModelSpec:
-        """Build a spec from a ``transformers`` config (``GPTNeoXConfig`` is supported).
+        """Build a spec from a ``transformers`` config through the adapter of its ``model_type``.
+
+        Supported model types are the keys of
+        :data:`circuit_atlas.models.adapters.ADAPTERS` (``gpt_neox``, ``gpt2``, ``llama``,
+        ``qwen2``, ``olmo``).
 
         Raises:
-            UnsupportedArchitectureError: For a ``model_type`` with no adapter.
+            UnsupportedArchitectureError: For a ``model_type`` with no adapter (names it and
+                lists the supported ones), or a configuration option the adapter does not
+                implement.
         """
-        model_type = getattr(config, "model_type", None)
-        if model_type != "gpt_neox":
-            raise UnsupportedArchitectureError(
-                f"model_type {model_type!r} has no architecture adapter; supported: 'gpt_neox'"
-            )
-        return cls(
-            architecture="gpt_neox",
-            n_layers=config.num_hidden_layers,
-            n_heads=config.num_attention_heads,
-            d_model=config.hidden_size,
-            d_mlp=config.intermediate_size,
-            vocab_size=config.vocab_size,
-            parallel_residual=bool(getattr(config, "use_parallel_residual", True)),
-            rotary_pct=float(getattr(config, "rotary_pct", None) or _partial_rotary(config)),
-            rotary_base=float(getattr(config, "rotary_emb_base", None) or _rope_theta(config)),
-            layer_norm_eps=float(config.layer_norm_eps),
-            max_positions=int(config.max_position_embeddings),
-            attention_bias=bool(getattr(config, "attention_bias", True)),
-            hidden_act=str(config.hidden_act),
-        )
+        from circuit_atlas.models.adapters import get_adapter
 
-
-def _partial_rotary(config: Any) -> float:
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    return float(rope.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 0.25)))
-
-
-def _rope_theta(config: Any) -> float:
-    rope = getattr(config, "rope_parameters", None) or {}
-    return float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+        return get_adapter(getattr(config, "model_type", None)).spec(config)

@@ -221,7 +221,7 @@ def ioi_algorithm(
         algo.panels["direct"].value        # % effect of NMH/CS heads (Figure 4 B)
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: IOI prompts (clean vs S2→IO corrupted; ``info`` with ``io_pos``/``s1_pos``/
             ``s2_pos`` when the copy scores are computed here).
         scores: The component scores (:class:`HeadScores`, e.g. ``HeadScores.from_rows`` of

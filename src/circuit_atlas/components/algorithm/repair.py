@@ -33,7 +33,7 @@ from torch import Tensor
 from circuit_atlas.components.hooked import trace
 from circuit_atlas.components.path_sweep import Head, end_metric_values
 from circuit_atlas.errors import AlgorithmError
-from circuit_atlas.models.neox import _up
+from circuit_atlas.models.patchable import upcast
 from circuit_atlas.tasks.base import TaskDataset
 
 __all__ = ["SelfRepair", "direct_logit_attribution", "self_repair"]
@@ -116,12 +116,12 @@ def direct_logit_attribution(model, data: TaskDataset, final: Tensor, heads: Ten
         ``(...)`` float64: mean over prompts of ``((o − mean o) / σ · w_f) · (W_U[:, IO] −
         W_U[:, S])``, σ the final LayerNorm scale of ``final``.
     """
-    x = _up(final).double()
-    sigma = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + model.spec.layer_norm_eps)
-    w_u = _up(model.W_U).double()
+    x = upcast(final).double()
+    sigma = model.norm_scale(x)  # (b, 1) the final norm's divisor
+    w_u = upcast(model.unembedding).double()
     direction = (w_u[:, data.answer.to(model.device)] - w_u[:, data.wrong.to(model.device)]).T
-    o = _up(heads).double()
-    centred = (o - o.mean(-1, keepdim=True)) / sigma * _up(model.lnf_w).double()
+    o = upcast(heads).double()
+    centred = model.center(o) / sigma * upcast(model.norm_weights("final")[0]).double()
     return (centred * direction).sum(-1).mean(-1)
 
 
@@ -138,7 +138,7 @@ def self_repair(
     """Zero-ablate the strong name movers and measure which heads take over.
 
     Args:
-        model: A :class:`~circuit_atlas.models.neox.PatchableGPTNeoX`.
+        model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
         data: IOI prompts (clean prompts are used; ``answer`` = IO, ``wrong`` = S).
         copy: ``(L, h)`` copy scores (fractions; the reference's 75 % is 0.75).
         threshold: Heads with copy score ≥ this are ablated.
