@@ -79,9 +79,14 @@ class DemoPreset:
 
 
 _CURRICULUM = CurriculumConfig(
-    fraction=0.5,
+    fraction=0.9,
     tasks=("greater-than", "ioi", "gender-pronoun", "sva"),
-    weights=(2.0, 1.0, 1.0, 1.0),
+    weights=(3.0, 3.0, 1.0, 1.0),
+    # IOI leaves its loss plateau only when most rows are IOI stories (docs/training.md,
+    # measured: tiny, 1000 steps, 90% IOI rows: evaluation logit difference +3.2; 45–54% IOI
+    # rows in a mixture: no rise), so the first 500 steps are IOI only, then the mixture.
+    first_steps=500,
+    first_weights=(0.0, 1.0, 0.0, 0.0),
     # The evaluation's names (with their gender) may appear in curriculum sentences, as names
     # appeared in Pythia's Pile; templates and prompts stay held out. Measured (tiny, seed 0,
     # 1000 steps): Gendered Pronoun rose from +0.02 to +0.85 logits with the names shared; in
@@ -99,7 +104,7 @@ PRESETS: Mapping[str, DemoPreset] = {
             name="full",
             train=TrainConfig(
                 sizes=("micro", "tiny", "small"),
-                steps=1000,
+                steps=1250,
                 batch_size=16,
                 seq_len=128,
                 n_even=5,
@@ -386,10 +391,17 @@ def _notes(manifest: Any, verdicts: Sequence[TaskVerdict], preset: DemoPreset) -
             if cur.get("generic")
             else ""
         )
+        first = {t: w for t, w in (cur.get("first_weights") or {}).items() if w > 0}
+        opening = (
+            f"; in the first {cur['first_steps']} steps only "
+            + ", ".join(f"{t} ×{w:g}" for t, w in first.items())
+            if cur.get("first_steps") and first
+            else ""
+        )
         notes.append(
             f"Curriculum: {cur['fraction']:.0%} of each batch's rows were templated task sentences "
             f"for {', '.join(cur['helped_tasks']) or 'no task'} (TRAINED WITH HELP; relative "
-            f"weights {mix}), never using an evaluation template or prompt; nouns, years "
+            f"weights {mix}{opening}), never using an evaluation template or prompt; nouns, years "
             f"(centuries {_ranges(cur['vocabulary'].get('centuries', []))}) and verbs are "
             f"disjoint from the evaluation's{shared_text}.{generic} The rest was plain text. "
             f"Tasks without help: {', '.join(cur['unhelped_tasks']) or 'none'}. Example: "
