@@ -92,7 +92,7 @@ def main() -> None:
     manifest = train_suite(config, corpus_paths(), args.out)
     print(f"trained in {time.time() - start:.0f} s", flush=True)
     print("step ioi greater_than gender_pronoun held_in_ioi", flush=True)
-    for step in manifest.sizes[args.size]["steps"]:
+    for step in manifest.sizes[args.size].steps:
         if 0 < step < 64:
             continue
         model = ca.load_model(path=f"{args.out}/{args.size}/step{step}")
