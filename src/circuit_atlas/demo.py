@@ -410,11 +410,19 @@ def _notes(manifest: Any, verdicts: Sequence[TaskVerdict], preset: DemoPreset) -
     else:
         notes.append("Curriculum: none; every task was learned from plain text only.")
     notes += [v.sentence() for v in verdicts]
-    emerged = sorted({v.task for v in verdicts if v.tracked})
-    missing = sorted(set(TASKS) - set(emerged))
+    def where(keep) -> str:
+        models: dict[str, list[str]] = {}
+        for v in verdicts:
+            if keep(v):
+                models.setdefault(v.task, []).append(v.model)
+        return "; ".join(f"{t} ({', '.join(m)})" for t, m in sorted(models.items())) or "none"
+
+    risen = {v.task for v in verdicts if v.rose}
     notes.append(
-        f"Summary: emerged with tracked circuits: {', '.join(emerged) or 'none'}; did not emerge "
-        f"(honestly reported): {', '.join(missing) or 'none'}. Models this small, trained for "
+        f"Summary: emerged with tracked circuits: {where(lambda v: v.rose and v.tracked)}. "
+        f"Rose, circuit not tracked: {where(lambda v: v.rose and not v.tracked)}. "
+        f"Did not rise in any size (honestly reported): "
+        f"{', '.join(sorted(set(TASKS) - risen)) or 'none'}. Models this small, trained for "
         "minutes, are not Pythia: read the curves as a demonstration of the pipeline on real "
         "input, not as a replication of the paper's numbers."
     )
