@@ -82,8 +82,7 @@ class PatchableGPT2(PatchableTransformer):
                 f"PatchableGPT2 takes a 'gpt2' model, got model_type {model_type!r}"
             )
         spec = gpt2_spec(hf_model.config)
-        ref = next(hf_model.parameters())
-        model = cls(spec, tokenizer=tokenizer, source=source).to(device=ref.device, dtype=ref.dtype)
+        model = cls.empty_like(spec, hf_model, tokenizer, source)
         h, e, d = spec.n_heads, spec.d_head, spec.d_model
         base = hf_model.transformer
         with torch.no_grad():

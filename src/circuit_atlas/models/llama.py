@@ -136,8 +136,7 @@ class PatchableLlama(PatchableTransformer):
             ModelSourceError: If a weight has an unexpected shape.
         """
         spec = llama_spec(hf_model.config)
-        ref = next(hf_model.parameters())
-        model = cls(spec, tokenizer=tokenizer, source=source).to(device=ref.device, dtype=ref.dtype)
+        model = cls.empty_like(spec, hf_model, tokenizer, source)
         h, e, d = spec.n_heads, spec.d_head, spec.d_model
         g = spec.n_kv_heads or h
         base = hf_model.model

@@ -82,8 +82,7 @@ class PatchableGPTNeoX(PatchableTransformer):
                 "use circuit_atlas.models.adapters.from_hf for other architectures"
             )
         spec = neox_spec(hf_model.config)
-        ref = next(hf_model.parameters())
-        model = cls(spec, tokenizer=tokenizer, source=source).to(device=ref.device, dtype=ref.dtype)
+        model = cls.empty_like(spec, hf_model, tokenizer, source)
         h, e, d = spec.n_heads, spec.d_head, spec.d_model
         base = hf_model.gpt_neox
         with torch.no_grad():

@@ -168,6 +168,14 @@ class PatchableTransformer(SlotForward, nn.Module):
         self._act = activation(spec.hidden_act)
         self.requires_grad_(False)
 
+    @classmethod
+    def empty_like(
+        cls, spec: ModelSpec, hf_model: nn.Module, tokenizer: Any = None, source: dict | None = None
+    ):
+        """A zero-weight model of ``spec`` on ``hf_model``'s device and dtype (for ``from_hf``)."""
+        ref = next(hf_model.parameters())
+        return cls(spec, tokenizer=tokenizer, source=source).to(device=ref.device, dtype=ref.dtype)
+
     @property
     def device(self) -> torch.device:
         """Device of the weights."""
