@@ -33,21 +33,19 @@ from circuit_atlas.data import corpus_paths
 from circuit_atlas.tasks import evaluation_vocabulary
 from circuit_atlas.training import TrainConfig, build_vocabulary, train_suite
 from circuit_atlas.training.cli import parse_curriculum
-from circuit_atlas.training.curriculum import IOI_TEMPLATES
+from circuit_atlas.training.curriculum import IOI_TEMPLATES, abba
 
 
-def held_in_ioi(model, n: int = 200, seed: int = 123) -> float:
+def held_in_ioi(model, vocabulary, n: int = 200, seed: int = 123) -> float:
     """Mean ``logit(IO) − logit(S)`` (logits) after curriculum IOI stories cut before the IO."""
     rng = random.Random(seed)
-    vocabulary = build_vocabulary(evaluation_vocabulary(), ("names",))
     tok = model.tokenizer
     total = 0.0
     for _ in range(n):
         io, s = rng.sample(vocabulary.names_for_ioi, 2)
         template = rng.choice(IOI_TEMPLATES)
         if rng.random() < 0.5:  # ABBA, as the curriculum draws it
-            template = template.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1)
-            template = template.replace("{X}", "{A}", 1)
+            template = abba(template)
         text = template.format(
             A=io, B=s, PLACE=rng.choice(vocabulary.places), OBJECT=rng.choice(vocabulary.objects)
         )
@@ -92,6 +90,7 @@ def main() -> None:
     manifest = train_suite(config, corpus_paths(), args.out)
     print(f"trained in {time.time() - start:.0f} s", flush=True)
     print("step ioi greater_than gender_pronoun held_in_ioi", flush=True)
+    vocabulary = build_vocabulary(evaluation_vocabulary(), ("names",))
     for step in manifest.sizes[args.size].steps:
         if 0 < step < 64:
             continue
@@ -100,7 +99,7 @@ def main() -> None:
         for task in ("ioi", "greater-than", "gender-pronoun"):
             result = ca.behaviour(model, ca.make_dataset(task, model.tokenizer))
             row.append(round(float(result["clean"]["metric"]), 3))
-        row.append(round(held_in_ioi(model), 3))
+        row.append(round(held_in_ioi(model, vocabulary), 3))
         print(*row, flush=True)
 
 

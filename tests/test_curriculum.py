@@ -122,13 +122,12 @@ def _name_token_mismatches(templates: tuple[str, ...], tokenizer) -> list[str]:
 def test_curriculum_names_are_the_tokens_the_evaluation_copies(pythia_tokenizer) -> None:
     # A sentence that opens with its name would train the copy of "Mary", while the evaluation's
     # IOI and Gendered Pronoun prompts read " Mary" (a different token).
-    from circuit_atlas.training.curriculum import IOI_TEMPLATES, PRONOUN_TEMPLATES
+    from circuit_atlas.training.curriculum import IOI_TEMPLATES, PRONOUN_TEMPLATES, abba
 
-    abba = tuple(
-        t.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1).replace("{X}", "{A}", 1)
-        for t in IOI_TEMPLATES
-    )
-    assert _name_token_mismatches(IOI_TEMPLATES + abba + PRONOUN_TEMPLATES, pythia_tokenizer) == []
+    swapped = tuple(abba(t) for t in IOI_TEMPLATES)
+    assert swapped[0] == "Today {A} and {B} sat in the {PLACE}. {B} gave the {OBJECT} to {A}."
+    templates = IOI_TEMPLATES + swapped + PRONOUN_TEMPLATES
+    assert _name_token_mismatches(templates, pythia_tokenizer) == []
     # the check can fail: a template that opens with a name is caught
     assert _name_token_mismatches(("{B} gave the {OBJECT} to {A}.",), pythia_tokenizer) != []
 

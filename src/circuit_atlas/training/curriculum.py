@@ -327,12 +327,16 @@ REPEAT_SPAN = (8, 40)
 """Shortest and longest random span of a repeated-tokens segment, in tokens."""
 
 
+def abba(template: str) -> str:
+    """The ABBA form of a BABA IOI template: the first ``{B}`` and first ``{A}`` swap places."""
+    return template.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1).replace("{X}", "{A}", 1)
+
+
 def _ioi(rng: random.Random, v: CurriculumVocabulary) -> str:
     io, s = rng.sample(v.names_for_ioi, 2)
     template = rng.choice(IOI_TEMPLATES)
     if rng.random() < 0.5:  # ABBA: the IO is mentioned first
-        template = template.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1)
-        template = template.replace("{X}", "{A}", 1)
+        template = abba(template)
     return template.format(A=io, B=s, PLACE=rng.choice(v.places), OBJECT=rng.choice(v.objects))
 
 
