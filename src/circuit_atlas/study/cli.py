@@ -12,18 +12,15 @@ The results directory is, in order: ``--results``, ``$CIRCUIT_ATLAS_RESULTS``, t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from circuit_atlas.errors import CircuitAtlasError
+from circuit_atlas.study.config import RESULTS_ENV_VAR
 
 __all__ = ["RESULTS_ENV_VAR", "export", "register", "report", "run", "status"]
-
-RESULTS_ENV_VAR = "CIRCUIT_ATLAS_RESULTS"
-"""Environment variable naming the results directory when ``--results`` is not given."""
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -58,16 +55,17 @@ def run(
     """Run a study: every (model, checkpoint) unit not yet in the results store."""
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.cache import CachePolicy
-    from circuit_atlas.study.config import load_study
+    from circuit_atlas.study.config import load_study, results_root
     from circuit_atlas.study.runner import run_study
     from circuit_atlas.study.units import estimate_cost, plan_units
 
     try:
         study = load_study(study_file)
+        root = results_root(study, results)
         units = plan_units(study, device=device, batch_size=batch_size,
                            data_dir=None if data_dir is None else str(data_dir.resolve()),
                            cache_dir=None if cache_dir is None else str(cache_dir.resolve()),
-                           allow_pickle=allow_pickle)
+                           allow_pickle=allow_pickle, revisions_dir=root / "revisions")
         cost = estimate_cost(units)
         typer.echo(f"study {study.name}: {cost['units']} units, {cost['task_runs']} task runs, "
                    f"{cost['download_gb']:.1f} GB of hub checkpoints to download")
@@ -76,8 +74,6 @@ def run(
                 typer.echo(f"  {model}: {row['units']} units, {row['task_runs']} task runs, "
                            f"{row['download_gb']:.1f} GB")
             return
-        root = results or (Path(os.environ[RESULTS_ENV_VAR]) if os.environ.get(RESULTS_ENV_VAR)
-                           else study.resolve_path(study.results) or Path("results") / study.name)
         store = ResultsStore(root, create=True)
         repos = tuple(sorted({u.checkpoint.repo_id for u in units if u.checkpoint.repo_id}))
         cache = CachePolicy(keep=keep_checkpoints, budget_gb=cache_budget, repos=repos,

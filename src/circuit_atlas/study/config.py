@@ -21,6 +21,12 @@ threshold, search), the precision and device, and which per-unit analyses to run
     [circuit]
     threshold = 0.8
 
+A source of another hub suite (docs/suites.md) names it by ``suite`` — the ``kind = "hub"`` may
+be left out — and any suite or hub source may list training ``seeds``, each seed a model of its
+own in the store whose curves are also averaged across seeds (docs/study.md, "Seeds")::
+
+    models = [{suite = "pythia-160m", seeds = [0, 1, 2]}]   # PolyPythias; 0 is the original
+
 Unknown keys and bad values raise :class:`~circuit_atlas.errors.ConfigError` naming the key and
 the file line (``study.toml:12: models[0].schedul: Extra inputs are not permitted``). Checkpoint
 schedules and task names are checked against the registries when the file is loaded.
@@ -51,6 +57,7 @@ __all__ = [
     "AttributionConfig",
     "CircuitConfig",
     "ComponentsConfig",
+    "HubSource",
     "LocalCheckpoint",
     "LocalSource",
     "ModelSource",
@@ -62,7 +69,11 @@ __all__ = [
     "UNIT_ANALYSES",
     "load_study",
     "parse_study",
+    "results_root",
 ]
+
+RESULTS_ENV_VAR = "CIRCUIT_ATLAS_RESULTS"
+"""Environment variable overriding a study's results directory."""
 
 Analysis = Literal["behaviour", "circuit", "components", "algorithm"]
 """A per-unit analysis (see :data:`UNIT_ANALYSES`)."""
@@ -110,13 +121,48 @@ class PythiaSource(_Scheduled):
         return [f"pythia-{size}{suffix}" for size in self.sizes]
 
 
+def _unique_seeds(seeds: list[int] | None) -> list[int] | None:
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds} list a seed twice")
+    return seeds
+
+
 class SuiteSource(_Scheduled):
-    """A local suite directory ``<path>/<size>/step{N}/`` with a ``suite.json``."""
+    """A local suite directory ``<path>/<size>/step{N}/`` with a ``suite.json``.
+
+    With ``seeds``, ``<path>/seed<N>/`` is one such suite per seed (as ``circuit-atlas train
+    --seeds`` writes them).
+    """
 
     kind: Literal["suite"] = "suite"
     path: Path = Field(description="Suite directory (relative paths: to the study file).")
     sizes: list[str] | None = Field(default=None, description="Sizes to run (default: all).")
     name: str | None = Field(default=None, description="Display prefix (default: dir name).")
+    seeds: list[int] | None = Field(default=None, min_length=1,
+                                    description="Training seeds: the suites <path>/seed<N>/.")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | None) -> list[int] | None:
+        return _unique_seeds(value)
+
+
+class HubSource(_Scheduled):
+    """Models of a registered hub suite (:data:`circuit_atlas.models.hub_suites.HUB_SUITES`)."""
+
+    kind: Literal["hub"] = "hub"
+    suite: str = Field(min_length=1, description="A suite ('olmo', with sizes) or one of its "
+                       "models ('pythia-160m', 'olmo-1b').")
+    sizes: list[str] | None = Field(default=None, min_length=1,
+                                    description="Sizes, when `suite` names a whole suite.")
+    seeds: list[int] | None = Field(default=None, min_length=1,
+                                    description="Training runs (default: the original one; "
+                                    "PolyPythias: 0 = the original, 1-9).")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | None) -> list[int] | None:
+        return _unique_seeds(value)
 
 
 class LocalCheckpoint(_Strict):
@@ -135,7 +181,8 @@ class LocalSource(_Strict):
     checkpoints: list[LocalCheckpoint] = Field(min_length=1)
 
 
-ModelSource = Annotated[PythiaSource | SuiteSource | LocalSource, Field(discriminator="kind")]
+ModelSource = Annotated[PythiaSource | SuiteSource | LocalSource | HubSource,
+                       Field(discriminator="kind")]
 """Any model source; the ``kind`` key selects which."""
 
 
@@ -273,6 +320,16 @@ class StudyConfig(_Strict):
     )
     base_dir: Path = Field(default=Path("."), exclude=True, description="Set by the loader.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hub_kind(cls, data: Any) -> Any:
+        """A model source with a ``suite`` key and no ``kind`` is a hub source."""
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = {**data, "models": [
+                {**m, "kind": "hub"} if isinstance(m, dict) and "suite" in m and "kind" not in m
+                else m for m in data["models"]]}
+        return data
+
     @model_validator(mode="after")
     def _unique_tasks(self) -> StudyConfig:
         names = [t.name for t in self.tasks]
@@ -287,6 +344,19 @@ class StudyConfig(_Strict):
             return None
         path = Path(os.path.expandvars(str(path))).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def results_root(study: StudyConfig, override: str | os.PathLike[str] | None = None) -> Path:
+    """The results directory of a study.
+
+    ``override`` (``--results``), else ``$CIRCUIT_ATLAS_RESULTS``, else the study's ``results``
+    key, else ``./results/<name>``.
+    """
+    if override is not None:
+        return Path(override)
+    if os.environ.get(RESULTS_ENV_VAR):
+        return Path(os.environ[RESULTS_ENV_VAR])
+    return study.resolve_path(study.results) or Path("results") / study.name
 
 
 def _read(path: Path) -> tuple[str, str, Any]:
@@ -340,7 +410,7 @@ def parse_study(path: str | os.PathLike[str]) -> StudyConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = [p for p in error["loc"] if p not in ("pythia", "suite", "local")]
+            loc = [p for p in error["loc"] if p not in ("pythia", "suite", "local", "hub")]
             got = repr(error.get("input"))
             got = got if len(got) <= 80 else got[:77] + "..."
             message = ("required key is missing" if error["type"] == "missing"

@@ -300,6 +300,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
         "errors": json.dumps(errors, sort_keys=True), "device": device,
         "host": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
         "weights_fingerprint": source.get("weights_fingerprint"),
+        "seed": ckpt.seed, "base_model": ckpt.base_model or ckpt.model,
     }])
     return {name: _concat(name, items) for name, items in parts.items()}
 
@@ -314,7 +315,7 @@ def execute_unit(unit: Unit, engine: Engine | None = None, cache: CachePolicy | 
         return compute_unit(unit, engine, on_progress=on_progress)
     finally:
         ckpt = unit.checkpoint
-        if cache is not None and ckpt.kind == "pythia" and ckpt.repo_id:
+        if cache is not None and ckpt.kind in ("pythia", "hub") and ckpt.repo_id:
             evict_checkpoints(cache, just_used=(ckpt.repo_id, f"step{ckpt.step}"))
 
 

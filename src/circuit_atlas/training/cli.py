@@ -12,12 +12,13 @@ here, not in the library.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from circuit_atlas.errors import CircuitAtlasError
+from circuit_atlas.errors import CircuitAtlasError, ConfigError
 
 __all__ = [
     "TrainBars",
@@ -196,6 +197,11 @@ def train(
         float | None, typer.Option(help="Peak learning rate (default: per size).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of init, data order and curriculum.")] = 0,
+    seeds: Annotated[
+        str,
+        typer.Option(help="Several training runs, e.g. 0,1,2: one suite per seed in "
+                     "OUT/seed<N>/ (a study lists them with `seeds = [...]`)."),
+    ] = "",
     tokenizer: Annotated[str, typer.Option(help="bpe (trained on the corpus) or pythia.")] = "bpe",
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary before forced words.")] = 4096,
     curriculum: Annotated[
@@ -228,6 +234,7 @@ def train(
 ) -> None:
     """Train Pythia-architecture models in several sizes and save a checkpoint suite.
 
+    With --seeds, trains one suite per seed (``OUT/seed<N>/``), each with its own manifest.
     Resumable: run the same command again after a kill and it continues from the last state.
     """
     import torch
@@ -236,6 +243,7 @@ def train(
     from circuit_atlas.training import TrainConfig, train_suite
 
     try:
+        runs = _seed_runs(out, seed, seeds)
         config = TrainConfig(
             sizes=_split(sizes),
             steps=steps,
@@ -253,22 +261,44 @@ def train(
         if threads:
             torch.set_num_threads(threads)
         keep_freed_memory()
-        bars = TrainBars(enabled=progress)
-        try:
-            manifest = train_suite(
-                config, corpus or corpus_paths(data_dir), out, data_dir=data_dir, progress=bars
-            )
-        finally:
-            bars.close()
+        texts = corpus or corpus_paths(data_dir)
+        manifests = []
+        for run_seed, run_out in runs:
+            bars = TrainBars(enabled=progress)
+            try:
+                manifests.append((run_out, train_suite(
+                    dataclasses.replace(config, seed=run_seed), texts, run_out,
+                    data_dir=data_dir, progress=bars)))
+            finally:
+                bars.close()
     except CircuitAtlasError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from None
-    for name, record in manifest.sizes.items():
-        typer.echo(
-            f"{name}: {record.n_params:,} parameters, checkpoints {record.steps}, "
-            f"{record.tokens_per_second:,.0f} tokens/s, {record.train_seconds:.0f} s"
-        )
-    typer.echo(f"suite written to {out}")
+    for run_out, manifest in manifests:
+        for name, record in manifest.sizes.items():
+            typer.echo(
+                f"{name}: {record.n_params:,} parameters, checkpoints {record.steps}, "
+                f"{record.tokens_per_second:,.0f} tokens/s, {record.train_seconds:.0f} s"
+            )
+        typer.echo(f"suite written to {run_out}")
+
+
+def _seed_runs(out: Path, seed: int, seeds: str) -> list[tuple[int, Path]]:
+    """``[(seed, directory)]``: ``out`` itself, or ``out/seed<N>`` per seed of ``--seeds``.
+
+    Raises:
+        ConfigError: For a seed that is not a non-negative integer, or one listed twice.
+    """
+    if not seeds.strip():
+        return [(seed, out)]
+    parsed = []
+    for item in _split(seeds):
+        if not item.isdigit():
+            raise ConfigError(f"--seeds: {item!r} is not a non-negative integer (got {seeds!r})")
+        parsed.append(int(item))
+    if len(set(parsed)) != len(parsed):
+        raise ConfigError(f"--seeds {seeds!r} lists a seed twice")
+    return [(s, out / f"seed{s}") for s in parsed]
 
 
 def demo_command(
