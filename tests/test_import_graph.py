@@ -12,11 +12,12 @@ inside a function counts as much as one at the top of a module:
   the submodule that defines it, so a cycle cannot hide behind a package facade;
 - ``importlib.import_module("circuit_atlas.x")`` with a literal name is an edge.
 
-One exemption, stated: a package's ``__init__`` re-exporting its own submodules adds no edge
-(``circuit_atlas.models`` → ``circuit_atlas.models.sources``), and importing ``pkg.sub`` adds no
-edge to ``pkg`` (Python runs the package's ``__init__`` first, but that is the facade, not a
-dependency of ``sub``). Without the exemption every facade would form a cycle with each of its
-submodules that imports a sibling.
+- importing ``pkg.sub`` is also an edge to ``pkg`` (Python runs the package's ``__init__``
+  first), unless the importer is inside ``pkg``; a package ``__init__`` that re-exports its
+  submodules eagerly has edges to them. So ``graph.py`` importing ``models.spec`` depends on
+  everything ``models/__init__`` imports, as it does at run time.
+
+No exemption is made: a cycle through a package facade is a real circular import.
 """
 
 from __future__ import annotations
@@ -94,13 +95,17 @@ def import_graph(root: Path = SRC) -> dict[str, dict[str, int]]:
         package = _package_of(module, path)
         edges: dict[str, int] = {}
 
-        def add(target: str, line: int, module: str = module, edges: dict = edges,
-                is_init: bool = path.name == "__init__.py") -> None:
+        def add(target: str, line: int, module: str = module, edges: dict = edges) -> None:
             while target and target not in modules:  # `import a.b.name` of a non-module name
                 target = target.rpartition(".")[0]
-            facade = is_init and target.startswith(module + ".")
-            if target and target != module and not facade:
+            if target and target != module:
                 edges.setdefault(target, line)
+            # Importing a.b.c first runs a/__init__ and a/b/__init__ (unless the importer is
+            # inside them already: then they are being initialised).
+            parent = target.rpartition(".")[0]
+            while parent and not (module == parent or module.startswith(parent + ".")):
+                edges.setdefault(parent, line)
+                parent = parent.rpartition(".")[0]
 
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
@@ -221,12 +226,13 @@ def test_detector_finds_function_level_relative_and_reexported_cycles(tmp_path):
         "e.py": "from pkg.sub import lazy\n",
     })  # fmt: skip
     graph = import_graph(pkg)
-    assert graph["pkg.c"] == {"pkg.sub.impl": 1}
+    assert graph["pkg.c"] == {"pkg.sub.impl": 1, "pkg.sub": 1}  # the facade runs first
     assert graph["pkg.d"] == {"pkg.sub": 1, "pkg.e": 3}
-    assert graph["pkg.e"] == {"pkg.sub.other": 1}
-    assert graph["pkg.sub"] == {}  # the facade's own re-exports are exempt
+    assert graph["pkg.e"] == {"pkg.sub.other": 1, "pkg.sub": 1}
+    assert graph["pkg.sub"] == {"pkg.sub.impl": 1}  # eager re-export; the lazy table is not
+    assert graph["pkg.sub.impl"] == {"pkg.c": 1}  # inside pkg.sub: no edge to its __init__
     cycles = sorted(find_cycles(graph))
-    assert cycles == [["pkg.a", "pkg.b", "pkg.a"], ["pkg.c", "pkg.sub.impl", "pkg.c"]]
+    assert cycles == [["pkg.a", "pkg.b", "pkg.a"], ["pkg.c", "pkg.sub.impl", "pkg.c"]]  # shortest
     assert "pkg.a (line 2) -> pkg.b" in _describe(graph, cycles[0])
 
 

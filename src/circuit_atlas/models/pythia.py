@@ -322,4 +322,6 @@ def pythia_spec(name: str) -> ModelSpec:
     Raises:
         UnknownNameError: For an unknown name.
     """
-    return ModelSpec.from_hf_config(pythia_config(name))
+    from circuit_atlas.models.neox import neox_spec  # torch is imported only when needed
+
+    return neox_spec(pythia_config(name))

@@ -43,6 +43,7 @@ from circuit_atlas.errors import (
     PickledCheckpointError,
     UnsupportedArchitectureError,
 )
+from circuit_atlas.models.adapters import from_hf, get_adapter, spec_from_hf_config
 from circuit_atlas.models.configs import (
     DTYPES,
     neox_config,
@@ -61,7 +62,6 @@ from circuit_atlas.models.integrity import (
 )
 from circuit_atlas.models.pythia import TOKENS_PER_STEP, get_pythia, pythia_spec
 from circuit_atlas.models.schedules import validate_step
-from circuit_atlas.models.spec import ModelSpec
 from circuit_atlas.models.suite import (
     STEP_DIR,
     SUITE_MANIFEST,
@@ -319,7 +319,7 @@ def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None,
             f"cannot load {source.repo_id} at revision {source.revision} from {where} "
             f"(cache {cache_dir or 'default'}): {err}"
         ) from err
-    expected, loaded = pythia_spec(source.name or ""), ModelSpec.from_hf_config(model.config)
+    expected, loaded = pythia_spec(source.name or ""), spec_from_hf_config(model.config)
     if loaded != expected:
         logger.warning(
             "%s@%s does not have the registry architecture: %s != %s",
@@ -335,8 +335,6 @@ def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
               allow_pickle: bool):
     import transformers
     from transformers import AutoConfig
-
-    from circuit_atlas.models.adapters import get_adapter
 
     path = Path(source.path or "")
     if not (path / "config.json").is_file():
@@ -568,8 +566,6 @@ def load_model(
             ``allow_pickle``.
         CheckpointIntegrityError: For a hub-cached weight file whose sha256 is not the hub's.
     """
-    from circuit_atlas.models.adapters import from_hf
-
     loaded = load_hf_model(
         name,
         step=step,
