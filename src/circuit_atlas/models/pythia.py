@@ -32,6 +32,7 @@ from typing import Any
 
 from circuit_atlas.errors import InvalidCheckpointError, UnknownNameError
 from circuit_atlas.models.spec import ModelSpec
+from circuit_atlas.models.steps import validate_step
 
 __all__ = [
     "PYTHIA_ARCHITECTURES",
@@ -202,8 +203,6 @@ class PythiaModel:
         Raises:
             InvalidCheckpointError: If ``step`` is not one of :attr:`steps`.
         """
-        from circuit_atlas.models.schedules import validate_step
-
         return f"step{validate_step(step, self.steps, model=self.name)}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from circuit_atlas.models.integrity import (
     weight_files,
 )
 from circuit_atlas.models.pythia import TOKENS_PER_STEP, get_pythia, pythia_spec
-from circuit_atlas.models.schedules import validate_step
+from circuit_atlas.models.steps import validate_step
 from circuit_atlas.models.suite import (
     STEP_DIR,
     SUITE_MANIFEST,
