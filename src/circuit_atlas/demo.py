@@ -511,7 +511,7 @@ def run_demo(
     from circuit_atlas.data import corpus_paths, ensure
     from circuit_atlas.report import write_report
     from circuit_atlas.store import ResultsStore
-    from circuit_atlas.study.config import load_study
+    from circuit_atlas.study.load import load_study
     from circuit_atlas.study.runner import run_study
     from circuit_atlas.study.units import plan_units
     from circuit_atlas.training import train_suite
