@@ -205,6 +205,35 @@ def test_no_import_cycles_between_modules():
     assert not cycles, "import cycles:\n" + "\n".join(_describe(graph, c) for c in cycles)
 
 
+def package_graph(graph: dict[str, dict[str, int]], top: str = SRC.name) -> dict[str, dict]:
+    """Collapse the module graph onto the top level.
+
+    ``circuit_atlas.models.sources`` becomes ``circuit_atlas.models``; top-level modules
+    (``circuit_atlas.graph``) stay themselves; the root package's lazy facade is left out.
+    """
+
+    def outer(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    collapsed: dict[str, dict[str, int]] = {}
+    for module, edges in graph.items():
+        into = collapsed.setdefault(outer(module), {})
+        if module == top:
+            continue
+        for target, line in edges.items():
+            if outer(target) != outer(module):
+                into.setdefault(outer(target), line)
+    return collapsed
+
+
+def test_no_import_cycles_between_packages():
+    """The arrows between packages run one way (``models`` → ``graph``, never back)."""
+    packages = package_graph(import_graph())
+    assert "circuit_atlas.graph" in packages["circuit_atlas.models"]
+    cycles = find_cycles(packages)
+    assert not cycles, "package cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
 def _write(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         path = root / name
@@ -234,6 +263,8 @@ def test_detector_finds_function_level_relative_and_reexported_cycles(tmp_path):
     cycles = sorted(find_cycles(graph))
     assert cycles == [["pkg.a", "pkg.b", "pkg.a"], ["pkg.c", "pkg.sub.impl", "pkg.c"]]  # shortest
     assert "pkg.a (line 2) -> pkg.b" in _describe(graph, cycles[0])
+    packages = sorted(find_cycles(package_graph(graph, "pkg")))
+    assert packages == [["pkg.a", "pkg.b", "pkg.a"], ["pkg.c", "pkg.sub", "pkg.c"]]
 
 
 def test_detector_accepts_an_acyclic_package(tmp_path):
