@@ -25,6 +25,7 @@ from typing import Any
 
 from circuit_atlas.models.configs import (
     DTYPES,
+    hf_config,
     neox_config,
     random_hf_model,
     resolve_device,
@@ -93,6 +94,7 @@ __all__ = [
     "from_hf",
     "get_adapter",
     "get_pythia",
+    "hf_config",
     "list_pythia_models",
     "list_suite_checkpoints",
     "list_suite_sizes",

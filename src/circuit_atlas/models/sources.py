@@ -530,14 +530,16 @@ def load_model(
       the size's last checkpoint and is validated against the steps on disk);
     * ``path`` and ``step`` where ``path`` is a suite size directory: ``path/step{step}``;
     * ``path`` alone: a HF directory (``kind`` ``suite`` when it is named ``step{N}``);
-    * ``config``: a random model (``config`` as in :func:`neox_config`; ``name`` is a label);
+    * ``config``: a random model of any supported architecture (``config`` as in
+      :func:`~circuit_atlas.models.configs.hf_config`; ``name`` is a label);
     * ``name`` alone: a Pythia model from the hub at ``step`` (default 143,000) or ``revision``.
 
     Args:
         name: Pythia name (``pythia-70m``), suite size, or a label for a random model.
         step: Training step; validated against the source's checkpoints before loading.
         path: Local HF directory, suite size directory, or suite root.
-        config: Config of a random model (``GPTNeoXConfig``, dict, Pythia name, or ModelSpec).
+        config: Config of a random model (a HF config of a supported architecture, a dict with
+            ``model_type``, a Pythia name, or a GPT-NeoX ModelSpec).
         seed: Seed of the random initialisation.
         device: Target device; ``cuda`` when available, else ``cpu``, when None.
         dtype: ``float32`` (default), ``bfloat16``/``bf16``, ``float16``, or a torch dtype.
