@@ -99,6 +99,9 @@ def train(
     sizes: Annotated[
         str, typer.Option(help="Comma-separated sizes: micro, tiny, small, base, medium.")
     ] = "tiny,small",
+    arch: Annotated[
+        str, typer.Option(help="Architecture: gpt_neox (Pythia's), gpt2 or llama.")
+    ] = "gpt_neox",
     steps: Annotated[int, typer.Option(help="Optimiser steps per size.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 16,
     seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
@@ -139,7 +142,7 @@ def train(
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Train Pythia-architecture models in several sizes and save a checkpoint suite.
+    """Train models in several sizes (Pythia's architecture, or --arch) and save a suite.
 
     Resumable: run the same command again after a kill and it continues from the last state.
     """
@@ -151,6 +154,7 @@ def train(
     try:
         config = TrainConfig(
             sizes=_split(sizes),
+            arch=arch,  # type: ignore[arg-type]
             steps=steps,
             batch_size=batch_size,
             seq_len=seq_len,
