@@ -4,7 +4,7 @@ suites, then run a whole study over a GPT-2 suite and write its report.
 The GPT-2 suite is trained by ``circuit-atlas train --arch gpt2`` (size ``tiny``: 2 layers,
 4 heads, d_model 64; 4 steps on a 100 kB slice of the real corpus, BPE vocabulary of 600), and
 ``circuit-atlas run`` computes behaviour, circuits (EAP-IG, the fast search) and every component
-score for each of its checkpoints; ``circuit-atlas report`` writes the page. About 40 s on 2 cores.
+score for each of its checkpoints; ``circuit-atlas report`` writes the page. About 20 s on 2 cores.
 """
 
 from __future__ import annotations
