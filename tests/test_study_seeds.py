@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from circuit_atlas.errors import ConfigError
-from circuit_atlas.study.config import HubSource, load_study
+from circuit_atlas.study.config import HubSource
+from circuit_atlas.study.load import load_study
 from circuit_atlas.study.units import plan_units
 
 TASK = '\n[[tasks]]\nname = "ioi"\nn = 6\n'

@@ -29,6 +29,7 @@ from typing import Any
 
 from circuit_atlas.models.configs import (
     DTYPES,
+    hf_config,
     neox_config,
     random_hf_model,
     resolve_device,
@@ -121,6 +122,7 @@ __all__ = [
     "get_hub_suite",
     "get_pythia",
     "list_hub_models",
+    "hf_config",
     "list_pythia_models",
     "list_repo_revisions",
     "list_suite_checkpoints",

@@ -35,6 +35,7 @@ from typing import Any
 
 from circuit_atlas.errors import InvalidCheckpointError, UnknownNameError
 from circuit_atlas.models.spec import ModelSpec
+from circuit_atlas.models.steps import validate_step
 
 __all__ = [
     "POLYPYTHIA_SEEDS",
@@ -207,8 +208,6 @@ class PythiaModel:
         Raises:
             InvalidCheckpointError: If ``step`` is not one of :attr:`steps`.
         """
-        from circuit_atlas.models.schedules import validate_step
-
         return f"step{validate_step(step, self.steps, model=self.name)}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -340,4 +339,6 @@ def pythia_spec(name: str) -> ModelSpec:
     Raises:
         UnknownNameError: For an unknown name.
     """
-    return ModelSpec.from_hf_config(pythia_config(name))
+    from circuit_atlas.models.neox import neox_spec  # torch is imported only when needed
+
+    return neox_spec(pythia_config(name))

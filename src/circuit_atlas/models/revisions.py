@@ -38,6 +38,7 @@ __all__ = [
     "default_revisions_dir",
     "get_revision_scheme",
     "list_repo_revisions",
+    "resolve_hub_cache",
 ]
 
 logger = logging.getLogger(__name__)
@@ -295,9 +296,7 @@ def list_repo_revisions(
                                    str(path))
             _write_cache(path, listing)
             return listing
-    from circuit_atlas.models.sources import _hub_cache_dir
-
-    hub_cache = Path(hub_cache_dir or _hub_cache_dir(None) or _library_hub_cache())
+    hub_cache = Path(hub_cache_dir or resolve_hub_cache(None) or _library_hub_cache())
     local = _hub_cache_refs(hub_cache, repo_id)
     if local:
         logger.warning("%s: no cached branch list and %s; using the %d revisions in the hub "
@@ -308,6 +307,22 @@ def list_repo_revisions(
         f"revision of it in the hub cache {str(hub_cache)!r}; run once online (or copy the "
         "revisions file there) so that circuit-atlas never guesses a branch name"
     )
+
+
+def resolve_hub_cache(cache_dir: str | os.PathLike | None) -> str | None:
+    """The Hugging Face hub cache to read.
+
+    ``cache_dir``, else ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else None (the library
+    default, ``~/.cache/huggingface/hub``).
+    """
+    if cache_dir is not None:
+        return str(Path(cache_dir).expanduser())
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
 
 
 def _library_hub_cache() -> str:

@@ -48,6 +48,7 @@ from circuit_atlas.errors import (
     UnknownNameError,
     UnsupportedArchitectureError,
 )
+from circuit_atlas.models.adapters import from_hf, get_adapter, spec_from_hf_config
 from circuit_atlas.models.configs import (
     DTYPES,
     neox_config,
@@ -66,8 +67,8 @@ from circuit_atlas.models.integrity import (
     weight_files,
 )
 from circuit_atlas.models.pythia import TOKENS_PER_STEP, get_pythia, pythia_spec
-from circuit_atlas.models.schedules import validate_step
-from circuit_atlas.models.spec import ModelSpec
+from circuit_atlas.models.revisions import resolve_hub_cache
+from circuit_atlas.models.steps import validate_step
 from circuit_atlas.models.suite import (
     STEP_DIR,
     SUITE_MANIFEST,
@@ -266,16 +267,6 @@ def _hub_offline() -> bool:
     return any(flag.strip().lower() in _TRUE for flag in flags)
 
 
-def _hub_cache_dir(cache_dir: PathLike | None) -> str | None:
-    if cache_dir is not None:
-        return str(Path(cache_dir).expanduser())
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None  # the library default (~/.cache/huggingface/hub)
-
-
 def _dtype_kwarg() -> str:
     import transformers
     from packaging.version import Version
@@ -364,7 +355,7 @@ def _load_hub(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
         ) from err
     if source.kind != "pythia":
         return model, _hub_fingerprint(source, cache_dir, allow_pickle)
-    expected, loaded = pythia_spec(source.name or ""), ModelSpec.from_hf_config(model.config)
+    expected, loaded = pythia_spec(source.name or ""), spec_from_hf_config(model.config)
     if loaded != expected:
         logger.warning(
             "%s@%s does not have the registry architecture: %s != %s",
@@ -380,8 +371,6 @@ def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
               allow_pickle: bool):
     import transformers
     from transformers import AutoConfig
-
-    from circuit_atlas.models.adapters import get_adapter
 
     path = Path(source.path or "")
     if not (path / "config.json").is_file():
@@ -540,7 +529,7 @@ def load_hf_model(
     Raises:
         See :func:`load_model`.
     """
-    cache = _hub_cache_dir(cache_dir)
+    cache = resolve_hub_cache(cache_dir)
     source = _plan(name, step, path, config, revision, seed, revisions_dir, cache)
     torch_dtype = resolve_dtype(dtype)
     logger.info(
@@ -580,7 +569,8 @@ def load_model(
       the size's last checkpoint and is validated against the steps on disk);
     * ``path`` and ``step`` where ``path`` is a suite size directory: ``path/step{step}``;
     * ``path`` alone: a HF directory (``kind`` ``suite`` when it is named ``step{N}``);
-    * ``config``: a random model (``config`` as in :func:`neox_config`; ``name`` is a label);
+    * ``config``: a random model of any supported architecture (``config`` as in
+      :func:`~circuit_atlas.models.configs.hf_config`; ``name`` is a label);
     * ``name`` alone: a Pythia model from the hub at ``step`` (default 143,000) or ``revision``;
       or a model of another hub suite (``olmo-1b``, ``crfm-gpt2-small-seed49``;
       :func:`~circuit_atlas.models.hub_suites.resolve_hub_model`) at ``step`` (default: its
@@ -590,7 +580,8 @@ def load_model(
         name: Pythia name (``pythia-70m``), suite size, or a label for a random model.
         step: Training step; validated against the source's checkpoints before loading.
         path: Local HF directory, suite size directory, or suite root.
-        config: Config of a random model (``GPTNeoXConfig``, dict, Pythia name, or ModelSpec).
+        config: Config of a random model (a HF config of a supported architecture, a dict with
+            ``model_type``, a Pythia name, or a GPT-NeoX ModelSpec).
         seed: Seed of the random initialisation.
         device: Target device; ``cuda`` when available, else ``cpu``, when None.
         dtype: ``float32`` (default), ``bfloat16``/``bf16``, ``float16``, or a torch dtype.
@@ -622,8 +613,6 @@ def load_model(
             ``allow_pickle``.
         CheckpointIntegrityError: For a hub-cached weight file whose sha256 is not the hub's.
     """
-    from circuit_atlas.models.adapters import from_hf
-
     loaded = load_hf_model(
         name,
         step=step,

@@ -55,7 +55,8 @@ def run(
     """Run a study: every (model, checkpoint) unit not yet in the results store."""
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.cache import CachePolicy
-    from circuit_atlas.study.config import load_study, results_root
+    from circuit_atlas.study.config import results_root
+    from circuit_atlas.study.load import load_study
     from circuit_atlas.study.runner import run_study
     from circuit_atlas.study.units import estimate_cost, plan_units
 

@@ -29,7 +29,8 @@ own in the store whose curves are also averaged across seeds (docs/study.md, "Se
 
 Unknown keys and bad values raise :class:`~circuit_atlas.errors.ConfigError` naming the key and
 the file line (``study.toml:12: models[0].schedul: Extra inputs are not permitted``). Checkpoint
-schedules and task names are checked against the registries when the file is loaded.
+schedules and task names are checked against the registries when the file is loaded
+(:func:`circuit_atlas.study.load.load_study`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from circuit_atlas.components import COMPONENTS, Component
-from circuit_atlas.errors import CircuitAtlasError, ConfigError
+from circuit_atlas.errors import ConfigError
 from circuit_atlas.study._locate import locate_line
 
 if sys.version_info >= (3, 11):
@@ -67,7 +68,7 @@ __all__ = [
     "SuiteSource",
     "TaskConfig",
     "UNIT_ANALYSES",
-    "load_study",
+    "located_error",
     "parse_study",
     "results_root",
 ]
@@ -392,6 +393,25 @@ def _where(path: Path, text: str, fmt: str, loc: Sequence[int | str]) -> str:
     return f"{path}:{line}" if line is not None else f"{path}"
 
 
+def located_error(path: str | os.PathLike[str], loc: Sequence[int | str], message: str
+                  ) -> ConfigError:
+    """A :class:`ConfigError` naming the study file's line of ``loc`` and the key.
+
+    Example message: ``study.toml:12: models[0].schedule: unknown checkpoint schedule 'x'``.
+
+    Args:
+        path: The study file (TOML or YAML).
+        loc: The key's location, e.g. ``["models", 0, "schedule"]``.
+        message: What is wrong.
+
+    Raises:
+        ConfigError: If the file cannot be read.
+    """
+    path = Path(path)
+    text, fmt, _ = _read(path)
+    return ConfigError(f"{_where(path, text, fmt, loc)}: {_format_loc(loc)}: {message}")
+
+
 def parse_study(path: str | os.PathLike[str]) -> StudyConfig:
     """Parse and type-check a study file without touching registries or the file system.
 
@@ -421,47 +441,4 @@ def parse_study(path: str | os.PathLike[str]) -> StudyConfig:
         raise ConfigError("invalid study file:\n  " + "\n  ".join(problems)) from None
     if "base_dir" in raw:
         raise ConfigError(f"{_where(path, text, fmt, ['base_dir'])}: base_dir: not a study key")
-    return study
-
-
-def load_study(path: str | os.PathLike[str]) -> StudyConfig:
-    """Load a study file and check it against the registries and the file system.
-
-    Beyond :func:`parse_study`, every task name must be registered, every task-schedule key must
-    be one of the study's tasks, and every source's schedule must resolve to real checkpoints
-    (for a suite: of the suite directory). The units themselves are built by
-    :func:`circuit_atlas.study.units.plan_units`.
-
-    Raises:
-        ConfigError: Naming the key and line of the first problem.
-    """
-    from circuit_atlas.study.units import plan_units
-
-    path = Path(path)
-    study = parse_study(path)
-    text = path.read_text(encoding="utf-8")
-    fmt = "toml" if path.suffix.lower() == ".toml" else "yaml"
-
-    def fail(loc: Sequence[int | str], message: str) -> ConfigError:
-        return ConfigError(f"{_where(path, text, fmt, loc)}: {_format_loc(loc)}: {message}")
-
-    from circuit_atlas.tasks import list_tasks
-
-    known = set(list_tasks())
-    for i, task in enumerate(study.tasks):
-        if task.name not in known:
-            raise fail(["tasks", i, "name"], f"unknown task {task.name!r}; known: {sorted(known)}")
-    names = {t.name for t in study.tasks}
-    for i, source in enumerate(study.models):
-        for task in getattr(source, "task_schedules", {}):
-            if task not in names:
-                raise fail(["models", i, "task_schedules", task],
-                           f"task {task!r} is not one of the study's tasks {sorted(names)}")
-    try:
-        plan_units(study)
-    except ConfigError as exc:
-        loc = getattr(exc, "loc", None)
-        raise (fail(loc, str(exc)) if loc else exc) from None
-    except CircuitAtlasError as exc:
-        raise fail(getattr(exc, "loc", ["models"]), str(exc)) from None
     return study

@@ -12,6 +12,7 @@ units through an executor with resume (committed units are skipped), run state f
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,7 +20,6 @@ import platform
 import re
 import socket
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +30,7 @@ import pyarrow as pa
 from circuit_atlas.errors import TaskDataError
 from circuit_atlas.store import TABLES, ResultsStore
 from circuit_atlas.study.cache import CachePolicy, evict_checkpoints
+from circuit_atlas.study.executors import format_exception, make_executor
 from circuit_atlas.study.unit_analyses import algorithm_unit_tables, component_tables
 from circuit_atlas.study.units import Unit
 
@@ -389,7 +390,6 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
         A :class:`RunSummary`. Failed units are recorded in ``state/failed/`` and retried by the
         next run; a killed run loses at most the units in flight.
     """
-    from circuit_atlas.study.executors import make_executor
     from circuit_atlas.study.progress import ProgressBars
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
@@ -424,7 +424,8 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
                 "started_at": datetime.now(timezone.utc).isoformat()})
             bars.start(unit)
 
-        for outcome in runner.run(pending, engine or default_engine(), cache, on_start,
+        work = functools.partial(execute_unit, engine=engine or default_engine(), cache=cache)
+        for outcome in runner.run(pending, work, on_start,
                                   bars.on_progress if runner.reports_tasks else None):
             unit = outcome.unit
             if outcome.error is None:
@@ -455,7 +456,3 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
         handler.close()
     return summary
 
-
-def format_exception(exc: BaseException) -> tuple[str, str]:
-    """Return ``(one-line message, full traceback)`` of an exception."""
-    return f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
