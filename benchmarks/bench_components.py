@@ -52,7 +52,7 @@ def main() -> None:
 
     from circuit_atlas.components.algorithm import self_repair
     from circuit_atlas.components.attention_scores import attention_scores
-    from circuit_atlas.components.copy_score import copy_scores
+    from circuit_atlas.components.copy_score import copy_score_pair
     from circuit_atlas.components.cspa import corpus_tokens, cspa_scores
     from circuit_atlas.components.path_patching import direct_effects, path_patching_effects
     from circuit_atlas.components.path_sweep import RunCache
@@ -114,8 +114,8 @@ def main() -> None:
         return
     timed("attention (induction, duplicate, previous)", lambda: attention_scores(model))
     timed("successor (weights only)", lambda: successor_scores(model, tokenizer))
-    timed("copy score (name movers)", lambda: copy_scores(model, ioi))
-    timed("negative copy score", lambda: copy_scores(model, ioi, negative=True))
+    timed("copy score and negative copy score (one set of logits)",
+          lambda: copy_score_pair(model, ioi))
     timed("S-inhibition (2 name movers)", lambda: s_inhibition_heads(model, ioi, movers),
           name_movers=movers)  # fmt: skip
     if not args.skip_cspa:

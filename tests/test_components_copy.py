@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import circuit_atlas.components.copy_score as copy_module
-from circuit_atlas.components.copy_score import copy_scores, name_positions
+from circuit_atlas.components.copy_score import copy_score_pair, copy_scores, name_positions
 from circuit_atlas.components.hooked import trace
 from circuit_atlas.models.configs import random_hf_model, tiny_config
 from circuit_atlas.models.neox import PatchableGPTNeoX
@@ -143,6 +143,17 @@ def test_batched_equals_folded_loop_reference(negative, full, top_k, monkeypatch
     torch.testing.assert_close(
         copy_scores(model, data, top_k=top_k, negative=negative, full_layer_norm=full), got
     )
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_pair_equals_each_sign_against_the_loop_reference(full):
+    """Both signs from one set of logits (logits(−o) = 2·b_f·W_U − logits(o))."""
+    model = patchable(hf_model(layers=3, heads=4, d_model=32, vocab=V, seed=5))
+    data = _toy_ioi(n=7, seed=1)
+    pos, neg = copy_score_pair(model, data, top_k=12, full_layer_norm=full)
+    torch.testing.assert_close(pos, _reference(model, data, 12, False, full))
+    torch.testing.assert_close(neg, _reference(model, data, 12, True, full))
+    assert not torch.equal(pos, neg)
 
 
 def test_folded_and_full_layer_norm_differ():

@@ -212,18 +212,17 @@ def score_heads(
         clock("successor", t)
     ioi_needed = {"name_mover", "negative_name_mover", "s_inhibition_effect", "s_inhibition"}
     if ioi_needed & wanted:
-        from circuit_atlas.components.copy_score import copy_scores
+        from circuit_atlas.components.copy_score import copy_score_pair
         from circuit_atlas.tasks.ioi import make_ioi
 
         ioi = make_ioi(tokenizer, n=s.ioi_n, seed=s.ioi_seed)
         if artifacts is not None:
             artifacts["ioi"] = ioi
         t = time.perf_counter()
-        copy = copy_scores(model, ioi, top_k=s.copy_top_k)
+        copy, negative = copy_score_pair(model, ioi, top_k=s.copy_top_k)
         if "name_mover" in wanted:
             rows += _frame_rows("name_mover", copy)
         if "negative_name_mover" in wanted:
-            negative = copy_scores(model, ioi, top_k=s.copy_top_k, negative=True)
             rows += _frame_rows("negative_name_mover", negative)
         clock("copy", t)
         if {"s_inhibition_effect", "s_inhibition"} & wanted:

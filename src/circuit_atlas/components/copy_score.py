@@ -42,7 +42,7 @@ from torch import Tensor
 from circuit_atlas.components.hooked import trace
 from circuit_atlas.models.patchable import upcast
 
-__all__ = ["IOI_WORDS", "copy_scores", "name_positions"]
+__all__ = ["IOI_WORDS", "copy_score_pair", "copy_scores", "name_positions"]
 
 IOI_WORDS: tuple[str, ...] = ("io_pos", "s1_pos", "s2_pos")
 """The ``TaskDataset.info`` keys of the three name positions of an IOI prompt."""
@@ -116,8 +116,7 @@ def copy_scores(
     """Copy score (or negative copy score) of every head on IOI prompts (PAPER.md §4).
 
     One forward pass gives the residual stream after block 0 (``trace(...).resid[1]``); the rest
-    uses weights only: for each layer all heads are scored together, and the logits are built in
-    blocks of heads so that at most ``2**25`` logits exist at once.
+    uses weights only (:func:`copy_score_pair`, which gives both signs for the cost of one).
 
     Args:
         model: A :class:`~circuit_atlas.models.protocol.PatchableModel`.
@@ -137,6 +136,37 @@ def copy_scores(
         ValueError: If ``data`` is not IOI data (see :func:`name_positions`), or ``top_k`` is not
             in ``[1, vocab]``.
     """
+    signs = (-1.0,) if negative else (1.0,)
+    return _scores(model, data, top_k, full_layer_norm, signs)[0]
+
+
+@torch.no_grad()
+def copy_score_pair(
+    model, data, *, top_k: int = 5, full_layer_norm: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The copy score and the negative copy score of every head, sharing their logits.
+
+    Negating a head's output negates its centred (and, with ``full_layer_norm``, normalised)
+    final-norm input, so ``logits(−o) = 2·b_f·W_U − logits(o)``: one set of logits gives both.
+
+    Args and raises: as :func:`copy_scores`.
+
+    Returns:
+        ``(copy, negative_copy)``, each ``(n_layers, n_heads)`` float32 CPU fractions.
+    """
+    pos, neg = _scores(model, data, top_k, full_layer_norm, (1.0, -1.0))
+    return pos, neg
+
+
+def _scores(model, data, top_k: int, full: bool, signs: tuple[float, ...]) -> list[Tensor]:
+    """Copy scores for each sign in ``signs`` (``(n_layers, n_heads)`` each).
+
+    A head's logits are ``sign · (v·M)/s + b_f·W_U`` with ``v`` its value vectors at the name
+    positions, ``M = (center(W_O) ⊙ w_f)·W_U`` ``(e, V)`` (the centring of the final norm moved
+    into W_O's rows, where it is linear) and ``s`` the norm's scale (1 unless ``full``): one
+    ``(P, e) × (e, V)`` product per head instead of ``(P, d) × (d, V)``, built in blocks of
+    heads so that at most ``2**25`` logits exist at once.
+    """
     vocab = model.spec.vocab_size
     if not 1 <= top_k <= vocab:
         raise ValueError(f"top_k must be in [1, {vocab}], got {top_k}")
@@ -146,25 +176,34 @@ def copy_scores(
     resid = trace(model, clean, record=("resid",)).resid[1]  # (n, p, d) after block 0
     x = upcast(resid[rows.to(model.device), pos.to(model.device)])  # (P, d)
     eps = model.spec.layer_norm_eps
-    sign = -1.0 if negative else 1.0
     w_f, b_f = (upcast(t) for t in model.norm_weights("final"))
     w_u = upcast(model.unembedding)
+    bias = b_f @ w_u  # (V,) every position's logits share it
     n_pos = x.shape[0]
     block = max(1, _CHUNK_ELEMENTS // (n_pos * vocab))
-    out = torch.empty(model.spec.n_layers, model.spec.n_heads)
+    out = [torch.empty(model.spec.n_layers, model.spec.n_heads) for _ in signs]
     for layer in range(model.spec.n_layers):
         w_1, b_1 = (upcast(t) for t in model.norm_weights("attn", layer))
         w_v, b_v, w_o = (upcast(t) for t in model.ov(layer))
-        x_ln = _layer_norm(model, x, w_1, b_1, eps, full_layer_norm)  # (P, d)
+        x_ln = _layer_norm(model, x, w_1, b_1, eps, full)  # (P, d)
         v = torch.matmul(x_ln, w_v) + b_v  # (h, P, e)
-        o = sign * torch.matmul(v, w_o)  # (h, P, d)
-        o_ln = _layer_norm(model, o, w_f, b_f, eps, full_layer_norm)  # (h, P, d)
-        hits = []
-        for start in range(0, o_ln.shape[0], block):
-            logits = torch.matmul(o_ln[start : start + block], w_u)  # (c, P, V)
-            own = logits.gather(-1, names[None, :, None].expand(logits.shape[0], -1, 1))
-            kth = logits.topk(top_k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
-            # own >= the k-th largest logit <=> fewer than k tokens are strictly above the name
-            hits.append((own >= kth)[..., 0].float().mean(-1))  # (c,)
-        out[layer] = torch.cat(hits).cpu()
+        w_oc = model.center(w_o)  # (h, e, d): center(v·W_O) = v·center(W_O)
+        hits: list[list[Tensor]] = [[] for _ in signs]
+        for start in range(0, v.shape[0], block):
+            heads = slice(start, start + block)
+            logits = torch.matmul(v[heads], (w_oc[heads] * w_f) @ w_u)  # (c, P, V)
+            if full:  # the norm's scale of the centred output, the same for both signs
+                o = torch.matmul(v[heads], w_oc[heads])  # (c, P, d)
+                logits /= torch.sqrt(o.pow(2).mean(-1, keepdim=True) + eps)
+            for i, sign in enumerate(signs):
+                if i == 0:
+                    logits = logits.mul_(sign).add_(bias)
+                else:  # sign·L + b from (previous sign)·L + b: 2b − (L + b) for the flip
+                    logits = logits.neg_().add_(bias, alpha=2.0)
+                own = logits.gather(-1, names[None, :, None].expand(logits.shape[0], -1, 1))
+                kth = logits.topk(top_k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+                # own >= the k-th largest logit <=> fewer than k tokens are strictly above it
+                hits[i].append((own >= kth)[..., 0].float().mean(-1))  # (c,)
+        for i in range(len(signs)):
+            out[i][layer] = torch.cat(hits[i]).cpu()
     return out

@@ -105,7 +105,7 @@ def cspa_scores(
     semantic: Tensor | None = None,
     function_tokens: Sequence[int] | Tensor | None = None,
     effect: Effect = "direct",
-    batch_size: int = 8,
+    batch_size: int = 16,
 ) -> Tensor:
     """CSPA score (fraction of a head's mean-ablation effect that copy suppression explains).
 
@@ -130,7 +130,10 @@ def cspa_scores(
         function_tokens: Token ids never selected as sources; default
             :func:`function_token_ids` of ``model.tokenizer``.
         effect: ``direct`` (the reference) or ``total`` (rerun later layers).
-        batch_size: Sequences per forward pass (memory ~ ``6·batch_size·p·V`` floats).
+        batch_size: At most this many sequences per pass, split evenly (``ceil(n /
+            batch_size)`` passes); memory ~ ``3·batch_size·p·V`` floats in the paper's setting,
+            ``6·batch_size·p·V`` otherwise. Each pass maps every scored head's W_O to the
+            vocabulary once, so fewer passes cost less.
 
     Returns:
         ``(n_layers, n_heads)`` float32 scores; NaN for heads not scored and for heads whose
@@ -170,9 +173,9 @@ def cspa_scores(
     started = time.perf_counter()
     means = _head_means(model, mean_tokens[:, :p], chosen, batch_size)  # (len(chosen), h, p, e)
     kl = torch.zeros(2, n_layers, n_heads, dtype=torch.float64)  # (ablated | cspa, L, h)
-    for lo in range(0, tokens.shape[0], batch_size):
+    for batch in tokens.tensor_split(-(-tokens.shape[0] // batch_size)):
         _score_batch(
-            model, tokens[lo : lo + batch_size], means, chosen, kl, table, fn,
+            model, batch, means, chosen, kl, table, fn,
             k_unembeddings, only_keep_negative_components, effect,
         )
     scores = torch.full((n_layers, n_heads), float("nan"))

@@ -176,16 +176,17 @@ def compute_head_scores(model, data: TaskDataset, settings: Any = None, *,
         circuit_atlas.errors.DataNotFoundError: If the corpus is missing.
     """
     from circuit_atlas.components import ComponentSettings, score_heads
-    from circuit_atlas.components.copy_score import copy_scores
+    from circuit_atlas.components.copy_score import copy_score_pair
 
     s = settings or ComponentSettings()
     rows = score_heads(model, ComponentSettings(**{
         **s.__dict__, "scores": ("induction", "duplicate_token", "copy_suppression")}),
         data_dir=data_dir)  # fmt: skip
     found = HeadScores.from_rows(rows, model.spec.n_layers, model.spec.n_heads)
+    copy, negative = copy_score_pair(model, data, top_k=s.copy_top_k)
     return HeadScores(
-        copy=copy_scores(model, data, top_k=s.copy_top_k).double(),
-        negative_copy=copy_scores(model, data, top_k=s.copy_top_k, negative=True).double(),
+        copy=copy.double(),
+        negative_copy=negative.double(),
         cspa=found.cspa, induction=found.induction, duplicate_token=found.duplicate_token,
     )  # fmt: skip
 
