@@ -87,7 +87,7 @@ DEFAULT_MIN_LAYER = 2
 _MASK = -1e9  # the reference's value for masked logit-lens entries
 _TIE = 1e-6  # sources within this many logits of the K-th best are kept
 _GS_EPS = 1e-6  # Gram-Schmidt drops directions shorter than this
-_KL_ROWS = 16  # positions whose (V,) logit changes are built and reduced together (in cache)
+_VOCAB_BLOCK = 2048  # vocabulary entries whose logit changes are built and reduced together
 
 
 # ---------------------------------------------------------------------------------- scores
@@ -302,6 +302,7 @@ def _score_batch(
         norm = u_src[:, :, 0].norm(dim=-1, keepdim=True)
         unit = torch.where(norm > _GS_EPS, u_src[:, :, 0] / norm.clamp_min(_GS_EPS), 0.0)
         src_logits = (model.center(unit) * w_f) @ w_u
+        src_dot_p = torch.bmm(src_logits, probs.transpose(1, 2))  # (b, k, q)
     for row, layer in enumerate(layers):
         resid = clean.resid[layer]
         x_hat = resid.to(work)
@@ -313,6 +314,7 @@ def _score_batch(
         w_o = model.ov(layer)[2].to(work)  # (h, e, d)
         if lowrank:
             ov_logits = (model.center(w_o) * w_f) @ w_u  # (h, e, V)
+            ov_dot_p = ov_logits @ probs.reshape(-1, probs.shape[-1]).T  # (h, e, b·q)
         patterns = clean.patterns[layer].to(work)  # (h, b, q, k)
         for head in range(spec.n_heads):
             pattern = patterns[head]
@@ -320,7 +322,7 @@ def _score_batch(
             if lowrank:
                 found = _lowrank_kl(
                     pattern, values[head], z_mean, w_o[head], ov_logits[head], src_logits,
-                    idx, basis, only_neg, sigma, logp, probs,
+                    idx, basis, only_neg, sigma, logp, ov_dot_p[head], src_dot_p,
                 )
             else:
                 shift = _dense_shifts(
@@ -334,7 +336,7 @@ def _score_batch(
 
 def _lowrank_kl(
     pattern, values, z_mean, w_o, ov_logits, src_logits, idx, basis, only_neg, sigma, logp,
-    probs,
+    ov_dot_p, src_dot_p,
 ) -> Tensor:
     """Per-position KLs ``(2, b, q)`` of the mean-ablated and the CSPA head, built low-rank.
 
@@ -343,9 +345,9 @@ def _lowrank_kl(
     kept sources' projections, each a multiple of its source's unit unembedding direction. So
     the logit change (through the frozen final norm) is ``z·(W_O → logits)`` plus
     ``S·(sources → logits)`` with ``S (b, q, k)`` the projection coefficients (the reference's
-    ``project`` with one direction per source), both divided by the norm's scale. The
-    ``(rows, V)`` changes are built and turned into KLs a few positions at a time, so that
-    they stay in cache and no ``(2, b, q, V)`` tensor exists.
+    ``project`` with one direction per source), both divided by the norm's scale. The changes
+    are built and reduced to KLs a block of the vocabulary at a time (an online logsumexp), so
+    that the blocks stay in cache and no ``(2, b, q, V)`` tensor exists.
 
     Args:
         pattern: ``(b, q, k)`` the head's attention.
@@ -359,7 +361,8 @@ def _lowrank_kl(
         only_neg: Keep only negative components.
         sigma: ``(b, q, 1)`` the clean final norm's divisor.
         logp: ``(b, q, V)`` clean log-probabilities.
-        probs: ``(b, q, V)`` their exponential.
+        ov_dot_p: ``(e, b·q)`` ``ov_logits`` times each position's clean probabilities.
+        src_dot_p: ``(b, k, q)`` ``src_logits[k] · p[q]`` within each sequence.
     """
     b, p, _ = pattern.shape
     z = pattern @ values  # (b, q, e): the head's output before W_O
@@ -373,14 +376,26 @@ def _lowrank_kl(
     coefs = pattern.new_zeros(b, p, p)
     coefs[bi, qi, ki] = coef  # (b, q, k): idx holds each triple once
     coefs /= sigma
-    kl = pattern.new_empty(2, b, p)
-    for s in range(b):
-        for q0 in range(0, p, _KL_ROWS):
-            q = slice(q0, q0 + _KL_ROWS)
-            shift = rows[:, s, q] @ ov_logits  # (2, r, V)
-            shift[1].addmm_(coefs[s, q], src_logits[s])
-            kl[:, s, q] = _kl_from_shift(logp[s, q], probs[s, q], shift)
-    return kl
+    # Logit changes a block of the vocabulary at a time (blocks of ov_logits and of the
+    # sources' logits stay in cache), reduced with an online logsumexp: for x = log p + δ,
+    # KL = logsumexp(x) − E_p[δ].
+    flat = rows.reshape(2 * b * p, -1)  # (2·b·q, e)
+    # E_p[δ] in the low-rank space: rows·(ov_logits·p) + Σ_k S[q, k]·(src_logits[k]·p[q])
+    mean_shift = torch.einsum("nbqe,ebq->nbq", rows, ov_dot_p.view(-1, b, p))
+    mean_shift[1] += (coefs * src_dot_p.transpose(1, 2)).sum(-1)
+    top = pattern.new_full((2, b, p), float("-inf"))  # running max of x
+    total = pattern.new_zeros(2, b, p)  # running Σ exp(x − top)
+    for v0 in range(0, ov_logits.shape[-1], _VOCAB_BLOCK):
+        v = slice(v0, v0 + _VOCAB_BLOCK)
+        shift = (flat @ ov_logits[:, v]).view(2, b, p, -1)  # (2, b, q, w)
+        shift[1].baddbmm_(coefs, src_logits[:, :, v])
+        shift += logp[:, :, v]
+        block_top = shift.amax(-1)
+        new_top = torch.maximum(top, block_top)
+        total *= (top - new_top).exp()
+        total += shift.sub_(new_top[..., None]).exp_().sum(-1)
+        top = new_top
+    return total.log() + top - mean_shift
 
 
 def _dense_shifts(
