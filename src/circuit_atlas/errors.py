@@ -19,7 +19,9 @@ __all__ = [
     "DataIntegrityError",
     "DataNotFoundError",
     "InvalidCheckpointError",
+    "LockedError",
     "ModelSourceError",
+    "NonFiniteError",
     "PickledCheckpointError",
     "StoreError",
     "TaskDataError",
@@ -157,6 +159,22 @@ class ConfigError(CircuitAtlasError, ValueError):
 
 class StoreError(CircuitAtlasError):
     """The results store is incompatible, corrupted, or holds a foreign file."""
+
+
+class LockedError(CircuitAtlasError):
+    """A results store or suite directory is in use by another writer (its lock is held).
+
+    The message names the directory and the holder (pid, host, command, since when) and says
+    how to wait for it (``--wait``). Nothing has been written.
+    """
+
+
+class NonFiniteError(CircuitAtlasError, ValueError):
+    """A model's weights or activations hold NaN or infinite values.
+
+    The message names the parameter or the layer whose output is not finite, so no score is
+    computed (or stored) from them.
+    """
 
 
 class AnalysisError(CircuitAtlasError, ValueError):

@@ -21,7 +21,7 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from circuit_atlas._faults import fault_point
 from circuit_atlas.errors import StoreError
 from circuit_atlas.store_schema import (
     ADDED_COLUMNS,
@@ -315,6 +316,7 @@ class ResultsStore:
                     handle.flush()
                     os.fsync(handle.fileno())
                 files[path.name] = {"rows": table.num_rows, "bytes": path.stat().st_size}
+            fault_point("store.staged")
             marker = {
                 "unit_id": unit_id,
                 "schema_version": SCHEMA_VERSION,
@@ -326,6 +328,7 @@ class ResultsStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             _fsync_dir(tmp)
+            fault_point("store.marked")
             try:
                 os.rename(tmp, self.units_dir / unit_id)
             except OSError:
@@ -334,6 +337,7 @@ class ResultsStore:
                                    unit_id)
                     return False
                 raise
+            fault_point("store.renamed")
             _fsync_dir(self.units_dir)
         finally:
             if tmp.exists():
@@ -455,6 +459,29 @@ class ResultsStore:
                         record["interrupted"] = not _pid_alive(int(record["pid"]))
                     out[state][path.stem] = record
         return out
+
+    def lock(self, *, wait: float | None = 0,
+             on_wait: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager:
+        """Hold the store's writer lock (``state/driver.lock``) for the body of a ``with`` block.
+
+        One driver per store: :func:`~circuit_atlas.study.runner.run_study` holds it for a whole
+        run. It is an OS lock (:func:`circuit_atlas.lock.hold_lock`), released by the kernel
+        when its process dies, so a killed run never blocks the next one.
+
+        Args:
+            wait: Seconds to wait for another holder (0: refuse at once; None: no limit).
+            on_wait: Called with a message naming the holder before waiting.
+
+        Raises:
+            LockedError: If another process holds it (the message names it) and ``wait`` ran
+                out.
+        """
+        from circuit_atlas.lock import hold_lock
+
+        state = self.root / "state"
+        state.mkdir(exist_ok=True)
+        return hold_lock(state / "driver.lock", state / "driver.json",
+                         f"results store {str(self.root)!r}", wait=wait, on_wait=on_wait)
 
     def runs_dir(self) -> Path:
         """Directory holding one log file and one JSON record per run."""

@@ -53,9 +53,14 @@ def run(
     cache_dir: Annotated[Path | None, typer.Option(help="Hugging Face cache dir.")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Load checkpoints whose only weights are pickled (pytorch_model.bin); unpickling can execute code. Also [run] allow_pickle in the study file.")] = False,  # noqa: E501
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost only.")] = False,  # noqa: E501
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (plain lines when stderr is not a terminal).")] = True,  # noqa: E501
+    wait: Annotated[bool, typer.Option("--wait", help="If another run holds the results store, wait for it to finish instead of stopping.")] = False,  # noqa: E501
 ) -> None:
-    """Run a study: every (model, checkpoint) unit not yet in the results store."""
+    """Run a study: every (model, checkpoint) unit not yet in the results store.
+
+    One run per results store at a time: a second one stops with an error naming the first
+    (or waits for it with --wait).
+    """
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.cache import CachePolicy
     from circuit_atlas.study.config import load_study
@@ -86,7 +91,8 @@ def run(
         summary = run_study(units, store, executor=executor, executor_options=options,
                             cache=cache, study_name=study.name,
                             config_text=Path(study_file).read_text(encoding="utf-8"),
-                            progress=progress)
+                            progress=progress, wait=None if wait else 0,
+                            on_wait=lambda message: typer.echo(message, err=True))
     except CircuitAtlasError as exc:
         raise _fail(exc) from None
     typer.echo(f"results in {store.root}: {summary.done} units done, {summary.skipped} already "

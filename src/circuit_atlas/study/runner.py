@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from circuit_atlas._faults import fault_point
 from circuit_atlas.errors import TaskDataError
 from circuit_atlas.store import TABLES, ResultsStore
 from circuit_atlas.study.cache import CachePolicy, evict_checkpoints
@@ -370,7 +371,8 @@ def _plan_record(units: Sequence[Unit], run_id: str, executor: str, name: str | 
 def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "local",
               executor_options: dict[str, Any] | None = None, engine: Engine | None = None,
               cache: CachePolicy | None = None, study_name: str | None = None,
-              config_text: str | None = None, progress: bool = False) -> RunSummary:
+              config_text: str | None = None, progress: bool = False,
+              wait: float | None = 0, on_wait: Callable[[str], None] | None = None) -> RunSummary:
     """Run every unit not yet in the store, committing each as it finishes.
 
     Args:
@@ -382,12 +384,31 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
         cache: Checkpoint cache policy (None: keep every download).
         study_name: Recorded in ``plan.json`` and the run record.
         config_text: The study file's text, recorded in ``plan.json`` (shown by the report).
-        progress: Show progress bars (overall units with ETA; tasks of the unit in flight).
+        progress: Show progress bars (overall units with ETA; tasks of the unit in flight);
+            plain lines, one per unit, when stderr is not a terminal.
+        wait: Seconds to wait for another run holding the store's lock (0: refuse at once;
+            None: no limit). See :meth:`~circuit_atlas.store.ResultsStore.lock`.
+        on_wait: Called with a message naming the other run before waiting for it.
 
     Returns:
         A :class:`RunSummary`. Failed units are recorded in ``state/failed/`` and retried by the
         next run; a killed run loses at most the units in flight.
+
+    Raises:
+        LockedError: If another process is running on this store (and ``wait`` ran out);
+            nothing has been written.
     """
+    with store.lock(wait=wait, on_wait=on_wait):
+        fault_point("run.locked")
+        return _run_locked(units, store, executor=executor, executor_options=executor_options,
+                           engine=engine, cache=cache, study_name=study_name,
+                           config_text=config_text, progress=progress)
+
+
+def _run_locked(units: Sequence[Unit], store: ResultsStore, *, executor: str,
+                executor_options: dict[str, Any] | None, engine: Engine | None,
+                cache: CachePolicy | None, study_name: str | None, config_text: str | None,
+                progress: bool) -> RunSummary:
     from circuit_atlas.study.executors import make_executor
     from circuit_atlas.study.progress import ProgressBars
 
@@ -428,7 +449,9 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
             unit = outcome.unit
             if outcome.error is None:
                 try:
+                    fault_point("unit.computed")
                     store.write_unit(unit.unit_id, outcome.tables)
+                    fault_point("unit.committed")
                 except Exception as exc:  # noqa: BLE001 - the unit fails, the run goes on
                     outcome.error, outcome.traceback = format_exception(exc)
             if outcome.error is None:

@@ -32,20 +32,40 @@ ALL_TASKS = "ioi,greater-than,sva,gender-pronoun"
 
 
 class TrainBars:
-    """A tqdm progress bar per size for :func:`~circuit_atlas.training.train_suite` events.
+    """Progress of :func:`~circuit_atlas.training.train_suite` events: a tqdm bar per size.
+
+    When stderr is not a terminal (:func:`circuit_atlas.console.draws_bars`) it writes plain
+    lines instead: one when a size starts, is checkpointed or is done, and at most one per
+    ``interval`` seconds for the steps and corpus files in between.
 
     Args:
         describe: Prefix of each bar's description (e.g. ``"train"``).
         enabled: False turns every bar off (the callback still works).
+        bars: tqdm bars (True) or plain lines (False); default: bars only on a terminal.
+        interval: Plain lines only: least seconds between two step lines.
     """
 
-    def __init__(self, describe: str = "train", enabled: bool = True) -> None:
+    def __init__(
+        self,
+        describe: str = "train",
+        enabled: bool = True,
+        *,
+        bars: bool | None = None,
+        interval: float = 30.0,
+    ) -> None:
+        from circuit_atlas.console import PlainLines, draws_bars
+
         self.describe = describe
         self.enabled = enabled
         self._bar: Any = None
+        draw = draws_bars() if bars is None else bars
+        self._lines = PlainLines(interval) if enabled and not draw else None
 
     def __call__(self, event: Any) -> None:
         """Consume one :class:`~circuit_atlas.training.TrainProgress` event."""
+        if self._lines is not None:
+            self._line(event)
+            return
         from tqdm.auto import tqdm
 
         if event.event == "prepare" and event.total_steps:
@@ -78,6 +98,27 @@ class TrainBars:
             self._bar.set_postfix(loss=f"{event.loss:.3f}", tok_s=f"{event.tokens_per_second:.0f}")
         elif event.event == "done":
             self.close()
+
+    def _line(self, event: Any) -> None:
+        lines, name = self._lines, f"{self.describe} {event.size}".strip()
+        if lines is None:
+            return
+        if event.event == "prepare" and event.total_steps:
+            lines.tick(f"{name}: {event.message} ({event.step}/{event.total_steps} files)")
+        elif event.event == "prepare":
+            lines.line(f"{name}: preparing {event.message}")
+        elif event.event == "start":
+            lines.line(f"{name}: starting at step {event.step}/{event.total_steps}")
+        elif event.event == "step":
+            lines.tick(
+                f"{name}: step {event.step}/{event.total_steps}, loss {event.loss:.3f}, "
+                f"{event.tokens_per_second:,.0f} tokens/s"
+            )
+        elif event.event == "checkpoint":
+            lines.line(f"{name}: checkpoint {event.step}/{event.total_steps} ({event.message})")
+        elif event.event == "done":
+            detail = f" ({event.message})" if event.message else ""
+            lines.line(f"{name}: done at step {event.step}/{event.total_steps}{detail}")
 
     def close(self) -> None:
         """Close the current bar, if any."""
@@ -224,11 +265,21 @@ def train(
     ] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress bars (plain lines when stderr is not a terminal).")
+    ] = True,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="If another process trains into --out, wait for it instead of stopping."
+        ),
+    ] = False,
 ) -> None:
     """Train Pythia-architecture models in several sizes and save a checkpoint suite.
 
     Resumable: run the same command again after a kill and it continues from the last state.
+    One process per suite directory at a time: a second one stops with an error naming the
+    first (or waits for it with --wait).
     """
     import torch
 
@@ -256,7 +307,13 @@ def train(
         bars = TrainBars(enabled=progress)
         try:
             manifest = train_suite(
-                config, corpus or corpus_paths(data_dir), out, data_dir=data_dir, progress=bars
+                config,
+                corpus or corpus_paths(data_dir),
+                out,
+                data_dir=data_dir,
+                progress=bars,
+                wait=None if wait else 0,
+                on_wait=lambda message: typer.echo(message, err=True),
             )
         finally:
             bars.close()
