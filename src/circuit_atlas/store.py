@@ -152,16 +152,36 @@ class ResultsStore:
         return self.root / "units"
 
     def _initialise(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        for sub in ("units", ".tmp", "runs", "state/running", "state/failed"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "format": STORE_FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "tables": sorted(TABLES),
-            "created_at": datetime.now(timezone.utc).isoformat(),
-        }
-        atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        """Create the store next to ``root`` and rename it into place in one ``rename(2)``.
+
+        Two processes creating one store at once therefore both end up with the same complete
+        store (the second rename fails and that process opens the first one's).
+        """
+        staging = self.root.parent / f".{self.root.name}.{uuid.uuid4().hex}.creating"
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            for sub in ("units", ".tmp", "runs", "state/running", "state/failed"):
+                (staging / sub).mkdir(parents=True, exist_ok=True)
+            manifest = {
+                "format": STORE_FORMAT,
+                "schema_version": SCHEMA_VERSION,
+                "tables": sorted(TABLES),
+                "created_at": datetime.now(timezone.utc).isoformat(),
+            }
+            atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            try:
+                os.rename(staging, self.root)  # onto a missing or empty directory
+            except OSError:
+                if not (self.root / MANIFEST).is_file():
+                    raise
+                logger.info("results store %s was created concurrently", self.root)
+                return
+            _fsync_dir(self.root.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot create results store {str(self.root)!r}: "
+                             f"{exc.strerror or exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         logger.info("created results store %s (schema v%d)", self.root, SCHEMA_VERSION)
 
     def _read_manifest(self) -> None:
