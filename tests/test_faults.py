@@ -202,7 +202,6 @@ def test_killed_trainer_does_not_block_the_next(tmp_path, corpus, data_dir):
 
 
 @pytest.mark.parametrize(("fault", "committed"), [
-    ("unit.computed@2:kill", 1),   # the 2nd unit is computed, its commit not started
     ("store.staged@2:kill", 1),    # its Parquet files are in .tmp/, no marker yet
     ("store.marked@2:kill", 1),    # its marker is written, the rename not done
     ("store.renamed@2:kill", 2),   # renamed into units/, units/ not yet fsynced

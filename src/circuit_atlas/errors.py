@@ -22,6 +22,7 @@ __all__ = [
     "LockedError",
     "ModelSourceError",
     "NonFiniteError",
+    "OutputPathError",
     "PickledCheckpointError",
     "StoreError",
     "TaskDataError",
@@ -174,6 +175,13 @@ class NonFiniteError(CircuitAtlasError, ValueError):
 
     The message names the parameter or the layer whose output is not finite, so no score is
     computed (or stored) from them.
+    """
+
+
+class OutputPathError(CircuitAtlasError, ValueError):
+    """An output path is a file, lies under a file, or is not writable (the message names it).
+
+    Raised before any work starts (:func:`circuit_atlas.paths.check_output_dir`).
     """
 
 

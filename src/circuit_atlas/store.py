@@ -133,7 +133,9 @@ class ResultsStore:
         self.root = Path(root).expanduser().resolve()
         manifest = self.root / MANIFEST
         if not manifest.exists():
-            empty = not self.root.exists() or (self.root.is_dir() and not any(self.root.iterdir()))
+            if self.root.exists() and not self.root.is_dir():
+                raise StoreError(f"{str(self.root)!r} is a file, not a results store directory")
+            empty = not self.root.exists() or not any(self.root.iterdir())
             if not create:
                 raise StoreError(f"{str(self.root)!r} is not a results store (no {MANIFEST})")
             if not empty:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
+from safetensors import SafetensorError
 
 from circuit_atlas.errors import (
     DataNotFoundError,
@@ -351,14 +352,17 @@ def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
     except UnsupportedArchitectureError as err:
         raise UnsupportedArchitectureError(f"{str(path)!r}: {err}") from err
     weights = weight_files(path, allow_pickle=allow_pickle)  # refuses a pickle-only directory
+    # Fingerprinting reads every tensor's bytes: a truncated or foreign weight file is refused
+    # here with its name (InvalidCheckpointError), not deep inside from_pretrained.
+    fingerprint = None if weights is None else fingerprint_files(weights)
     try:
         model = getattr(transformers, adapter.hf_class).from_pretrained(
             path, local_files_only=True, **_safetensors_kwarg(allow_pickle),
             **{_dtype_kwarg(): dtype}
         )
-    except _hub_errors() as err:
+    except (*_hub_errors(), SafetensorError) as err:
         raise ModelSourceError(f"cannot load the weights in {str(path)!r}: {err}") from err
-    return model, None if weights is None else fingerprint_files(weights)
+    return model, fingerprint
 
 
 def _load_random(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
@@ -558,10 +562,11 @@ def load_model(
         ``weights_fingerprint`` of the weights read (:mod:`circuit_atlas.models.integrity`).
 
     Raises:
-        InvalidCheckpointError: For a step that is not a checkpoint (names the nearest ones).
+        InvalidCheckpointError: For a step that is not a checkpoint (names the nearest ones),
+            or a truncated or foreign safetensors file (names the file).
         UnknownNameError: For an unknown Pythia name or dtype.
         ModelSourceError: For a missing path/config, a network or cache failure (names the repo
-            and revision), or contradictory arguments.
+            and revision), contradictory arguments, or a device this machine does not have.
         UnsupportedArchitectureError: For a checkpoint whose ``model_type`` has no adapter
             (the message lists the supported ones), or an option its adapter does not implement.
         PickledCheckpointError: For a checkpoint with only pickled weights, unless
@@ -570,6 +575,7 @@ def load_model(
     """
     from circuit_atlas.models.adapters import from_hf
 
+    target = resolve_device(device)  # an unavailable device is refused before loading
     loaded = load_hf_model(
         name,
         step=step,
@@ -585,4 +591,4 @@ def load_model(
     )
     model = from_hf(loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict())
     del loaded  # free the HF copy before moving to the device
-    return model.to(resolve_device(device)).eval()
+    return model.to(target).eval()

@@ -61,6 +61,8 @@ def run(
     One run per results store at a time: a second one stops with an error naming the first
     (or waits for it with --wait).
     """
+    from circuit_atlas.models.configs import resolve_device
+    from circuit_atlas.paths import check_output_dir
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.cache import CachePolicy
     from circuit_atlas.study.config import load_study
@@ -81,8 +83,12 @@ def run(
                 typer.echo(f"  {model}: {row['units']} units, {row['task_runs']} task runs, "
                            f"{row['download_gb']:.1f} GB")
             return
+        if executor == "local":  # Ray workers have their own devices
+            for name in sorted({u.execution.device for u in units} - {"auto"}):
+                resolve_device(name)  # a device this machine lacks: refused before any work
         root = results or (Path(os.environ[RESULTS_ENV_VAR]) if os.environ.get(RESULTS_ENV_VAR)
                            else study.resolve_path(study.results) or Path("results") / study.name)
+        check_output_dir(root, "results directory")
         store = ResultsStore(root, create=True)
         repos = tuple(sorted({u.checkpoint.repo_id for u in units if u.checkpoint.repo_id}))
         cache = CachePolicy(keep=keep_checkpoints, budget_gb=cache_budget, repos=repos,

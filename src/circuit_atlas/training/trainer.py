@@ -172,10 +172,13 @@ def train_suite(
         DataNotFoundError: If the corpus or the data directory is missing (nothing is
             created then).
         LockedError: If another process is training into ``out`` (and ``wait`` ran out).
+        OutputPathError: If ``out`` is a file or not writable (before any work).
     """
     from circuit_atlas.lock import hold_lock
+    from circuit_atlas.paths import check_output_dir
 
     out = Path(out)
+    check_output_dir(out, "suite directory")
     texts = read_corpus(corpus_files(corpus), config.corpus_bytes)
     out.mkdir(parents=True, exist_ok=True)
     with hold_lock(out / LOCK_NAME, out / LOCK_RECORD, f"suite directory {str(out)!r}",
