@@ -255,10 +255,13 @@ def find_circuit(
             or attribution method.
         ConfigError: For ``ig_steps``, ``max_edges`` or ``batch_size`` < 1, or a threshold
             outside (0, 1] (:func:`check_search_settings`).
+        NonFiniteError: If the behaviour or an attribution score is NaN or infinite (the
+            message names the first non-finite slot or edge); no circuit is chosen.
         ValueError: For a graph that does not match the model, or bad sizes.
     """
     from circuit_atlas.attribution import METHODS, attribute
     from circuit_atlas.evaluation import ABLATIONS, behaviour
+    from circuit_atlas.models.finite import check_finite_scores
 
     choices = (("search", search, SEARCHES), ("selection", selection, SELECTIONS),
                ("ablation", ablation, ABLATIONS), ("prune mode", prune, PRUNE_MODES),
@@ -283,6 +286,7 @@ def find_circuit(
         scores = attribute(model, graph, data, method=method, ig_steps=ig_steps,
                            batch_size=batch_size)
     scores = scores.detach().float().cpu()
+    check_finite_scores(scores, graph.edge_names, method)  # never a circuit chosen from NaNs
     timings["attribution"] = time.perf_counter() - t
     t = time.perf_counter()
     order = selection_order(graph, scores, selection, limit=max_edges)

@@ -468,6 +468,14 @@ def _resolve_tokenizer(
 # --- public entry points ---------------------------------------------------------------------
 
 
+def _describe_source(source: ModelSource) -> str:
+    if source.path:
+        return f"checkpoint {source.path!r}"
+    if source.repo_id:
+        return f"{source.repo_id}@{source.revision}"
+    return f"{source.kind} model {source.name!r}"
+
+
 def load_hf_model(
     name: str | None = None,
     *,
@@ -567,6 +575,7 @@ def load_model(
         UnknownNameError: For an unknown Pythia name or dtype.
         ModelSourceError: For a missing path/config, a network or cache failure (names the repo
             and revision), contradictory arguments, or a device this machine does not have.
+        NonFiniteError: If a weight is NaN or infinite (the message names the parameters).
         UnsupportedArchitectureError: For a checkpoint whose ``model_type`` has no adapter
             (the message lists the supported ones), or an option its adapter does not implement.
         PickledCheckpointError: For a checkpoint with only pickled weights, unless
@@ -574,6 +583,7 @@ def load_model(
         CheckpointIntegrityError: For a hub-cached weight file whose sha256 is not the hub's.
     """
     from circuit_atlas.models.adapters import from_hf
+    from circuit_atlas.models.finite import check_finite_weights
 
     target = resolve_device(device)  # an unavailable device is refused before loading
     loaded = load_hf_model(
@@ -589,6 +599,7 @@ def load_model(
         revision=revision,
         allow_pickle=allow_pickle,
     )
+    check_finite_weights(loaded.model, where=_describe_source(loaded.source))
     model = from_hf(loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict())
     del loaded  # free the HF copy before moving to the device
     return model.to(target).eval()
