@@ -45,9 +45,11 @@ from circuit_atlas.store_schema import (
 
 __all__ = [
     "ADDED_COLUMNS",
+    "DAMAGED",
     "MANIFEST",
     "MARKER",
     "READABLE_SCHEMA_VERSIONS",
+    "REPAIR_HINT",
     "SCHEMA_VERSION",
     "STORE_FORMAT",
     "TABLES",
@@ -68,8 +70,16 @@ MANIFEST = "store.json"
 MARKER = "_COMMITTED"
 """File written last in a unit directory; lists the unit's files and their sizes."""
 
+DAMAGED = "damaged"
+"""Directory where ``run --repair`` moves damaged units and foreign entries (never deleted)."""
+
+REPAIR_HINT = ("To fix it: `circuit-atlas status {root}` lists every damaged entry; "
+               "`circuit-atlas run STUDY -r {root} --repair` moves them to {root}/damaged/ "
+               "(nothing is deleted) and recomputes the units they held")
+"""How a refused store can be repaired (``{root}``: the store); ends a damaged store's error."""
+
 _TOP_LEVEL = frozenset(
-    {MANIFEST, "units", "plan.json", "state", "runs", ".tmp", "exports", "reports"}
+    {MANIFEST, "units", "plan.json", "state", "runs", ".tmp", "exports", "reports", DAMAGED}
 )
 _UNIT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -122,6 +132,8 @@ class ResultsStore:
         root: The store's directory.
         create: Create the directory and its manifest when it does not exist or is empty.
             Without it, a missing store is an error.
+        check: Check the layout on opening (:meth:`check`); False opens a damaged store so
+            that :mod:`circuit_atlas.store_repair` can list and set aside what is damaged.
 
     Raises:
         StoreError: If ``root`` is not a store (missing, or a non-empty directory without
@@ -129,7 +141,8 @@ class ResultsStore:
             or torn entry (see ``docs/store.md``).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False,
+                 check: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
         manifest = self.root / MANIFEST
         if not manifest.exists():
@@ -144,7 +157,11 @@ class ResultsStore:
             self._initialise()
         self._read_manifest()
         self._markers: dict[str, dict] = {}
-        self.check()
+        if check:
+            try:
+                self.check()
+            except StoreError as exc:
+                raise StoreError(f"{exc}. {REPAIR_HINT.format(root=self.root)}") from None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -250,6 +267,9 @@ class ResultsStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise StoreError(f"unreadable marker {str(marker_path)!r}: {exc}") from exc
         version = marker.get("schema_version")
+        if marker.get("unit_id") == entry.name and version not in READABLE_SCHEMA_VERSIONS:
+            raise StoreError(f"unit {str(entry)!r} was written with schema version {version!r}; "
+                             f"this circuit-atlas reads versions {list(READABLE_SCHEMA_VERSIONS)}")
         if marker.get("unit_id") != entry.name or version not in READABLE_SCHEMA_VERSIONS:
             raise StoreError(f"marker {str(marker_path)!r} names unit {marker.get('unit_id')!r} "
                              f"schema v{version!r}; expected {entry.name!r} with a version in "
@@ -276,18 +296,22 @@ class ResultsStore:
         """
         self.check()
         for unit_id, marker in self._markers.items():
-            for name in TABLES_BY_VERSION[marker["schema_version"]]:
-                schema = table_schema(name, marker["schema_version"])
-                path = self.units_dir / unit_id / f"{name}.parquet"
-                try:
-                    meta = pq.read_metadata(path)
-                    file_schema = pq.read_schema(path).remove_metadata()
-                except (OSError, pa.ArrowException) as exc:
-                    raise StoreError(f"unreadable Parquet file {str(path)!r}: {exc}") from exc
-                if not file_schema.equals(schema):
-                    raise StoreError(f"{str(path)!r} has schema {file_schema}, expected {schema}")
-                if meta.num_rows != marker["files"][f"{name}.parquet"]["rows"]:
-                    raise StoreError(f"{str(path)!r} has {meta.num_rows} rows; marker disagrees")
+            self._verify_unit(unit_id, marker)
+
+    def _verify_unit(self, unit_id: str, marker: dict) -> None:
+        """Check one committed unit's Parquet footers: readable, its version's schema, rows."""
+        for name in TABLES_BY_VERSION[marker["schema_version"]]:
+            schema = table_schema(name, marker["schema_version"])
+            path = self.units_dir / unit_id / f"{name}.parquet"
+            try:
+                meta = pq.read_metadata(path)
+                file_schema = pq.read_schema(path).remove_metadata()
+            except (OSError, pa.ArrowException) as exc:
+                raise StoreError(f"unreadable Parquet file {str(path)!r}: {exc}") from exc
+            if not file_schema.equals(schema):
+                raise StoreError(f"{str(path)!r} has schema {file_schema}, expected {schema}")
+            if meta.num_rows != marker["files"][f"{name}.parquet"]["rows"]:
+                raise StoreError(f"{str(path)!r} has {meta.num_rows} rows; marker disagrees")
 
     # -- units ----------------------------------------------------------------------------
 

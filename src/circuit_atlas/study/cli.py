@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from circuit_atlas.errors import CircuitAtlasError
+from circuit_atlas.errors import CircuitAtlasError, StoreError
 
 __all__ = ["RESULTS_ENV_VAR", "export", "register", "report", "run", "status"]
 
@@ -55,6 +55,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost only.")] = False,  # noqa: E501
     progress: Annotated[bool, typer.Option(help="Show progress bars (plain lines when stderr is not a terminal).")] = True,  # noqa: E501
     wait: Annotated[bool, typer.Option("--wait", help="If another run holds the results store, wait for it to finish instead of stopping.")] = False,  # noqa: E501
+    repair: Annotated[bool, typer.Option("--repair", help="Move damaged units and foreign files of the results store to <results>/damaged/ (nothing is deleted) and recompute those units.")] = False,  # noqa: E501
 ) -> None:
     """Run a study: every (model, checkpoint) unit not yet in the results store.
 
@@ -89,7 +90,7 @@ def run(
         root = results or (Path(os.environ[RESULTS_ENV_VAR]) if os.environ.get(RESULTS_ENV_VAR)
                            else study.resolve_path(study.results) or Path("results") / study.name)
         check_output_dir(root, "results directory")
-        store = ResultsStore(root, create=True)
+        store = ResultsStore(root, create=True, check=not repair)
         repos = tuple(sorted({u.checkpoint.repo_id for u in units if u.checkpoint.repo_id}))
         cache = CachePolicy(keep=keep_checkpoints, budget_gb=cache_budget, repos=repos,
                             cache_dir=units[0].execution.cache_dir if units else None)
@@ -98,9 +99,12 @@ def run(
                             cache=cache, study_name=study.name,
                             config_text=Path(study_file).read_text(encoding="utf-8"),
                             progress=progress, wait=None if wait else 0,
-                            on_wait=lambda message: typer.echo(message, err=True))
+                            on_wait=lambda message: typer.echo(message, err=True),
+                            repair=repair)
     except CircuitAtlasError as exc:
         raise _fail(exc) from None
+    for path in summary.set_aside:
+        typer.echo(f"set aside damaged entry: {path}")
     typer.echo(f"results in {store.root}: {summary.done} units done, {summary.skipped} already "
                f"there, {len(summary.failed)} failed in {_duration(summary.seconds)} "
                f"(log: {summary.log_file})")
@@ -116,13 +120,23 @@ def status(
 ) -> None:
     """Show what is done, running and failed in a results directory, with an ETA.
 
-    Also warns about distinct checkpoints (steps, models) whose weights are identical.
+    Also warns about distinct checkpoints (steps, models) whose weights are identical. A damaged
+    store (a truncated Parquet file, a unit without its marker, a foreign file, a unit of
+    another schema version) exits with code 2, listing every damaged entry and how to repair.
     """
-    from circuit_atlas.store import ResultsStore
+    from circuit_atlas.store import REPAIR_HINT, ResultsStore
+    from circuit_atlas.store_repair import store_problems
     from circuit_atlas.study.status import study_status
 
     try:
-        st = study_status(ResultsStore(results))
+        store = ResultsStore(results, check=False)
+        problems = store_problems(store)
+        if problems:
+            for problem in problems:
+                typer.echo(f"damaged: {problem.message}", err=True)
+            typer.echo(REPAIR_HINT.format(root=store.root), err=True)
+            raise typer.Exit(code=2)
+        st = study_status(store)
     except CircuitAtlasError as exc:
         raise _fail(exc) from None
     head = f"study {st.study}" if st.study else "results"
@@ -151,10 +165,16 @@ def report(
 ) -> None:
     """Write the study's self-contained HTML report."""
     from circuit_atlas.report import write_report
-    from circuit_atlas.store import ResultsStore
+    from circuit_atlas.store import REPAIR_HINT, ResultsStore
+    from circuit_atlas.store_repair import store_problems
 
     try:
         store = ResultsStore(results)
+        problems = store_problems(store)  # down to the Parquet footers
+        if problems:
+            raise StoreError(f"results store {str(store.root)!r} is damaged: "
+                             f"{'; '.join(p.message for p in problems)}. "
+                             f"{REPAIR_HINT.format(root=store.root)}")
         plan = store.read_plan() or {}
         out = output or store.root / "reports" / "report.html"
         path = write_report(store, out, config_text=plan.get("config_text"),
