@@ -262,3 +262,23 @@ def test_train_refuses(files, data_dir, case, extra, expected):
     assert_refused(result, expected, files)
     assert not out.exists()
     assert (files / "a-file").read_text() == "not a directory\n"
+
+
+@pytest.fixture(scope="module")
+def store(files):
+    from circuit_atlas.store import ResultsStore
+
+    return ResultsStore(files / "empty-store", create=True).root
+
+
+@pytest.mark.parametrize(("command", "output", "expected"), [
+    ("report", "{root}/a-file/report.html", "the directory of --output '{root}/a-file' is a file"),
+    ("report", "{root}/corpus", "--output '{root}/corpus' is a directory"),
+    ("export", "{root}/a-file", "--output '{root}/a-file' is a file"),
+])  # fmt: skip
+def test_report_and_export_outputs(files, store, command, output, expected):
+    before = sorted(p.name for p in store.rglob("*"))
+    result = runner.invoke(app, [command, str(store), "-o", _fill([output], files)[0]])
+    assert_refused(result, [expected], files)
+    assert sorted(p.name for p in store.rglob("*")) == before
+

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from circuit_atlas.errors import CircuitAtlasError, StoreError
+from circuit_atlas.errors import CircuitAtlasError, OutputPathError, StoreError
 
 __all__ = ["RESULTS_ENV_VAR", "export", "register", "report", "run", "status"]
 
@@ -164,6 +164,7 @@ def report(
     title: Annotated[str, typer.Option(help="Page title.")] = "circuit-atlas report",
 ) -> None:
     """Write the study's self-contained HTML report."""
+    from circuit_atlas.paths import check_output_dir
     from circuit_atlas.report import write_report
     from circuit_atlas.store import REPAIR_HINT, ResultsStore
     from circuit_atlas.store_repair import store_problems
@@ -177,6 +178,9 @@ def report(
                              f"{REPAIR_HINT.format(root=store.root)}")
         plan = store.read_plan() or {}
         out = output or store.root / "reports" / "report.html"
+        if out.is_dir():
+            raise OutputPathError(f"--output {str(out)!r} is a directory; give an HTML file")
+        check_output_dir(out.parent, "the directory of --output")
         path = write_report(store, out, config_text=plan.get("config_text"),
                             title=f"{title}: {plan['study']}" if plan.get("study") else title)
     except CircuitAtlasError as exc:
@@ -191,12 +195,14 @@ def export(
     table: Annotated[list[str] | None, typer.Option(help="Table(s) to export (csv/parquet).")] = None,  # noqa: E501
 ) -> None:
     """Export the results as CSV or Parquet tables, or EAP-IG graph JSON per (unit, task)."""
+    from circuit_atlas.paths import check_output_dir
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.export import export_store
 
     try:
         store = ResultsStore(results)
         out = output or store.root / "exports" / format
+        check_output_dir(out, "--output")
         written = export_store(store, out, format, tables=table)  # type: ignore[arg-type]
     except CircuitAtlasError as exc:
         raise _fail(exc) from None
