@@ -96,13 +96,24 @@ def test_plain_lines_are_rate_limited(capsys):
 # --- promise 2: one driver per store ------------------------------------------------------------
 
 
-def test_second_run_on_a_store_is_refused(root, reference):
+def first_to_exit(procs, release: Path, timeout=120.0):
+    """Wait until one of ``procs`` exits, then create ``release`` (the others may go on)."""
+    deadline = time.monotonic() + timeout
+    while all(p.poll() is None for p in procs):
+        assert time.monotonic() < deadline, "no process exited"
+        time.sleep(0.05)
+    release.touch()
+    return [finish(p) for p in procs]
+
+
+def test_second_run_on_a_store_is_refused(root, reference, tmp_path):
     results = root / "twice"
-    # Both hold the lock 3 s before working, so the one that gets it still has it when the
-    # other asks, whichever of the two imports faster.
+    # Whichever gets the lock holds it until the other has exited (refused), whichever of the
+    # two imports faster.
+    release = tmp_path / "release"
     procs = [start(["run", root / "study.toml", "-r", results, "--no-progress"],
-                   fault="run.locked:sleep:3") for _ in range(2)]
-    outcomes = [finish(p) for p in procs]
+                   fault=f"run.locked:until:{release}") for _ in range(2)]
+    outcomes = first_to_exit(procs, release)
     codes = sorted(code for code, _, _ in outcomes)
     assert codes == [0, 2], outcomes
     winner = next(p for p, (code, _, _) in zip(procs, outcomes, strict=True) if code == 0)
@@ -113,13 +124,21 @@ def test_second_run_on_a_store_is_refused(root, reference):
     assert_same_rows(root / "ref", results)
 
 
-def test_wait_flag_waits_for_the_first_run(root, reference):
+def test_wait_flag_waits_for_the_first_run(root, reference, tmp_path):
     results = root / "waiting"
+    release = tmp_path / "release"
     first = start(["run", root / "study.toml", "-r", results, "--no-progress"],
-                  fault="run.locked:sleep:3")
+                  fault=f"run.locked:until:{release}")
     wait_for(results / "state" / "driver.json")
     second = start(["run", root / "study.toml", "-r", results, "--no-progress", "--wait"])
+    waiting = ""
+    while "waiting" not in waiting:  # the second says it waits; then the first may go on
+        line = second.stderr.readline()
+        assert line, f"the second run never waited: {waiting}"
+        waiting += line
+    release.touch()
     (code1, out1, err1), (code2, out2, err2) = finish(first), finish(second)
+    err2 = waiting + err2
     assert (code1, code2) == (0, 0), (err1, err2)
     assert f"in use by process {first.pid}" in err2 and "waiting for it to finish" in err2
     assert "3 units done" in out1 and "0 units done, 3 already there" in out2
@@ -170,10 +189,10 @@ def train_args(out, corpus, data_dir):
 
 
 def test_second_train_on_a_suite_directory_is_refused(tmp_path, corpus, data_dir):
-    out = tmp_path / "suite"
-    procs = [start(train_args(out, corpus, data_dir), fault="train.locked:sleep:3")
+    out, release = tmp_path / "suite", tmp_path / "release"
+    procs = [start(train_args(out, corpus, data_dir), fault=f"train.locked:until:{release}")
              for _ in range(2)]
-    outcomes = [finish(p) for p in procs]
+    outcomes = first_to_exit(procs, release)
     assert sorted(code for code, _, _ in outcomes) == [0, 2], outcomes
     winner = next(p for p, (code, _, _) in zip(procs, outcomes, strict=True) if code == 0)
     (_, _, refused), = [o for o in outcomes if o[0] == 2]

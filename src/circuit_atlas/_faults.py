@@ -9,8 +9,9 @@ The variable holds one or more ``;``-separated rules ``POINT[@N]:ACTION[:SECONDS
 
 - ``POINT``: a name passed to :func:`fault_point` (see :data:`FAULT_POINTS`);
 - ``@N``: act only the ``N``-th time this process reaches the point (default: every time);
-- ``ACTION``: ``kill`` (``SIGKILL`` this process: no cleanup, no ``finally``) or ``sleep``
-  (sleep ``SECONDS``, default 1).
+- ``ACTION``: ``kill`` (``SIGKILL`` this process: no cleanup, no ``finally``), ``sleep``
+  (sleep ``SECONDS``, default 1) or ``until`` (wait until the file named after the colon
+  exists, at most 120 s: the test decides when the process may go on).
 
 Example: ``CIRCUIT_ATLAS_FAULT="store.marked@2:kill"`` kills the run while it commits its
 second unit, after the marker is written and before the rename.
@@ -57,8 +58,12 @@ def fault_point(name: str) -> None:
         point, _, nth = point.partition("@")
         if point != name or (nth and int(nth) != _reached[name]):
             continue
-        action, _, seconds = rest.partition(":")
+        action, _, argument = rest.partition(":")
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         elif action == "sleep":
-            time.sleep(float(seconds or 1))
+            time.sleep(float(argument or 1))
+        elif action == "until":
+            deadline = time.monotonic() + 120
+            while not os.path.exists(argument) and time.monotonic() < deadline:
+                time.sleep(0.05)
