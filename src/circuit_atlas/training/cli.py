@@ -115,7 +115,8 @@ class TrainBars:
                 f"{event.tokens_per_second:,.0f} tokens/s"
             )
         elif event.event == "checkpoint":
-            lines.line(f"{name}: checkpoint {event.step}/{event.total_steps} ({event.message})")
+            detail = f" ({event.message})" if event.message else ""
+            lines.line(f"{name}: checkpoint {event.step}/{event.total_steps}{detail}")
         elif event.event == "done":
             detail = f" ({event.message})" if event.message else ""
             lines.line(f"{name}: done at step {event.step}/{event.total_steps}{detail}")

@@ -457,7 +457,8 @@ def _train_size(
         done = step * config.tokens_per_step
         record.tokens_per_second = round(done / elapsed, 1) if elapsed > 0 else 0.0
         manifest.write(out)
-        notify(TrainProgress("checkpoint", size, step, config.steps, message=f"val {val}"))
+        detail = "" if val is None else f"val loss {val:.3f}"
+        notify(TrainProgress("checkpoint", size, step, config.steps, message=detail))
 
     model.train()
     if step == 0 and 0 in schedule and not record.steps:
