@@ -157,9 +157,12 @@ def test_killed_holder_does_not_block_the_next_run(root, reference):
     holder = start(["run", root / "study.toml", "-r", results, "--no-progress"],
                    fault="run.locked:sleep:120")
     wait_for(results / "state" / "driver.json")
+    shown = CliRunner().invoke(app, ["status", str(results)]).output
+    assert f"in use by process {holder.pid} on" in shown, shown
     holder.send_signal(signal.SIGKILL)
     assert finish(holder)[0] == -signal.SIGKILL
     assert (results / "state" / "driver.json").exists()  # its record is left behind ...
+    assert "in use by" not in CliRunner().invoke(app, ["status", str(results)]).output
     code, out, err = finish(start(["run", root / "study.toml", "-r", results, "--no-progress"]))
     assert code == 0, err  # ... but its lock died with it
     assert "3 units done" in out and not (results / "state" / "driver.json").exists()

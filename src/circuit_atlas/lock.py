@@ -85,7 +85,9 @@ def hold_lock(lock_path: Path, record: Path, what: str, *, wait: float | None = 
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                   "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        record.write_text(json.dumps(holder) + "\n", encoding="utf-8")
+        staged = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        staged.write_text(json.dumps(holder) + "\n", encoding="utf-8")
+        os.replace(staged, record)  # readers never see half a record
         logger.debug("locked %s", what)
         yield
     finally:

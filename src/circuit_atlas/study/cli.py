@@ -142,6 +142,9 @@ def status(
     head = f"study {st.study}" if st.study else "results"
     typer.echo(f"{head}: {st.done}/{st.planned or st.done} units done, {len(st.running)} running, "
                f"{len(st.failed)} failed, {len(st.interrupted)} interrupted, {st.pending} pending")
+    if st.driver:
+        typer.echo(f"in use by process {st.driver.get('pid')} on {st.driver.get('host')} "
+                   f"(`{st.driver.get('command')}`, since {st.driver.get('since')})")
     per_unit = _duration(st.seconds_per_unit) if st.seconds_per_unit is not None else "unknown"
     typer.echo(f"time per unit: {per_unit}; ETA: {_duration(st.eta_seconds)}")
     if st.partial:
