@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 
 from circuit_atlas.graph import Graph
+from circuit_atlas.models.adapters import spec_from_hf_config
 from circuit_atlas.models.pythia import get_pythia, pythia_config
 
 SIZES = ["pythia-70m", "pythia-160m", "pythia-410m", "pythia-1.4b", "pythia-2.8b", "pythia-12b"]
@@ -42,7 +43,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name in SIZES:
         cfg = pythia_config(name)
-        g = Graph.from_hf_config(cfg)
+        g = Graph.from_spec(spec_from_hf_config(cfg))
         d = cfg.hidden_size
         slots = g.n_forward * b * p * d
         weights = get_pythia(name).n_params * e

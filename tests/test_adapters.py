@@ -7,12 +7,17 @@ import torch
 
 from circuit_atlas.errors import TaskDataError, UnsupportedArchitectureError
 from circuit_atlas.graph import Graph
-from circuit_atlas.models.adapters import ADAPTERS, from_hf, get_adapter, supported_model_types
+from circuit_atlas.models.adapters import (
+    ADAPTERS,
+    from_hf,
+    get_adapter,
+    spec_from_hf_config,
+    supported_model_types,
+)
 from circuit_atlas.models.gpt2 import PatchableGPT2
 from circuit_atlas.models.llama import PatchableLlama
 from circuit_atlas.models.protocol import PatchableModel
 from circuit_atlas.models.sources import load_model
-from circuit_atlas.models.spec import ModelSpec
 from tests.tiny import ARCHS, arch_model
 
 
@@ -76,7 +81,7 @@ def test_gpt2_small_graph_counts_equal_eap_ig():
     """GPT-2 small (12 × 12, sequential residual): EAP-IG/MIB's 158 nodes and 32,491 edges."""
     from transformers import GPT2Config
 
-    g = Graph.from_hf_config(GPT2Config())  # defaults are GPT-2 small's shape; no weights
+    g = Graph.from_spec(spec_from_hf_config(GPT2Config()))  # GPT-2 small by default; no weights
     assert (g.n_nodes, g.n_edges) == (158, 32_491)
     # The 144 edges more than Pythia-160m's 32,347 are each head into its own layer's MLP.
     assert "a3.h7->m3" in g.edge_index_by_name
@@ -87,7 +92,7 @@ def test_gpt2_small_graph_counts_equal_eap_ig():
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "olmo"])
 def test_llama_family_graph_is_sequential_with_per_head_kv(arch):
     hf = arch_model(arch, layers=3, heads=4, d_model=32, kv_heads=1, dtype=torch.float32)
-    g = Graph.from_hf_config(hf.config)
+    g = Graph.from_spec(spec_from_hf_config(hf.config))
     # Sequential residual, 3 layers × 4 heads: 1 + 3·5 + 1 nodes; per-head q/k/v inputs.
     assert g.n_nodes == 17
     assert g.n_edges == Graph(3, 4, parallel_residual=False).n_edges
@@ -99,7 +104,7 @@ def test_unsupported_model_type_names_it_and_lists_supported():
 
     listed = "supported: 'gpt2', 'gpt_neox', 'llama', 'olmo', 'qwen2'"
     with pytest.raises(UnsupportedArchitectureError, match=f"'bert'.*{listed}"):
-        ModelSpec.from_hf_config(BertConfig())
+        spec_from_hf_config(BertConfig())
     with pytest.raises(UnsupportedArchitectureError, match="None"):
         get_adapter(None)
 
@@ -108,13 +113,13 @@ def test_unsupported_options_are_refused():
     from transformers import GPT2Config, LlamaConfig
 
     with pytest.raises(UnsupportedArchitectureError, match="activation 'swish2'.*supported: gelu"):
-        ModelSpec.from_hf_config(GPT2Config(activation_function="swish2"))
+        spec_from_hf_config(GPT2Config(activation_function="swish2"))
     with pytest.raises(UnsupportedArchitectureError, match="scale_attn_by_inverse_layer_idx"):
-        ModelSpec.from_hf_config(GPT2Config(scale_attn_by_inverse_layer_idx=True))
+        spec_from_hf_config(GPT2Config(scale_attn_by_inverse_layer_idx=True))
     scaled = LlamaConfig(rope_parameters={"rope_type": "yarn", "factor": 2.0,
                                           "rope_theta": 10000.0})  # fmt: skip
     with pytest.raises(UnsupportedArchitectureError, match="rope_type='yarn'"):
-        ModelSpec.from_hf_config(scaled)
+        spec_from_hf_config(scaled)
 
 
 def test_olmo_clip_qkv_equals_transformers():

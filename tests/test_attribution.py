@@ -132,3 +132,53 @@ def test_unknown_method_and_bad_steps(setup):
         attribute(model, None, data, method="EAP-XL")
     with pytest.raises(ValueError, match="ig_steps must be >= 1, got 0"):
         attribute(model, None, data, ig_steps=0)
+
+
+def _expected_input_run_part(model, data, m):
+    """The input-interpolation runs' share of EAP-IG-activations, from other methods.
+
+    Those runs set the ``input`` node to ``e_corr + (k/m)(e_clean − e_corr)``, k = 1 … m: the
+    EAP-IG-inputs points k = 0 … m−1 without the corrupted end (EAP-IG-inputs with m = 1) and
+    with the clean end (EAP). Their sum, divided like the method by (1 + 2L)·m.
+    """
+    L = model.graph.n_layers
+    ig = attribute(model, None, data, method="EAP-IG-inputs", ig_steps=m).double()
+    ig1 = attribute(model, None, data, method="EAP-IG-inputs", ig_steps=1).double()
+    eap = attribute(model, None, data, method="EAP").double()
+    return (m * ig - ig1 + eap) / ((1 + 2 * L) * m)
+
+
+@pytest.mark.parametrize(
+    "arch,parallel,dropped",
+    [("gpt_neox", True, "qkv+mlp"), ("gpt_neox", False, "qkv"), ("llama", False, "qkv"),
+     ("gpt2", False, "none")],
+)  # fmt: skip
+def test_ig_activations_reference_layer0_gradients(arch, parallel, dropped):
+    """``layer0_gradients="reference"`` = the consistent scores less the input runs' share,
+    on exactly the edges into layer-0 slots that read the embedding alone (hannamw/EAP-IG
+    HEAD's interpolated embedding does not require grad, so their hooks never fire)."""
+    if arch == "gpt_neox":
+        hf = hf_model(layers=2, heads=2, d_model=16, seed=8, parallel=parallel)
+    else:
+        hf = arch_model(arch, layers=2, heads=2, d_model=16, seed=8)
+    model, data, m = patchable(hf), dataset(n=3, pos=5, seed=4), 3
+    g = model.graph
+    consistent = attribute(model, None, data, method="EAP-IG-activations", ig_steps=m).double()
+    reference = attribute(
+        model, None, data, method="EAP-IG-activations", ig_steps=m, layer0_gradients="reference"
+    ).double()
+    names = g.edge_names
+    qkv = torch.tensor([n.startswith("input->a0.") for n in names])
+    mlp = torch.tensor([n == "input->m0" for n in names])
+    hit = {"qkv+mlp": qkv | mlp, "qkv": qkv, "none": torch.zeros_like(qkv)}[dropped]
+    expected = consistent.clone()
+    expected[hit] -= _expected_input_run_part(model, data, m)[hit]
+    assert (expected - consistent).abs().max() > 1e-3 or dropped == "none"
+    tol = 1e-5 * consistent.abs().max().item()
+    torch.testing.assert_close(reference, expected, atol=tol, rtol=1e-5)
+
+
+def test_unknown_layer0_gradients(setup):
+    _, model, data = setup
+    with pytest.raises(ValueError, match="unknown layer0_gradients 'sometimes'"):
+        attribute(model, None, data, method="EAP-IG-activations", layer0_gradients="sometimes")

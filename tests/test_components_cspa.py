@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
 
+import circuit_atlas.components.cspa as cspa_module
 from circuit_atlas.components.cspa import (
     FUNCTION_STRINGS,
     _head_means,
@@ -20,7 +22,7 @@ from circuit_atlas.data import corpus_paths
 from circuit_atlas.errors import DataNotFoundError
 from circuit_atlas.models.neox import PatchableGPTNeoX
 from circuit_atlas.models.spec import ModelSpec
-from tests.tiny import hf_model, patchable
+from tests.tiny import arch_model, hf_model, patchable
 
 # ------------------------------------------------------------------ a head built by hand
 V = 40  # tokens; 0 is BOS; token t ≥ 1 "predicts" F[t]
@@ -197,7 +199,10 @@ def random_table(vocab, k, seed):
 @pytest.mark.parametrize(
     "parallel,k,k_sem,only_neg,effect",
     [
-        (True, 0.05, 1, True, "direct"),
+        (True, 0.05, 1, True, "direct"),  # the paper's setting: the low-rank path
+        (False, 0.05, 1, True, "direct"),
+        (True, 0.3, 1, False, "direct"),
+        (True, None, 1, True, "direct"),
         (False, 0.3, 1, True, "total"),
         (True, 2, 3, False, "direct"),
         (True, None, 2, False, "total"),
@@ -219,6 +224,28 @@ def test_fast_equals_slow_reference(parallel, k, k_sem, only_neg, effect):
     slow = slow_scores(model, tokens, mean_tokens, [1, 2], k, table, fn, only_neg, effect)
     torch.testing.assert_close(fast, slow.float(), rtol=1e-5, atol=1e-6, equal_nan=True)
     assert torch.isnan(fast[0]).all() and not torch.isnan(fast[1:]).any()
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "gpt_neox-sequential", "llama", "gpt2"])
+def test_lowrank_path_equals_dense_path(arch, monkeypatch):
+    """The paper's setting through each head's (e, V) OV product = the (d, V) product per
+    variant, on every norm and residual wiring (RMSNorm has no centring)."""
+    if arch.startswith("gpt_neox"):
+        hf = hf_model(layers=3, heads=4, parallel=arch == "gpt_neox", seed=3)
+    else:
+        hf = arch_model(arch, layers=3, heads=4, d_model=32, seed=3)
+    model = patchable(hf)
+    g = torch.Generator().manual_seed(4)
+    mean_tokens = torch.randint(0, 16, (5, 11), generator=g)
+    tokens = mean_tokens[:3, :9]
+    kw = dict(mean_tokens=mean_tokens, layers=[1, 2], function_tokens=[0, 1, 2], batch_size=2,
+              semantic=random_table(64, 1, seed=5))  # fmt: skip
+    lowrank = cspa_scores(model, tokens, **kw)
+    dense_batch = functools.partial(cspa_module._score_batch, lowrank=False)
+    monkeypatch.setattr(cspa_module, "_score_batch", dense_batch)
+    dense = cspa_scores(model, tokens, **kw)
+    assert dense[1:].abs().min() > 1e-4
+    torch.testing.assert_close(lowrank, dense, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 def test_full_span_reproduces_the_head():
@@ -253,9 +280,10 @@ def test_keep_all_fraction_equals_no_qk_and_batching():
 def test_means_match_trace():
     model = patchable(hf_model(layers=3, heads=2, parallel=False, seed=11))
     tokens = torch.randint(0, 64, (7, 6), generator=torch.Generator().manual_seed(12))
-    means = _head_means(model, tokens, [0, 2], batch_size=3)
-    ref = trace(model, tokens, record=("heads",)).heads.mean(2)
-    torch.testing.assert_close(means, ref[[0, 2]])
+    means = _head_means(model, tokens, [0, 2], batch_size=3)  # (2, h, p, e), before W_O
+    ref = trace(model, tokens, record=("heads",)).heads.mean(2)  # (L, h, p, d)
+    w_o = torch.stack([model.ov(layer)[2] for layer in (0, 2)])  # (2, h, e, d)
+    torch.testing.assert_close(means @ w_o, ref[[0, 2]])
 
 
 def test_argument_errors():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from circuit_atlas.graph import Graph
+from circuit_atlas.models.adapters import spec_from_hf_config
 from circuit_atlas.models.pythia import pythia_config
 
 
@@ -20,7 +21,7 @@ from circuit_atlas.models.pythia import pythia_config
     ],
 )
 def test_counts_match_reference(name, nodes, edges):
-    graph = Graph.from_hf_config(pythia_config(name))
+    graph = Graph.from_spec(spec_from_hf_config(pythia_config(name)))
     assert graph.n_nodes == nodes
     assert graph.n_edges == edges
 

@@ -35,7 +35,7 @@ from circuit_atlas.models.integrity import (
     weight_files,
 )
 from circuit_atlas.store import ResultsStore
-from circuit_atlas.study.config import load_study
+from circuit_atlas.study.load import load_study
 from circuit_atlas.study.status import study_status
 from circuit_atlas.study.units import plan_units
 

@@ -18,7 +18,7 @@ from circuit_atlas.models.finite import check_finite_scores, first_nonfinite_slo
 from circuit_atlas.models.sources import load_model
 from circuit_atlas.search import find_circuit
 from circuit_atlas.store import TABLES, ResultsStore
-from circuit_atlas.study.config import load_study
+from circuit_atlas.study.load import load_study
 from circuit_atlas.study.runner import run_study
 from circuit_atlas.study.units import plan_units
 from circuit_atlas.tasks import make_dataset

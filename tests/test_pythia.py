@@ -142,18 +142,18 @@ def test_invalid_step_names_its_neighbours():
     ):
         validate_step(1500, PYTHIA_STEPS, model="pythia-70m")
     with pytest.raises(InvalidCheckpointError, match="step 3 .* 2, 4$"):
-        validate_step(3)
+        validate_step(3, PYTHIA_STEPS)
     with pytest.raises(InvalidCheckpointError, match="step 600 .* 512, 1000$"):
-        validate_step(600)
+        validate_step(600, PYTHIA_STEPS)
     with pytest.raises(InvalidCheckpointError, match="nearest valid step: 143000$"):
-        validate_step(150_000)
+        validate_step(150_000, PYTHIA_STEPS)
     with pytest.raises(InvalidCheckpointError, match="nearest valid step: 0$"):
-        validate_step(-5)
+        validate_step(-5, PYTHIA_STEPS)
     with pytest.raises(InvalidCheckpointError, match="'abc'.*not an integer"):
-        validate_step("abc")
-    assert validate_step(4000) == 4000
-    assert validate_step("4000") == 4000
-    assert validate_step(np.int64(4000)) == 4000
+        validate_step("abc", PYTHIA_STEPS)
+    assert validate_step(4000, PYTHIA_STEPS) == 4000
+    assert validate_step("4000", PYTHIA_STEPS) == 4000
+    assert validate_step(np.int64(4000), PYTHIA_STEPS) == 4000
 
 
 # --- named schedules -------------------------------------------------------------------------

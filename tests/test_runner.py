@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from circuit_atlas.cli import app
 from circuit_atlas.errors import TaskDataError
 from circuit_atlas.store import ResultsStore
-from circuit_atlas.study.config import load_study
+from circuit_atlas.study.load import load_study
 from circuit_atlas.study.runner import Engine, run_study, run_unit
 from circuit_atlas.study.status import study_status
 from circuit_atlas.study.units import plan_units

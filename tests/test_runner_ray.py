@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from circuit_atlas.cli import app
 from circuit_atlas.store import ResultsStore
-from circuit_atlas.study.config import load_study
+from circuit_atlas.study.load import load_study
 from circuit_atlas.study.runner import Engine, run_study
 from circuit_atlas.study.units import plan_units
 from tests.test_study_helpers import assert_same_rows, make_suite, write_study

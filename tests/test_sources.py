@@ -112,8 +112,8 @@ def test_random_init_from_dict_spec_and_pythia_name():
     assert neox_config(pythia_spec("pythia-160m")).num_hidden_layers == 12
     source = ModelSource("suite", name="tiny", step=10, tokens_per_step=100)
     assert source.tokens == 1000 and source.to_dict()["tokens"] == 1000
-    with pytest.raises(UnsupportedArchitectureError, match="'gpt2'"):
-        load_hf_model(config={"model_type": "gpt2"}, tokenizer=False)
+    with pytest.raises(UnsupportedArchitectureError, match="'bert'.*supported: 'gpt2'"):
+        load_hf_model(config={"model_type": "bert"}, tokenizer=False)
 
 
 def test_bf16_option(pythia_tokenizer):

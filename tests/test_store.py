@@ -21,6 +21,7 @@ def unit_tables(unit_id: str, step: int = 1000, faithfulness: float | None = 0.9
         "timings": json.dumps({"total": 1.5}), "duration_s": 1.5, "status": "complete",
         "errors": "{}", "device": "cpu", "host": "h",
         "finished_at": pd.Timestamp("2024-01-01", tz="UTC"), "weights_fingerprint": f"{step:064x}",
+        "seed": 2, "base_model": "tiny",
     }]
     metrics, circuits, edges, nodes, curves = [], [], [], [], []
     for task in ("ioi", "sva"):
@@ -235,9 +236,10 @@ def _downgrade(store: ResultsStore, unit_id: str, version: int) -> None:
     """Rewrite a committed unit and the manifest as schema version 2 or 3 wrote them.
 
     Version 2 had the first eight tables and no algorithm tables; versions 2 and 3 had no
-    ``units.weights_fingerprint`` column. Their other schemas are the current ones.
+    ``units.weights_fingerprint`` column, versions 2-4 no ``units.seed`` and
+    ``units.base_model``. Their other schemas are the current ones.
     """
-    from circuit_atlas.store import TABLES_BY_VERSION
+    from circuit_atlas.store import ADDED_COLUMNS, TABLES_BY_VERSION
 
     unit = store.units_dir / unit_id
     marker = json.loads((unit / MARKER).read_text())
@@ -245,7 +247,8 @@ def _downgrade(store: ResultsStore, unit_id: str, version: int) -> None:
         (unit / f"{name}.parquet").unlink()
         del marker["files"][f"{name}.parquet"]
     units_file = unit / "units.parquet"
-    pq.write_table(pq.read_table(units_file).drop(["weights_fingerprint"]), units_file)
+    later = [c for v, tables in ADDED_COLUMNS.items() if v > version for c in tables["units"]]
+    pq.write_table(pq.read_table(units_file).drop(later), units_file)
     marker["files"]["units.parquet"]["bytes"] = units_file.stat().st_size
     marker["schema_version"] = version
     (unit / MARKER).write_text(json.dumps(marker))
@@ -264,7 +267,7 @@ def _algorithm_rows(unit_id: str) -> list[dict]:
 
 
 def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     old = ResultsStore(tmp_path / "old", create=True)
     old.write_unit("u1", unit_tables("u1", step=1000))
     _downgrade(old, "u1", 2)
@@ -281,7 +284,7 @@ def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
     assert store.write_unit("u2", {**unit_tables("u2", step=2000),
                                    "algorithm": _algorithm_rows("u2")})
     manifest = json.loads((tmp_path / "old" / "store.json").read_text())
-    assert manifest["schema_version"] == 4 and manifest["upgraded_from"] == 2
+    assert manifest["schema_version"] == SCHEMA_VERSION and manifest["upgraded_from"] == 2
     reopened = ResultsStore(tmp_path / "old")
     reopened.verify()
     assert sorted(reopened.table("circuits")["unit_id"].unique()) == ["u1", "u2"]
@@ -309,6 +312,23 @@ def test_schema_v3_units_read_with_a_null_weights_fingerprint(tmp_path):
     fingerprints = both.table("units").set_index("unit_id")["weights_fingerprint"]
     assert fingerprints.isna().to_dict() == {"u1": True, "u2": False}
     assert json.loads((tmp_path / "v3" / "store.json").read_text())["upgraded_from"] == 3
+
+
+def test_schema_v4_units_read_with_a_null_seed(tmp_path):
+    old = ResultsStore(tmp_path / "v4", create=True)
+    old.write_unit("u1", unit_tables("u1", step=1000))
+    _downgrade(old, "u1", 4)
+    store = ResultsStore(tmp_path / "v4")
+    store.verify()  # checked against v4's units schema (no seed, no base_model)
+    units = store.table("units")
+    assert list(units.columns) == TABLES["units"].names
+    assert units["seed"].isna().all() and units["base_model"].isna().all()
+    assert units["weights_fingerprint"].notna().all()  # v4 kept its fingerprint
+    assert store.write_unit("u2", unit_tables("u2", step=2000))  # a v5 unit joins
+    both = ResultsStore(tmp_path / "v4").table("units").set_index("unit_id")
+    assert both["seed"].isna().to_dict() == {"u1": True, "u2": False}
+    assert both.loc["u2", "seed"] == 2 and both.loc["u2", "base_model"] == "tiny"
+    assert json.loads((tmp_path / "v4" / "store.json").read_text())["upgraded_from"] == 4
 
 
 def test_schema_v1_store_is_refused(store):

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from circuit_atlas.errors import ConfigError
-from circuit_atlas.study.config import load_study, parse_study
+from circuit_atlas.study.config import parse_study
+from circuit_atlas.study.load import load_study
 from circuit_atlas.study.units import Unit, estimate_cost, plan_units
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -298,3 +298,26 @@ def test_cli_curriculum_weights_and_train_command(tmp_path: Path, corpus: Path, 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "micro:" in result.output and (out / "micro" / "step3" / "config.json").is_file()
+
+
+def test_cli_trains_one_suite_per_seed(tmp_path: Path, corpus: Path, data_dir: Path):
+    from typer.testing import CliRunner
+
+    from circuit_atlas.cli import app
+    from circuit_atlas.models import list_suite_checkpoints
+
+    out = tmp_path / "seeded"
+    args = ["train", "--out", str(out), "--corpus", str(corpus), "--sizes", "micro",
+            "--steps", "2", "--n-even", "1", "--batch-size", "2", "--seq-len", "16",
+            "--vocab-size", "600", "--data-dir", str(data_dir), "--no-progress",
+            "--seeds", "0,1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for seed in (0, 1):
+        assert list_suite_checkpoints(out / f"seed{seed}", "micro")[-1] == 2
+        assert json.loads((out / f"seed{seed}" / "suite.json").read_text())["seed"] == seed
+    a = (out / "seed0" / "micro" / "step2" / "model.safetensors").read_bytes()
+    b = (out / "seed1" / "micro" / "step2" / "model.safetensors").read_bytes()
+    assert a != b  # different runs, not one run copied
+    bad = CliRunner().invoke(app, args[:-1] + ["0,x"])
+    assert bad.exit_code == 2 and "--seeds: 'x' is not a non-negative integer" in bad.output

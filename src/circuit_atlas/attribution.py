@@ -16,6 +16,9 @@ with its corrupted value lowers the task metric. The gradient points are:
   that component's output is set to α·clean + (1−α)·corrupted, α = k/m, k = 1 … m, and gradients
   of every edge are accumulated over all (1 + 2L)·m runs (EAP-IG HEAD
   ``get_scores_ig_activations``).
+  On models without learned position embeddings (GPT-NeoX, Llama, Qwen2, OLMo) the reference
+  drops part of these gradients; ``layer0_gradients="reference"`` reproduces that (see
+  :data:`Layer0Gradients`).
 * ``clean-corrupted``: the clean and the corrupted run (m = 2).
 * ``exact``: no gradients — score(u→v) = mean metric(clean) − mean metric(clean with only u→v
   patched), i.e. L(patched) − L(clean), one circuit evaluation per edge (the slow reference).
@@ -37,7 +40,7 @@ from circuit_atlas.graph import Graph
 from circuit_atlas.models.protocol import PatchableModel
 from circuit_atlas.tasks.base import TaskDataset, metric_values
 
-__all__ = ["METHODS", "Method", "attribute"]
+__all__ = ["LAYER0_GRADIENTS", "METHODS", "Layer0Gradients", "Method", "attribute"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,24 @@ METHODS: tuple[str, ...] = (
     "exact",
 )
 
+Layer0Gradients = Literal["consistent", "reference"]
+"""How ``EAP-IG-activations`` treats layer-0 inputs in the runs that interpolate the ``input`` node.
+
+* ``consistent`` (default): every backward slot gets the gradient of the metric at every one of
+  the (1 + 2L)·m points, as the method's definition says.
+* ``reference``: reproduce hannamw/EAP-IG HEAD (@ 795f560, ``get_scores_ig_activations``). Its
+  input-interpolation hook returns ``α·clean + (1−α)·corrupted`` built from detached
+  activations, a tensor that does not require grad. On a model whose residual stream before
+  layer 0 is that embedding alone (no learned position embedding added by a parameter), the
+  layer-0 ``hook_q_input``/``hook_k_input``/``hook_v_input`` (and, with GPT-NeoX's parallel
+  residual, ``hook_mlp_in``) receive no gradient in those m runs: TransformerLens' backward hooks
+  never fire there. Edges into those slots are then averaged over (1 + 2L)·m points of which m
+  contributed nothing; every other edge is unchanged. On models with learned positions (GPT-2)
+  the position embedding carries the gradient and both settings agree.
+"""
+
+LAYER0_GRADIENTS: tuple[str, ...] = ("consistent", "reference")
+
 
 def attribute(
     model: PatchableModel,
@@ -63,6 +84,7 @@ def attribute(
     batch_size: int = 32,
     steps_per_pass: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    layer0_gradients: Layer0Gradients = "consistent",
 ) -> Tensor:
     """Score every edge of the model's graph for the task metric.
 
@@ -77,17 +99,24 @@ def attribute(
         steps_per_pass: Gradient points evaluated together in one forward/backward (default:
             as many as keep a pass at about 64 rows). 1 = one step at a time.
         progress: Called with (done, total) batches.
+        layer0_gradients: ``EAP-IG-activations`` only: ``consistent`` (the definition) or
+            ``reference`` (hannamw/EAP-IG HEAD's dropped layer-0 gradients on rotary models;
+            :data:`Layer0Gradients`). Ignored by the other methods.
 
     Returns:
         ``(n_edges,)`` float32 signed scores in metric units (logits or probabilities), in the
         graph's edge order.
 
     Raises:
-        ValueError: For an unknown method or ``ig_steps`` < 1.
+        ValueError: For an unknown method or ``layer0_gradients`` value, or ``ig_steps`` < 1.
     """
     g = _check(model, graph)
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {METHODS}")
+    if layer0_gradients not in LAYER0_GRADIENTS:
+        raise ValueError(
+            f"unknown layer0_gradients {layer0_gradients!r}; choose one of {LAYER0_GRADIENTS}"
+        )
     if ig_steps < 1:
         raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
     if method == "exact":
@@ -97,7 +126,9 @@ def attribute(
     n_points = 1
     for i, batch in enumerate(data.batches(batch_size)):
         batch = batch.to(model.device)
-        n_points = _accumulate(model, g, batch, scores, method, ig_steps, steps_per_pass)
+        n_points = _accumulate(
+            model, g, batch, scores, method, ig_steps, steps_per_pass, layer0_gradients
+        )
         if progress is not None:
             progress(i + 1, n_batches)
     scores /= len(data) * n_points
@@ -122,6 +153,7 @@ def _accumulate(
     method: str,
     m: int,
     steps_per_pass: int | None,
+    layer0_gradients: str = "consistent",
 ) -> int:
     """Add Σ_points Σ_examples ⟨diff, grad⟩ of one batch to ``scores``.
 
@@ -147,7 +179,10 @@ def _accumulate(
     slot_hook = _score_hook(g, scores, b, p, state)
 
     if method == "EAP-IG-activations":
-        return _ig_activations(model, g, batch, clean_out, corr_out, slot_hook, m, steps_per_pass)
+        dropped = _reference_dropped_slots(model, g) if layer0_gradients == "reference" else ()
+        return _ig_activations(
+            model, g, batch, clean_out, corr_out, slot_hook, m, steps_per_pass, dropped
+        )
     alphas = _points(method, m)
     per_pass = steps_per_pass or max(1, min(len(alphas), 64 // max(b, 1)))
     e_clean = model.embed(batch.clean)
@@ -190,6 +225,34 @@ def _score_hook(g: Graph, scores: Tensor, b: int, p: int, state: dict):
     return hook
 
 
+def _reference_dropped_slots(model, g: Graph) -> tuple[int, ...]:
+    """Backward slots that get no gradient in the reference's input-interpolation runs.
+
+    Those whose input is the ``input`` node's output alone, with no parameter in between:
+    layer 0's q/k/v (and its MLP under the parallel residual), on models without learned
+    position embeddings (:data:`Layer0Gradients`).
+    """
+    if model.spec.positional == "learned":
+        return ()
+    slots = list(range(g.layer_backward_start(0), g.layer_backward_start(0) + 3 * g.n_heads))
+    if g.parallel_residual:
+        slots.append(g.mlp_backward(0))
+    return tuple(slots)
+
+
+def _without(slot_hook, dropped: tuple[int, ...]):
+    """A slot hook that zeroes the gradient of the ``dropped`` backward slots, then adds."""
+
+    def hook(first: int, grad: Tensor) -> None:
+        inside = [b - first for b in dropped if first <= b < first + grad.shape[0]]
+        if inside:
+            grad = grad.clone()
+            grad[inside] = 0
+        slot_hook(first, grad)
+
+    return hook
+
+
 def _ig_activations(
     model,
     g: Graph,
@@ -199,8 +262,13 @@ def _ig_activations(
     slot_hook,
     m: int,
     steps_per_pass: int | None,
+    dropped: tuple[int, ...] = (),
 ) -> int:
-    """EAP-IG-activations: interpolate one component group's output at a time."""
+    """EAP-IG-activations: interpolate one component group's output at a time.
+
+    ``dropped``: backward slots whose gradient the runs interpolating the ``input`` node leave
+    out (:func:`_reference_dropped_slots`; empty = the consistent definition).
+    """
     h = g.n_heads
     groups = [(0, 1)]
     for layer in range(g.n_layers):
@@ -226,11 +294,12 @@ def _ig_activations(
             def edit(f: int, out: Tensor, first=first, mixed=mixed) -> Tensor:
                 return mixed if f == first else out
 
+            hook = _without(slot_hook, dropped) if first == 0 and dropped else slot_hook
             with torch.enable_grad():
                 logits = model.run(
                     batch.clean.repeat(r, 1),
                     batch.metric_positions.repeat(r),
-                    slot_hook=slot_hook,
+                    slot_hook=hook,
                     edit_output=edit,
                 )
                 loss = -metric_values(logits, _repeat(batch, r)).sum()

@@ -41,7 +41,6 @@ __all__ = [
     "component_notes",
     "get_preset",
     "judge_tasks",
-    "register",
     "run_demo",
     "study_toml",
 ]
@@ -498,7 +497,7 @@ def run_demo(
             preset's (0); a second seed tells run-to-run noise from the recipe's effect.
 
     Side effect: glibc's malloc thresholds are raised for the process
-    (:func:`circuit_atlas.training.cli.keep_freed_memory`).
+    (:func:`circuit_atlas.training.memory.keep_freed_memory`).
 
     Returns:
         The :class:`DemoResult`.
@@ -511,11 +510,12 @@ def run_demo(
     from circuit_atlas.data import corpus_paths, ensure
     from circuit_atlas.report import write_report
     from circuit_atlas.store import ResultsStore
-    from circuit_atlas.study.config import load_study
+    from circuit_atlas.study.load import load_study
     from circuit_atlas.study.runner import run_study
     from circuit_atlas.study.units import plan_units
     from circuit_atlas.training import train_suite
-    from circuit_atlas.training.cli import TrainBars, keep_freed_memory
+    from circuit_atlas.training.memory import keep_freed_memory
+    from circuit_atlas.training.progress import TrainBars
 
     chosen = get_preset(preset)
     if seed is not None:
@@ -594,9 +594,3 @@ def run_demo(
     (out_dir / "demo.json").write_text(json.dumps(summary_json, indent=1), encoding="utf-8")
     return result
 
-
-def register(app: Any) -> None:
-    """Add the ``demo`` command (:func:`circuit_atlas.training.cli.demo_command`) to a Typer app."""
-    from circuit_atlas.training.cli import demo_command
-
-    app.command("demo")(demo_command)

@@ -24,6 +24,7 @@ __all__ = [
     "NonFiniteError",
     "OutputPathError",
     "PickledCheckpointError",
+    "RevisionListError",
     "StoreError",
     "TaskDataError",
     "UnknownNameError",
@@ -102,6 +103,15 @@ class CheckpointIntegrityError(ModelSourceError):
             "Delete the cached file (or the whole revision: `hf cache delete`) and download it "
             "again"
         )
+
+
+class RevisionListError(ModelSourceError):
+    """The list of a hub repository's revisions (its branches) is not available.
+
+    Raised offline (or when the hub is unreachable) when neither the revision cache nor the local
+    hub cache holds the repository; circuit-atlas never guesses a revision name. The message
+    names the repository and every place that was looked at.
+    """
 
 
 class DataNotFoundError(CircuitAtlasError, FileNotFoundError):

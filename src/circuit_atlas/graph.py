@@ -26,11 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor
-
-from circuit_atlas.models.spec import ModelSpec
 
 __all__ = ["Graph"]
 
@@ -52,14 +51,17 @@ class Graph:
     parallel_residual: bool = True
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> Graph:
-        """Build the graph of a model spec."""
-        return cls(spec.n_layers, spec.n_heads, spec.parallel_residual)
+    def from_spec(cls, spec: Any) -> Graph:
+        """Build the graph of a model spec.
 
-    @classmethod
-    def from_hf_config(cls, config) -> Graph:
-        """Build the graph from a ``transformers`` config (no weights needed)."""
-        return cls.from_spec(ModelSpec.from_hf_config(config))
+        Args:
+            spec: A :class:`~circuit_atlas.models.spec.ModelSpec` (only its ``n_layers``,
+                ``n_heads`` and ``parallel_residual`` are read). The graph module does not import
+                ``models``: models build their graph, so the arrow runs models → graph only
+                (``tests/test_import_graph.py``). From a ``transformers`` config, no weights
+                needed: ``Graph.from_spec(models.adapters.spec_from_hf_config(config))``.
+        """
+        return cls(spec.n_layers, spec.n_heads, spec.parallel_residual)
 
     # ----------------------------------------------------------------- slot arithmetic
     @property

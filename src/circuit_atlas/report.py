@@ -11,12 +11,11 @@ checkpoint, an empty table.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,18 @@ import pandas as pd
 
 import circuit_atlas
 from circuit_atlas import analyses, figures
-from circuit_atlas.analyses.emergence import Baseline
-from circuit_atlas.errors import AnalysisError
+from circuit_atlas.report_frames import (
+    ReportFrames,
+    ReportOptions,
+    esc,
+    has_columns,
+    html_table,
+    png_image,
+)
 
 __all__ = ["SECTIONS", "ReportFrames", "ReportOptions", "write_report"]
 
 logger = logging.getLogger(__name__)
-
-TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes", "curves",
-                           "component_scores", "component_heads", "algorithm", "algorithm_heads",
-                           "fingerprints", "self_repair", "self_repair_heads")
-"""Store tables the report reads (``faithfulness`` is accepted as another name of ``curves``)."""
 
 SECTIONS: dict[str, str] = {
     "notes": "Notes",
@@ -75,137 +75,10 @@ nav ol{columns:2}
 """
 
 
-@dataclass(frozen=True)
-class ReportOptions:
-    """What the report computes and how it draws it.
-
-    Attributes:
-        emergence_frac: Fraction of the final value that counts as emerged (0.8).
-        emergence_baseline: ``zero`` (x / x_final) or ``initial`` ((x − x_0)/(x_final − x_0)).
-        emergence_tolerance: Allowed dip below the fraction after emergence.
-        size_emergence_baseline: Baseline of the circuit-size emergence (``initial`` by default:
-            a size is never 0, so progress from zero says little).
-        min_final_metric: A task whose final clean metric is not above this never emerges
-            (0: the model must end up preferring the right answer).
-        emergence_n_se: A task metric counts as emerged only if its rise from the first to the
-            last checkpoint exceeds the first checkpoint's spread across examples and this many
-            standard errors (None: no noise check).
-        drop_steps_at_most: Drop steps ≤ this from Figure 1 (paper: 100; None keeps all).
-        mean_size_min_step: Average circuit sizes over steps ≥ this (paper: 1000); if a model ×
-            task has no such step, every step is used and the page says so.
-        faithful_only: Circuit size and stability use only checkpoints whose circuit is a
-            faithful minimal circuit (:func:`~circuit_atlas.analyses.faithful_circuits`); the
-            fallback circuits stored where faithfulness is undefined are left out and counted.
-        jaccard_checkpoints: Restrict the Jaccard analysis to these steps (e.g.
-            ``analyses.PAPER_JACCARD_CHECKPOINTS``); None uses every analysed step.
-        diagrams_per_series: Circuit diagrams per model × task (evenly spaced checkpoints, the
-            first and last included); None draws every checkpoint.
-        component_frac: Figure 2's threshold (fraction of the model's maximum score).
-        component_rule: Figure 2's head choice (``most_in_circuit`` or ``earliest_crossing``).
-        dpi: Resolution of the embedded PNGs.
-    """
-
-    emergence_frac: float = 0.8
-    emergence_baseline: Baseline = "zero"
-    emergence_tolerance: float = 0.0
-    size_emergence_baseline: Baseline = "initial"
-    min_final_metric: float | None = 0.0
-    emergence_n_se: float | None = 3.0
-    drop_steps_at_most: int | None = None
-    mean_size_min_step: int | None = analyses.PAPER_MEAN_SIZE_MIN_STEP
-    faithful_only: bool = True
-    jaccard_checkpoints: tuple[int, ...] | None = None
-    diagrams_per_series: int | None = 4
-    component_frac: float = analyses.PAPER_FIG2_FRACTION
-    component_rule: analyses.SelectionRule = "most_in_circuit"
-    dpi: int = 100
-
-
-@dataclass(frozen=True)
-class ReportFrames:
-    """The store tables a report is built from; a missing table is an empty frame."""
-
-    units: pd.DataFrame = field(default_factory=pd.DataFrame)
-    task_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
-    circuits: pd.DataFrame = field(default_factory=pd.DataFrame)
-    edges: pd.DataFrame = field(default_factory=pd.DataFrame)
-    nodes: pd.DataFrame = field(default_factory=pd.DataFrame)
-    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
-    component_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
-    component_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
-    algorithm: pd.DataFrame = field(default_factory=pd.DataFrame)
-    algorithm_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
-    fingerprints: pd.DataFrame = field(default_factory=pd.DataFrame)
-    self_repair: pd.DataFrame = field(default_factory=pd.DataFrame)
-    self_repair_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    @classmethod
-    def load(cls, source: Any) -> ReportFrames:
-        """Read the tables from a store, a store directory, a mapping of frames, or frames.
-
-        From a store only in-circuit edges are read (the report never needs the others).
-
-        Args:
-            source: A :class:`ReportFrames`; a mapping table name → DataFrame; an object with
-                ``table(name)`` and ``query(sql)`` (a ``ResultsStore``); or a store directory.
-
-        Raises:
-            AnalysisError: If ``source`` is none of these.
-            circuit_atlas.errors.StoreError: If the directory is not a valid store.
-        """
-        if isinstance(source, ReportFrames):
-            return source
-        if isinstance(source, (str, os.PathLike)):
-            from circuit_atlas.store import ResultsStore
-
-            source = ResultsStore(source)
-        if isinstance(source, Mapping):
-            given = {("curves" if k == "faithfulness" else k): v for k, v in source.items()}
-            unknown = sorted(set(given) - set(TABLES))
-            if unknown:
-                raise AnalysisError(f"unknown table(s) {unknown}; expected some of {TABLES}")
-            return cls(**{k: v for k, v in given.items() if v is not None})
-        if hasattr(source, "table") and hasattr(source, "query"):
-            tables = {name: source.table(name) for name in TABLES if name != "edges"}
-            tables["edges"] = source.query("SELECT * FROM edges WHERE in_circuit")
-            return cls(**tables)
-        raise AnalysisError(
-            f"cannot read report data from {type(source).__name__}: pass a ResultsStore, its "
-            "directory, or a mapping of table name -> DataFrame"
-        )
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _table(frame: pd.DataFrame, *, empty: str = "No data.") -> str:
-    if frame is None or frame.empty:
-        return f'<p class="muted">{_esc(empty)}</p>'
-    shown = frame.copy()
-    for column in shown.columns:
-        if column in ("step", "step_from", "step_to", "n_checkpoints", "n_models", "params"):
-            numbers = pd.to_numeric(shown[column], errors="coerce")
-            shown[column] = [f"{int(v)}" if pd.notna(v) else "—" for v in numbers]
-    return shown.to_html(
-        index=False, escape=True, na_rep="—", border=0, classes="data",
-        float_format=lambda x: f"{x:.4g}",
-    )  # fmt: skip
-
-
-def _image(figure, dpi: int, alt: str) -> str:
-    data = figures.figure_to_png(figure, dpi=dpi)
-    figure.clear()
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _has(frame: pd.DataFrame, *columns: str) -> bool:
-    return not frame.empty and all(c in frame.columns for c in columns)
-
-
 def _summary(frames: ReportFrames) -> str:
     source = next(
-        (f for f in (frames.units, frames.circuits, frames.task_metrics) if _has(f, "model")),
+        (f for f in (frames.units, frames.circuits, frames.task_metrics)
+         if has_columns(f, "model")),
         pd.DataFrame(),
     )
     if source.empty:
@@ -219,44 +92,44 @@ def _summary(frames: ReportFrames) -> str:
     tasks = sorted(set(frames.task_metrics.get("task", [])) | set(frames.circuits.get("task", [])))
     single = per_model.loc[per_model["n_checkpoints"] < 2, "model"].tolist()
     note = (
-        f'<p class="warn">Only one checkpoint for: {_esc(", ".join(single))} — no stability or '
+        f'<p class="warn">Only one checkpoint for: {esc(", ".join(single))} — no stability or '
         "emergence over training can be measured for them.</p>"
         if single
         else ""
     )
-    duplicates = analyses.identical_weights(frames.units) if _has(frames.units,
+    duplicates = analyses.identical_weights(frames.units) if has_columns(frames.units,
                                                                    "weights_fingerprint") else None
     if duplicates is not None and not duplicates.empty:
         note += (f'<p class="warn">{len(duplicates)} group(s) of checkpoints hold identical '
                  'weights; see <a href="#integrity">Checkpoint integrity</a>.</p>')
     return (
-        f"<p>{len(per_model)} model(s), tasks: {_esc(', '.join(tasks) or 'none')}.</p>"
-        + _table(per_model)
+        f"<p>{len(per_model)} model(s), tasks: {esc(', '.join(tasks) or 'none')}.</p>"
+        + html_table(per_model)
         + note
     )
 
 
 def _integrity_section(frames: ReportFrames) -> str:
     """Distinct checkpoints with identical weights (:func:`analyses.identical_weights`)."""
-    if not _has(frames.units, "weights_fingerprint"):
+    if not has_columns(frames.units, "weights_fingerprint"):
         return '<p class="muted">The units carry no weights fingerprints (older store).</p>'
     groups = analyses.identical_weights(frames.units)
     n_known = int(frames.units["weights_fingerprint"].notna().sum())
     if groups.empty:
         return (f'<p class="muted">No two analysed checkpoints have identical weights '
                 f"({n_known} unit(s) with a weights fingerprint).</p>")
-    items = "".join(f"<li>{_esc(m)}</li>" for m in groups["message"])
+    items = "".join(f"<li>{esc(m)}</li>" for m in groups["message"])
     return (
         '<p class="warn">Some checkpoints hold identical weights: their results are the same '
         "model analysed twice, not points of a training curve (reported for Pythia hub branches, "
         f"EleutherAI/pythia issues #195 and #205).</p><ul class=\"warn\">{items}</ul>"
-        + _table(groups[["checkpoints", "unit_ids", "weights_fingerprint"]])
+        + html_table(groups[["checkpoints", "unit_ids", "weights_fingerprint"]])
     )
 
 
 def _faithful_frames(frames: ReportFrames, options: ReportOptions) -> tuple[ReportFrames, str]:
     """``frames`` restricted to faithful minimal circuits, and a note on what was left out."""
-    if not options.faithful_only or not _has(frames.circuits, "model", "task", "step",
+    if not options.faithful_only or not has_columns(frames.circuits, "model", "task", "step",
                                              "faithfulness", "n_edges"):
         return frames, ""
     kept = analyses.faithful_circuits(frames.circuits)
@@ -265,7 +138,7 @@ def _faithful_frames(frames: ReportFrames, options: ReportOptions) -> tuple[Repo
     keys = kept[["model", "task", "step"]].drop_duplicates()
 
     def restrict(table: pd.DataFrame) -> pd.DataFrame:
-        if not _has(table, "model", "task", "step"):
+        if not has_columns(table, "model", "task", "step"):
             return table
         return table.merge(keys, on=["model", "task", "step"], how="inner")
 
@@ -274,7 +147,7 @@ def _faithful_frames(frames: ReportFrames, options: ReportOptions) -> tuple[Repo
     note = (
         '<p class="warn">Left out of circuit size, stability and diagrams: checkpoints without a '
         "faithful minimal circuit (faithfulness undefined — the stored circuit is the fallback "
-        "size — or the threshold never reached):</p>" + _table(counts.reset_index())
+        "size — or the threshold never reached):</p>" + html_table(counts.reset_index())
     )
     restricted = replace(
         frames, circuits=kept, edges=restrict(frames.edges), nodes=restrict(frames.nodes)
@@ -293,14 +166,14 @@ def _noise_columns(task_metrics: pd.DataFrame, options: ReportOptions) -> dict:
 def _emergence(frames: ReportFrames, options: ReportOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     settings = dict(frac=options.emergence_frac, tolerance=options.emergence_tolerance)
     metric = pd.DataFrame()
-    if _has(frames.task_metrics, "model", "task", "step", "clean_metric"):
+    if has_columns(frames.task_metrics, "model", "task", "step", "clean_metric"):
         metric = analyses.emergence_table(
             frames.task_metrics, "clean_metric", baseline=options.emergence_baseline,
             min_final=options.min_final_metric, **_noise_columns(frames.task_metrics, options),
             **settings,
         )  # fmt: skip
     size = pd.DataFrame()
-    if _has(frames.circuits, "model", "task", "step", "n_nodes"):
+    if has_columns(frames.circuits, "model", "task", "step", "n_nodes"):
         size = analyses.emergence_table(
             frames.circuits, "n_nodes", baseline=options.size_emergence_baseline, **settings
         )
@@ -308,7 +181,7 @@ def _emergence(frames: ReportFrames, options: ReportOptions) -> tuple[pd.DataFra
 
 
 def _performance_section(frames, options, metric_emergence) -> str:
-    if not _has(frames.task_metrics, "model", "task", "step", "tokens_seen"):
+    if not has_columns(frames.task_metrics, "model", "task", "step", "tokens_seen"):
         return '<p class="muted">No task metrics in the store.</p>'
     perf = analyses.task_performance(
         frames.task_metrics, drop_steps_at_most=options.drop_steps_at_most
@@ -322,7 +195,8 @@ def _performance_section(frames, options, metric_emergence) -> str:
     return (
         "<p>Raw clean-prompt task metric (logit difference or probability difference, not "
         "normalised) against tokens seen; stars mark emergence points. Step 0 (0 tokens) cannot "
-        f"be drawn on the log axis.{dropped}</p>" + _image(figure, options.dpi, "task performance")
+        f"be drawn on the log axis.{dropped}</p>"
+        + png_image(figure, options.dpi, "task performance")
     )
 
 
@@ -343,10 +217,10 @@ def _emergence_section(metric: pd.DataFrame, size: pd.DataFrame, options) -> str
             "final_value", "n_checkpoints", "reason"]  # fmt: skip
     pick = lambda f: f[[c for c in cols if c in f.columns]] if not f.empty else f  # noqa: E731
     return (
-        f"<p>{_esc(rule)}</p><h3>Task metric (clean_metric)</h3>"
-        + _table(pick(metric))
-        + f"<h3>Circuit size (nodes; baseline: {_esc(options.size_emergence_baseline)})</h3>"
-        + _table(pick(size))
+        f"<p>{esc(rule)}</p><h3>Task metric (clean_metric)</h3>"
+        + html_table(pick(metric))
+        + f"<h3>Circuit size (nodes; baseline: {esc(options.size_emergence_baseline)})</h3>"
+        + html_table(pick(size))
     )
 
 
@@ -364,11 +238,11 @@ def _not_emerged_section(frames: ReportFrames, metric: pd.DataFrame) -> str:
                 else f"did NOT emerge in {len(missing)} of {len(group)} model(s): "
                 + ", ".join(missing)
             )
-            parts.append(f"<li><b>{_esc(task)}</b>: {_esc(verdict)}</li>")
+            parts.append(f"<li><b>{esc(task)}</b>: {esc(verdict)}</li>")
         parts = ["<ul>", *parts, "</ul>"]
         if not failed.empty:
-            parts.append(_table(failed[["model", "task", "final_value", "reason"]]))
-    if _has(frames.units, "model", "step", "errors"):
+            parts.append(html_table(failed[["model", "task", "final_value", "reason"]]))
+    if has_columns(frames.units, "model", "step", "errors"):
         errors = []
         for _, unit in frames.units.iterrows():
             try:
@@ -378,12 +252,12 @@ def _not_emerged_section(frames: ReportFrames, metric: pd.DataFrame) -> str:
             errors += [{"model": unit["model"], "step": unit["step"], "task": t, "error": e}
                        for t, e in failures.items()]  # fmt: skip
         if errors:
-            parts.append("<h3>Tasks that could not be run</h3>" + _table(pd.DataFrame(errors)))
+            parts.append("<h3>Tasks that could not be run</h3>" + html_table(pd.DataFrame(errors)))
     return "".join(parts)
 
 
 def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, str]:
-    if not _has(frames.circuits, "model", "task", "step", "n_nodes", "n_edges"):
+    if not has_columns(frames.circuits, "model", "task", "step", "n_nodes", "n_edges"):
         missing = '<p class="muted">No circuits in the store.</p>'
         return missing, missing
     sizes = analyses.circuit_size(frames.circuits)
@@ -400,13 +274,13 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
         means = pd.concat([means, keyed], ignore_index=True)
         note = (
             f'<p class="warn">No checkpoint at step ≥ {options.mean_size_min_step} for '
-            + _esc(", ".join(f"{m}/{t}" for m, t in lacking))
+            + esc(", ".join(f"{m}/{t}" for m, t in lacking))
             + ": their mean is over every checkpoint.</p>"
         )
     size_html = (
-        _image(figures.circuit_size_figure(sizes), options.dpi, "circuit size")
+        png_image(figures.circuit_size_figure(sizes), options.dpi, "circuit size")
         + f"<h3>Mean circuit size (steps ≥ {options.mean_size_min_step})</h3>"
-        + _table(means)
+        + html_table(means)
         + note
     )
     corr = analyses.size_scale_correlation(means)
@@ -420,7 +294,7 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
     scaling_html = (
         "<p>Pearson and Spearman correlation between each model's mean circuit size in nodes "
         "and its parameter count, per task (PAPER.md §7.3, with correct parameter counts).</p>"
-        + _table(corr)
+        + html_table(corr)
         + caution
     )
     return size_html, scaling_html
@@ -428,17 +302,17 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
 
 def _stability_section(frames: ReportFrames, options: ReportOptions) -> str:
     similarities = {}
-    steps = frames.circuits if _has(frames.circuits, "model", "task", "step") else None
+    steps = frames.circuits if has_columns(frames.circuits, "model", "task", "step") else None
     kwargs = dict(checkpoints=options.jaccard_checkpoints, all_steps=steps)
-    if _has(frames.edges, "model", "task", "step", "edge", "in_circuit"):
+    if has_columns(frames.edges, "model", "task", "step", "edge", "in_circuit"):
         similarities["edges"] = analyses.edge_jaccard(frames.edges, **kwargs)
-    if _has(frames.nodes, "model", "task", "step", "node", "in_circuit"):
+    if has_columns(frames.nodes, "model", "task", "step", "node", "in_circuit"):
         similarities["nodes"] = analyses.node_jaccard(frames.nodes, **kwargs)
     similarities = {k: v for k, v in similarities.items() if not v.empty}
     if not similarities:
         return '<p class="muted">No model has two analysed checkpoints with stored circuits.</p>'
     tokens = analyses.step_tokens(frames.units, frames.circuits, frames.task_metrics)
-    params = frames.circuits if _has(frames.circuits, "params") else frames.units
+    params = frames.circuits if has_columns(frames.circuits, "params") else frames.units
     figure = figures.jaccard_figure(similarities, tokens, params=params)
     rows = []
     for kind, frame in similarities.items():
@@ -451,19 +325,19 @@ def _stability_section(frames: ReportFrames, options: ReportOptions) -> str:
     return (
         "<p>Jaccard similarity of the in-circuit edge and node sets of consecutive analysed "
         "checkpoints, smoothed with an EWMA (α = 0.5, s₀ = J₀); dots are the raw values.</p>"
-        + _image(figure, options.dpi, "EWMA Jaccard")
+        + png_image(figure, options.dpi, "EWMA Jaccard")
         + "<h3>Summary of the smoothed series</h3>"
-        + _table(pd.DataFrame(rows))
+        + html_table(pd.DataFrame(rows))
     )
 
 
 def _faithfulness_section(frames: ReportFrames, options: ReportOptions) -> str:
-    if not _has(frames.circuits, "model", "task", "step", "n_nodes", "n_edges"):
+    if not has_columns(frames.circuits, "model", "task", "step", "n_nodes", "n_edges"):
         return '<p class="muted">No circuits in the store.</p>'
     sizes = analyses.circuit_size(frames.circuits)
     threshold = (
         float(frames.circuits["threshold"].dropna().iloc[0])
-        if _has(frames.circuits, "threshold") and frames.circuits["threshold"].notna().any()
+        if has_columns(frames.circuits, "threshold") and frames.circuits["threshold"].notna().any()
         else None
     )
     figure = figures.faithfulness_figure(sizes, frames.curves, threshold=threshold)
@@ -471,33 +345,33 @@ def _faithfulness_section(frames: ReportFrames, options: ReportOptions) -> str:
     counts = undefined.groupby(["model", "task"]).size().rename("undefined checkpoints")
     note = (
         '<p class="warn">Faithfulness is undefined (the clean metric is 0) or missing at:</p>'
-        + _table(counts.reset_index())
+        + html_table(counts.reset_index())
         if not undefined.empty
         else "<p>Faithfulness is defined at every checkpoint.</p>"
     )
     return (
         "<p>faithfulness = metric(circuit) / metric(clean model) (PAPER.md §3.4); the dashed "
-        "line is the search threshold.</p>" + _image(figure, options.dpi, "faithfulness") + note
+        "line is the search threshold.</p>" + png_image(figure, options.dpi, "faithfulness") + note
     )
 
 
 def _diagrams_section(frames: ReportFrames, options: ReportOptions) -> str:
     edges = frames.edges
-    if not _has(edges, "model", "task", "step", "parent", "child", "score", "in_circuit"):
+    if not has_columns(edges, "model", "task", "step", "parent", "child", "score", "in_circuit"):
         return '<p class="muted">No stored edges to draw.</p>'
     blocks: dict[tuple[str, str], list[str]] = {}
     for model, task, step, figure in figures.circuit_diagrams(
         edges, units=frames.units, per_series=options.diagrams_per_series
     ):
         blocks.setdefault((model, task), []).append(
-            _image(figure, options.dpi, f"{model} {task} step {step}")
+            png_image(figure, options.dpi, f"{model} {task} step {step}")
         )
     return (
         "<p>In-circuit edges drawn by layer (input at the bottom, logits at the top; each "
         "layer's heads in a row, its MLP on the right). Blue: positive score, red: negative; "
         "width ∝ |score|. Click a model and task to open or close it.</p>"
         + "".join(
-            f"<details{' open' if i == 0 else ''}><summary>{_esc(m)} — {_esc(t)} "
+            f"<details{' open' if i == 0 else ''}><summary>{esc(m)} — {esc(t)} "
             f'({len(images)} checkpoints)</summary><div class="grid">{"".join(images)}</div>'
             "</details>"
             for i, ((m, t), images) in enumerate(blocks.items())
@@ -517,12 +391,12 @@ def _components_section(frames: ReportFrames, options: ReportOptions) -> str:
 
     heads, scores = frames.component_heads, frames.component_scores
     parts = []
-    if _has(heads, "model", "step", "task", "component", "layer", "head", "in_circuit"):
+    if has_columns(heads, "model", "step", "task", "component", "layer", "head", "in_circuit"):
         present = set(zip(heads["component"], heads["task"], strict=True))
         panels = [p for p in COMPONENT_PANELS if p in present]
         tokens = analyses.step_tokens(frames.units, frames.circuits, frames.task_metrics,
                                       scores)  # fmt: skip
-        params = frames.units if _has(frames.units, "model", "params") else None
+        params = frames.units if has_columns(frames.units, "model", "params") else None
         figure = component_figures.representative_heads_figure(
             heads, tokens, panels, params=params, frac=options.component_frac,
             rule=options.component_rule,
@@ -533,27 +407,27 @@ def _components_section(frames: ReportFrames, options: ReportOptions) -> str:
                                            rule=options.component_rule).assign(component=c)
              for c, t in panels], ignore_index=True,
         )  # fmt: skip
-        sizes = frames.units if _has(frames.units, "model", "params") else heads
+        sizes = frames.units if has_columns(frames.units, "model", "params") else heads
         largest = [m for m in analyses.model_order(sizes) if m in set(heads["model"])][-1]
         parts += [
             f"<p>Figure 2: per component type, the score of each model's representative head "
             f"over training: among heads reaching {options.component_frac:g} × the model's "
             f"maximum score and in the linked task's circuit at some checkpoint, the one chosen "
-            f"by rule <code>{_esc(options.component_rule)}</code> (PAPER.md §4; "
+            f"by rule <code>{esc(options.component_rule)}</code> (PAPER.md §4; "
             "docs/components.md). The threshold is relative: <code>ever_component</code> says "
             "whether the head ever passes the paper's absolute rule (e.g. copy score above 10%); "
             "where it is False the model has no such component and the line shows noise.</p>",
-            _image(figure, options.dpi, "component scores, representative heads"),
-            _table(chosen, empty="No in-circuit head passes the threshold."),
-            f"<h3>Figure 3: the most frequently in-circuit heads of {_esc(largest)}</h3>",
-            _image(component_figures.component_heads_figure(heads, tokens, largest, panels),
+            png_image(figure, options.dpi, "component scores, representative heads"),
+            html_table(chosen, empty="No in-circuit head passes the threshold."),
+            f"<h3>Figure 3: the most frequently in-circuit heads of {esc(largest)}</h3>",
+            png_image(component_figures.component_heads_figure(heads, tokens, largest, panels),
                    options.dpi, f"component heads of {largest}"),  # fmt: skip
         ]
-    if _has(scores, "model", "step", "component", "score"):
+    if has_columns(scores, "model", "step", "component", "score"):
         last = scores[scores["step"] == scores.groupby("model")["step"].transform("max")]
         summary = last.groupby(["model", "component"])["score"].agg(["max", "mean"])
         parts += ["<h3>Whole-model scores at each model's last checkpoint</h3>",
-                  _table(summary.reset_index())]  # fmt: skip
+                  html_table(summary.reset_index())]  # fmt: skip
     if not parts:
         return '<p class="muted">No component scores in the store.</p>'
     return "".join(parts)
@@ -561,7 +435,7 @@ def _components_section(frames: ReportFrames, options: ReportOptions) -> str:
 
 def _versions_section(frames: ReportFrames, versions: Mapping[str, Any] | None) -> str:
     found: dict[str, set[str]] = {}
-    if _has(frames.units, "versions"):
+    if has_columns(frames.units, "versions"):
         for text in frames.units["versions"].dropna().unique():
             try:
                 for key, value in json.loads(text).items():
@@ -572,13 +446,13 @@ def _versions_section(frames: ReportFrames, versions: Mapping[str, Any] | None) 
     rows.append({"package": "circuit_atlas (report writer)", "version": circuit_atlas.__version__})
     rows += [{"package": f"{k} (recorded with units)", "version": ", ".join(sorted(v))}
              for k, v in sorted(found.items())]  # fmt: skip
-    return _table(pd.DataFrame(rows))
+    return html_table(pd.DataFrame(rows))
 
 
 def _config_section(frames: ReportFrames, config_text: str | None) -> str:
     if config_text is not None:
-        return f"<pre>{_esc(config_text)}</pre>"
-    if _has(frames.units, "settings"):
+        return f"<pre>{esc(config_text)}</pre>"
+    if has_columns(frames.units, "settings"):
         settings = frames.units["settings"].dropna().unique()
         if len(settings):
             try:
@@ -587,7 +461,7 @@ def _config_section(frames: ReportFrames, config_text: str | None) -> str:
                 shown = str(settings[0])
             return (
                 '<p class="muted">No study configuration was passed; the settings recorded with '
-                f"the units follow ({len(settings)} distinct).</p><pre>{_esc(shown)}</pre>"
+                f"the units follow ({len(settings)} distinct).</p><pre>{esc(shown)}</pre>"
             )
     return '<p class="muted">No study configuration was passed.</p>'
 
@@ -630,7 +504,7 @@ def write_report(
     metric_emergence, size_emergence = _emergence(circuits, options)
     size_html, scaling_html = _size_section(circuits, options)
     notes_html = (
-        "<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>"
+        "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
         if notes
         else '<p class="muted">No notes.</p>'
     )
@@ -654,15 +528,15 @@ def write_report(
         "versions": _versions_section(frames, versions),
     }
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    contents = "".join(f'<li><a href="#{k}">{_esc(v)}</a></li>' for k, v in SECTIONS.items())
+    contents = "".join(f'<li><a href="#{k}">{esc(v)}</a></li>' for k, v in SECTIONS.items())
     sections = "".join(
-        f'<section id="{k}"><h2>{_esc(SECTIONS[k])}</h2>{bodies[k]}</section>' for k in SECTIONS
+        f'<section id="{k}"><h2>{esc(SECTIONS[k])}</h2>{bodies[k]}</section>' for k in SECTIONS
     )
     document = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-        f'<h1>{_esc(title)}</h1><p class="muted">Generated {generated} by circuit-atlas '
-        f"{_esc(circuit_atlas.__version__)}.</p>{_summary(frames)}"
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
+        f'<h1>{esc(title)}</h1><p class="muted">Generated {generated} by circuit-atlas '
+        f"{esc(circuit_atlas.__version__)}.</p>{_summary(frames)}"
         f"<nav><ol>{contents}</ol></nav>{sections}</body></html>\n"
     )
     out = Path(out_path)

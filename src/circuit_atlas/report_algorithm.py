@@ -10,7 +10,14 @@ from __future__ import annotations
 import pandas as pd
 
 from circuit_atlas import analyses
-from circuit_atlas.report import ReportFrames, ReportOptions, _esc, _has, _image, _table
+from circuit_atlas.report_frames import (
+    ReportFrames,
+    ReportOptions,
+    esc,
+    has_columns,
+    html_table,
+    png_image,
+)
 
 __all__ = ["algorithm_section", "role_circuit_section", "self_repair_section",
            "stability_section"]  # fmt: skip
@@ -36,11 +43,11 @@ def algorithm_section(frames: ReportFrames, options: ReportOptions) -> str:
     from circuit_atlas.components.algorithm.figures import algorithm_figure
 
     algo = frames.algorithm
-    if not _has(algo, "model", "task", "panel", "step", "tokens_seen", "pct_effect"):
+    if not has_columns(algo, "model", "task", "panel", "step", "tokens_seen", "pct_effect"):
         return '<p class="muted">No IOI algorithm decomposition in the store (the unit analysis ' \
                "<code>algorithm</code> with the <code>ioi</code> task).</p>"
     series = analyses.algorithm_series(algo)
-    params = frames.units if _has(frames.units, "model", "params") else None
+    params = frames.units if has_columns(frames.units, "model", "params") else None
     denominators = ", ".join(sorted(set(algo["denominator"].dropna()))) or "?"
     parts = [
         "<p>Per checkpoint, the % of each path-patching effect carried by the heads of one role "
@@ -48,24 +55,24 @@ def algorithm_section(frames: ReportFrames, options: ReportOptions) -> str:
         "movers, negative name movers, copy-suppression and negative copy-suppression heads; "
         "C — effects through the name movers' queries, carried by the S-inhibition heads; D — "
         "effects through the pure S-inhibition heads' values, carried by induction and "
-        f"duplicate-token heads. Denominator: <code>{_esc(denominators)}</code> (Σ effect of "
+        f"duplicate-token heads. Denominator: <code>{esc(denominators)}</code> (Σ effect of "
         "the IOI circuit's heads, or of all heads; docs/algorithm.md). Gaps are undefined "
         "points (table below).</p>",
-        _image(algorithm_figure(series, params=params), options.dpi, "Figure 4 B-D"),
+        png_image(algorithm_figure(series, params=params), options.dpi, "Figure 4 B-D"),
     ]
     undefined = series[series["pct_effect"].isna()]
     if not undefined.empty:
         counts = (undefined.groupby(["model", "panel", "reason"], dropna=False)["step"]
                   .agg(checkpoints="count", steps=lambda s: ", ".join(map(str, sorted(s))))
                   .reset_index())  # fmt: skip
-        parts += ["<h3>Undefined points</h3>", _table(_explain(counts))]
+        parts += ["<h3>Undefined points</h3>", html_table(_explain(counts))]
     else:
         parts.append("<p>Every point is defined.</p>")
     last = series[series["step"] == series.groupby("model")["step"].transform("max")]
     wide = last.pivot_table(index=["model", "step"], columns="panel", values="pct_effect",
                             aggfunc="first", dropna=False).reset_index()  # fmt: skip
     wide.columns.name = None
-    parts += ["<h3>% effect at each model's last checkpoint</h3>", _table(wide)]
+    parts += ["<h3>% effect at each model's last checkpoint</h3>", html_table(wide)]
     return "".join(parts)
 
 
@@ -78,7 +85,7 @@ def role_circuit_section(frames: ReportFrames, options: ReportOptions) -> str:
     from circuit_atlas.figures import _unit_shapes
 
     heads, edges = frames.algorithm_heads, frames.edges
-    if not _has(heads, "model", "step", "node", "role") or not _has(
+    if not has_columns(heads, "model", "step", "node", "role") or not has_columns(
             edges, "model", "task", "step", "parent", "child", "score"):  # fmt: skip
         return '<p class="muted">No IOI circuit with head roles in the store.</p>'
     edges = edges[(edges["task"] == "ioi") & edges["in_circuit"].astype(bool)]
@@ -101,7 +108,7 @@ def role_circuit_section(frames: ReportFrames, options: ReportOptions) -> str:
         n_layers, n_heads = shapes.get(unit, (None, None))
         figure = role_diagram(part, roles, n_layers=n_layers, n_heads=n_heads,
                               title=f"{model} · ioi · step {step} · {len(part)} edges")
-        parts.append(_image(figure, options.dpi, f"{model} IOI circuit by role"))
+        parts.append(png_image(figure, options.dpi, f"{model} IOI circuit by role"))
         named = mine[mine["role"].notna()]
         rows.append({"model": model, "drawn step": step, "last step": final,
                      "note": "" if step == final else "the last checkpoint has no faithful "
@@ -114,7 +121,7 @@ def role_circuit_section(frames: ReportFrames, options: ReportOptions) -> str:
         "(first role in the order name mover, copy suppression, negative name mover, negative "
         "copy suppression, S-inhibition, tertiary). Roles are whole-model: a head with a role "
         "need not be in the circuit.</p>"
-        f'<div class="grid">{"".join(parts)}</div>' + _table(pd.DataFrame(rows))
+        f'<div class="grid">{"".join(parts)}</div>' + html_table(pd.DataFrame(rows))
     )
 
 
@@ -124,16 +131,17 @@ def stability_section(frames: ReportFrames, circuits: ReportFrames,
     from circuit_atlas.components.algorithm.figures import fingerprint_stability_figure
 
     fps = frames.fingerprints
-    if not _has(fps, "model", "task", "step", "tokens_seen", "role", "share", "reason"):
+    if not has_columns(fps, "model", "task", "step", "tokens_seen", "role", "share", "reason"):
         return '<p class="muted">No algorithm fingerprints in the store.</p>'
     previous = analyses.fingerprint_similarity_over_time(fps, reference="previous")
     final = analyses.fingerprint_similarity_over_time(fps, reference="final")
     jaccard = None
-    if _has(circuits.nodes, "model", "task", "step", "node", "in_circuit"):
-        steps = circuits.circuits if _has(circuits.circuits, "model", "task", "step") else None
+    if has_columns(circuits.nodes, "model", "task", "step", "node", "in_circuit"):
+        keyed = has_columns(circuits.circuits, "model", "task", "step")
+        steps = circuits.circuits if keyed else None
         jaccard = analyses.node_jaccard(circuits.nodes, all_steps=steps)
     tokens = analyses.step_tokens(frames.units, frames.circuits, frames.task_metrics, fps)
-    params = frames.units if _has(frames.units, "model", "params") else None
+    params = frames.units if has_columns(frames.units, "model", "params") else None
     figure = fingerprint_stability_figure(jaccard, previous, final, tokens, params=params)
     table = analyses.fingerprint_table(fps)
     undefined = table[table["shares"].isna()]
@@ -143,32 +151,32 @@ def stability_section(frames: ReportFrames, circuits: ReportFrames,
         "algorithm's roles, MLPs and other heads; Greater-Than: successor heads, induction "
         "heads, MLPs and other heads. Similarity = 1 − ½ Σ|p − q| (1: same profile). Left: the "
         "heads of the circuit (node Jaccard, Figure 5); right: the algorithm.</p>",
-        _image(figure, options.dpi, "fingerprint similarity next to circuit Jaccard"),
+        png_image(figure, options.dpi, "fingerprint similarity next to circuit Jaccard"),
         "<h3>Stability of the algorithm (similarity to the final checkpoint ≥ 0.9)</h3>",
-        _table(analyses.algorithm_stability(final), empty="No defined fingerprints."),
+        html_table(analyses.algorithm_stability(final), empty="No defined fingerprints."),
         "<h3>Across sizes at matched tokens seen</h3>",
-        _table(analyses.cross_size_table(analyses.fingerprint_similarity_across_sizes(fps)),
+        html_table(analyses.cross_size_table(analyses.fingerprint_similarity_across_sizes(fps)),
                empty="Fewer than two models with fingerprints of the same task."),
     ]
     if not undefined.empty:
         counts = (undefined.groupby(["model", "task", "reason"])["step"]
                   .agg(checkpoints="count", steps=lambda s: ", ".join(map(str, sorted(s))))
                   .reset_index())  # fmt: skip
-        parts += ["<h3>Undefined fingerprints (gaps)</h3>", _table(_explain(counts))]
+        parts += ["<h3>Undefined fingerprints (gaps)</h3>", html_table(_explain(counts))]
     defined = table[table["shares"].notna()]
     if not defined.empty:
         last = defined[defined["step"] == defined.groupby(["model", "task"])["step"]
                        .transform("max")]  # fmt: skip
         wide = pd.DataFrame([{"model": r["model"], "task": r["task"], "step": r["step"],
                               **r["shares"]} for _, r in last.iterrows()])  # fmt: skip
-        parts += ["<h3>Fingerprint at each model's last defined checkpoint</h3>", _table(wide)]
+        parts += ["<h3>Fingerprint at each model's last defined checkpoint</h3>", html_table(wide)]
     return "".join(parts)
 
 
 def self_repair_section(frames: ReportFrames, options: ReportOptions) -> str:
     """Self-repair: ablating the strong name movers, and which heads take over."""
     repair = frames.self_repair
-    if not _has(repair, "model", "step", "n_ablated", "ablated", "logit_diff_change"):
+    if not has_columns(repair, "model", "step", "n_ablated", "ablated", "logit_diff_change"):
         return '<p class="muted">No self-repair results in the store.</p>'
     done = repair[repair["n_ablated"] > 0]
     cols = ["model", "step", "ablated", "clean_logit_diff", "ablated_logit_diff",
@@ -179,10 +187,10 @@ def self_repair_section(frames: ReportFrames, options: ReportOptions) -> str:
         "(utils/backup_analysis.py); the logit difference changes by ablated − clean, and a head "
         "whose direct logit attribution rises by at least 10 % of what the ablated heads "
         "contributed is a backup name mover.</p>",
-        _table(done[[c for c in cols if c in done.columns]].sort_values(["model", "step"]),
+        html_table(done[[c for c in cols if c in done.columns]].sort_values(["model", "step"]),
                empty="No checkpoint has a name mover with copy score ≥ 75 %."),
     ]
     if len(none):
         parts += ["<p class=\"muted\">Checkpoints without such a name mover (nothing ablated):"
-                  "</p>", _table(none.reset_index())]
+                  "</p>", html_table(none.reset_index())]
     return "".join(parts)

@@ -25,14 +25,15 @@ __all__ = [
     "table_schema",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the table schemas this circuit-atlas writes (3 added the algorithm tables, 4 the
-``units.weights_fingerprint`` column)."""
+``units.weights_fingerprint`` column, 5 ``units.seed`` and ``units.base_model``)."""
 
-READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5)
 """Schema versions this circuit-atlas reads; a store or unit of another version is refused.
 A version-2 unit has no algorithm tables: they read as empty for it; a unit older than version 4
-has no ``weights_fingerprint``: it reads as null."""
+has no ``weights_fingerprint``, one older than 5 no ``seed`` and ``base_model``: they read as
+null (the analyses then take ``base_model`` to be ``model``)."""
 
 _I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -55,7 +56,7 @@ TABLES: dict[str, pa.Schema] = {
         ("settings", _STR), ("spec", _STR), ("versions", _STR), ("timings", _STR),
         ("duration_s", _F64), ("status", _STR), ("errors", _STR), ("device", _STR),
         ("host", _STR), ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("weights_fingerprint", _STR),
+        ("weights_fingerprint", _STR), ("seed", _I64), ("base_model", _STR),
     ),
     "task_metrics": _schema(
         *_KEYS, ("metric_kind", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
@@ -118,11 +119,13 @@ TABLES_BY_VERSION: dict[int, tuple[str, ...]] = {
         "component_heads"),
     3: tuple(TABLES),
     4: tuple(TABLES),
+    5: tuple(TABLES),
 }
 """The tables a unit of each readable schema version holds."""
 
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     4: {"units": ("weights_fingerprint",)},
+    5: {"units": ("seed", "base_model")},
 }
 """Schema version → table → the columns that version added to a table older units already had
 (they read as null for the older units)."""

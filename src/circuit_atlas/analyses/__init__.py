@@ -14,6 +14,8 @@ Every function is pure: it takes pandas DataFrames with the columns of the resul
   training and across sizes (§5; docs/algorithm.md).
 - :mod:`.integrity` — distinct checkpoints whose weights fingerprints are equal (duplicated
   checkpoints, e.g. hub branches holding the same weights).
+- :mod:`.seeds` — curves and emergence points as mean ± spread over training seeds, and the
+  Jaccard between seeds at one step next to the Jaccard between consecutive steps.
 """
 
 from circuit_atlas.analyses._frames import attach_tokens, model_order, step_tokens
@@ -52,6 +54,13 @@ from circuit_atlas.analyses.scaling import (
     size_scale_correlation_from_circuits,
     spearman,
 )
+from circuit_atlas.analyses.seeds import (
+    SEED_COLUMNS,
+    across_seeds,
+    emergence_across_seeds,
+    seed_jaccard,
+    seed_map,
+)
 from circuit_atlas.analyses.size import (
     PAPER_MEAN_SIZE_MIN_STEP,
     SizeMeasure,
@@ -83,11 +92,13 @@ __all__ = [
     "PAPER_FIG3_FRACTION",
     "PAPER_JACCARD_CHECKPOINTS",
     "PAPER_MEAN_SIZE_MIN_STEP",
+    "SEED_COLUMNS",
     "Baseline",
     "EmergencePoint",
     "Reference",
     "SelectionRule",
     "SizeMeasure",
+    "across_seeds",
     "algorithm_series",
     "algorithm_stability",
     "attach_tokens",
@@ -95,6 +106,7 @@ __all__ = [
     "circuit_size_from_sets",
     "cross_size_table",
     "edge_jaccard",
+    "emergence_across_seeds",
     "emergence_point",
     "emergence_table",
     "ewma",
@@ -112,6 +124,8 @@ __all__ = [
     "normalized_abs_scores",
     "pearson",
     "representative_heads",
+    "seed_jaccard",
+    "seed_map",
     "share_similarity",
     "size_scale_correlation",
     "size_scale_correlation_from_circuits",

@@ -87,6 +87,7 @@ DEFAULT_MIN_LAYER = 2
 _MASK = -1e9  # the reference's value for masked logit-lens entries
 _TIE = 1e-6  # sources within this many logits of the K-th best are kept
 _GS_EPS = 1e-6  # Gram-Schmidt drops directions shorter than this
+_KL_ROWS = 16  # positions whose (V,) logit changes are built and reduced together (in cache)
 
 
 # ---------------------------------------------------------------------------------- scores
@@ -167,7 +168,7 @@ def cspa_scores(
     fn = torch.as_tensor(fn, dtype=torch.long).flatten()
 
     started = time.perf_counter()
-    means = _head_means(model, mean_tokens[:, :p], chosen, batch_size)  # (len(chosen), h, p, d)
+    means = _head_means(model, mean_tokens[:, :p], chosen, batch_size)  # (len(chosen), h, p, e)
     kl = torch.zeros(2, n_layers, n_heads, dtype=torch.float64)  # (ablated | cspa, L, h)
     for lo in range(0, tokens.shape[0], batch_size):
         _score_batch(
@@ -238,38 +239,43 @@ def _semantic_table(model, semantic: Tensor | None, k: int) -> Tensor:
 
 
 def _head_means(model, tokens: Tensor, layers: list[int], batch_size: int) -> Tensor:
-    """Per-position mean outputs ``(len(layers), h, p, d)`` of the heads of ``layers``.
+    """Per-position mean head outputs, before W_O: ``(len(layers), h, p, e)``.
 
-    ``get_result_mean`` with ``keep_seq_dim=True``; accumulated in float32 or wider.
+    ``get_result_mean`` with ``keep_seq_dim=True`` is the mean of each head's output
+    ``z·W_O`` (no b_O); that is ``mean(z)·W_O``, so the mean of ``z = pattern·v`` is kept, in
+    float32 or wider, and mapped through W_O where a d_model vector is needed.
     """
     spec = model.spec
     row = {layer: i for i, layer in enumerate(layers)}
     work = torch.promote_types(model.dtype, torch.float32)
-    sums = torch.zeros(len(layers), spec.n_heads, tokens.shape[1], spec.d_model, dtype=work,
+    sums = torch.zeros(len(layers), spec.n_heads, tokens.shape[1], spec.d_head, dtype=work,
                        device=model.device)
 
-    def accumulate(layer: int, out: Tensor) -> Tensor:  # out (h, b, p, d)
+    def observe(layer: int, before: Tensor, step) -> None:
         if layer in row:
-            sums[row[layer]] += out.sum(1, dtype=work)
-        return out
+            z = step.pattern.to(work) @ head_values(model, layer, before).to(work)  # (h, b, p, e)
+            sums[row[layer]] += z.sum(1)
 
     last = max(layers)
     for lo in range(0, tokens.shape[0], batch_size):
-        _truncated_trace(model, tokens[lo : lo + batch_size].to(model.device), last, accumulate)
+        batch = tokens[lo : lo + batch_size].to(model.device)
+        rope = model.rotary(batch.shape[1])
+        model.walk(model.embed(batch), rope, stop=last + 1, observe=observe)
     return sums / tokens.shape[0]
 
 
-def _truncated_trace(model, tokens: Tensor, last: int, head_edit) -> None:
-    """Run layers ``0 … last`` only, calling ``head_edit`` (a forward for the means)."""
-    rope = model.rotary(tokens.shape[1])
-    resid = model.walk(model.embed(tokens), rope, stop=last, head_edit=head_edit)
-    head_edit(last, model.attend(last, model.qkv(last, resid[None, None]), rope))
-
-
 def _score_batch(
-    model, tokens, means, layers, kl, table, fn, k_unemb, only_neg, effect
+    model, tokens, means, layers, kl, table, fn, k_unemb, only_neg, effect, lowrank=True
 ) -> None:
-    """Add one batch's summed KLs ``(ablated | cspa)`` per head to ``kl`` ``(2, L, h)``."""
+    """Add one batch's summed KLs ``(ablated | cspa)`` per head to ``kl`` ``(2, L, h)``.
+
+    ``means``: ``(len(layers), h, p, e)`` from :func:`_head_means`. With the direct effect and
+    one unembedding direction per source (the paper's setting) the logit changes are built
+    through each head's ``(e, V)`` OV-unembedding product and the sources' ``(p, V)``
+    unembedding rows (:func:`_lowrank_kl`) instead of one ``(d, V)`` product per head and
+    variant (:func:`_dense_shifts`, used otherwise and with ``lowrank=False``); the two are
+    equal up to rounding (tested).
+    """
     spec = model.spec
     tokens = tokens.to(model.device)
     record = ("resid", "patterns", "logits") + (("mlp",) if not spec.parallel_residual else ())
@@ -287,6 +293,12 @@ def _score_batch(
     rope = model.rotary(tokens.shape[1]) if effect == "total" else None
     w_u = model.unembedding.to(work)
     w_f = model.norm_weights("final")[0].to(work)
+    lowrank = lowrank and effect == "direct" and table.shape[1] == 1
+    if lowrank:
+        # Each source's unit unembedding direction through the frozen final norm: (b, k, V).
+        norm = u_src[:, :, 0].norm(dim=-1, keepdim=True)
+        unit = torch.where(norm > _GS_EPS, u_src[:, :, 0] / norm.clamp_min(_GS_EPS), 0.0)
+        src_logits = (model.center(unit) * w_f) @ w_u
     for row, layer in enumerate(layers):
         resid = clean.resid[layer]
         x_hat = resid.to(work)
@@ -295,22 +307,97 @@ def _score_batch(
         kept = _kept_sources(ll, src_ids, fn_src, first, k_unemb)
         idx, basis = _kept_basis(kept, u_src)  # (n, 3), (n, K, d)
         values = head_values(model, layer, resid).to(work)  # (h, b, p, e)
-        w_o = model.ov(layer)[2].to(work)
+        w_o = model.ov(layer)[2].to(work)  # (h, e, d)
+        if lowrank:
+            ov_logits = (model.center(w_o) * w_f) @ w_u  # (h, e, V)
         patterns = clean.patterns[layer].to(work)  # (h, b, q, k)
         for head in range(spec.n_heads):
-            out = values[head] @ w_o[head]  # (b, k, d) per-source output
             pattern = patterns[head]
-            mean = means[row, head].to(work)  # (p, d)
-            orig = pattern @ out  # (b, q, d)
-            cspa = _cspa_output(out, pattern, mean, idx, basis, only_neg)
-            deltas = torch.stack((mean.expand_as(orig) - orig, cspa - orig))  # (2, b, q, d)
-            if effect == "direct":
-                scaled = model.center(deltas) / sigma * w_f
-                shift = scaled @ w_u  # (2, b, q, V) logit change, frozen final LayerNorm
+            z_mean = means[row, head].to(work)  # (p, e)
+            if lowrank:
+                found = _lowrank_kl(
+                    pattern, values[head], z_mean, w_o[head], ov_logits[head], src_logits,
+                    idx, basis, only_neg, sigma, logp, probs,
+                )
             else:
-                shift = _rerun_logits(model, layer, clean, deltas, rope).to(work) - logp
-            kl[:, layer, head] += _kl_from_shift(logp, probs, shift).sum((1, 2)).double().cpu()
-            del shift
+                shift = _dense_shifts(
+                    model, layer, clean, pattern, values[head], z_mean, w_o[head], idx, basis,
+                    only_neg, effect, sigma, w_f, w_u, rope, logp,
+                )
+                found = _kl_from_shift(logp, probs, shift)
+                del shift
+            kl[:, layer, head] += found.sum((1, 2)).double().cpu()
+
+
+def _lowrank_kl(
+    pattern, values, z_mean, w_o, ov_logits, src_logits, idx, basis, only_neg, sigma, logp,
+    probs,
+) -> Tensor:
+    """Per-position KLs ``(2, b, q)`` of the mean-ablated and the CSPA head, built low-rank.
+
+    Both changes of the head's output are made of ``z·W_O`` terms for ``e``-vectors ``z``
+    (``mean − orig`` and ``Σ_k A·mean − orig``: the head's OV row space) plus, for CSPA, the
+    kept sources' projections, each a multiple of its source's unit unembedding direction. So
+    the logit change (through the frozen final norm) is ``z·(W_O → logits)`` plus
+    ``S·(sources → logits)`` with ``S (b, q, k)`` the projection coefficients (the reference's
+    ``project`` with one direction per source), both divided by the norm's scale. The
+    ``(rows, V)`` changes are built and turned into KLs a few positions at a time, so that
+    they stay in cache and no ``(2, b, q, V)`` tensor exists.
+
+    Args:
+        pattern: ``(b, q, k)`` the head's attention.
+        values: ``(b, k, e)`` its value vectors.
+        z_mean: ``(p, e)`` the mean of ``pattern·values`` over the mean sequences.
+        w_o: ``(e, d)`` the head's W_O.
+        ov_logits: ``(e, V)`` ``center(W_O) ⊙ w_f · W_U``.
+        src_logits: ``(b, k, V)`` the sources' unit directions through the same map.
+        idx: ``(n, 3)`` kept (b, q, k) triples.
+        basis: ``(n, 1, d)`` their unit directions.
+        only_neg: Keep only negative components.
+        sigma: ``(b, q, 1)`` the clean final norm's divisor.
+        logp: ``(b, q, V)`` clean log-probabilities.
+        probs: ``(b, q, V)`` their exponential.
+    """
+    b, p, _ = pattern.shape
+    z = pattern @ values  # (b, q, e): the head's output before W_O
+    rows = torch.stack((z_mean - z, pattern.sum(-1, keepdim=True) * z_mean - z)) / sigma
+    out = values @ w_o  # (b, k, d) per-source output
+    bi, qi, ki = idx.unbind(-1)
+    vec = pattern[bi, qi, ki, None] * (out[bi, ki] - (z_mean @ w_o)[qi])  # (n, d)
+    coef = (vec * basis[:, 0]).sum(-1)
+    if only_neg:
+        coef = coef.clamp(max=0)
+    coefs = pattern.new_zeros(b, p, p)
+    coefs[bi, qi, ki] = coef  # (b, q, k): idx holds each triple once
+    coefs /= sigma
+    kl = pattern.new_empty(2, b, p)
+    for s in range(b):
+        for q0 in range(0, p, _KL_ROWS):
+            q = slice(q0, q0 + _KL_ROWS)
+            shift = rows[:, s, q] @ ov_logits  # (2, r, V)
+            shift[1].addmm_(coefs[s, q], src_logits[s])
+            kl[:, s, q] = _kl_from_shift(logp[s, q], probs[s, q], shift)
+    return kl
+
+
+def _dense_shifts(
+    model, layer, clean, pattern, values, z_mean, w_o, idx, basis, only_neg, effect, sigma,
+    w_f, w_u, rope, logp,
+) -> Tensor:
+    """Logit changes ``(2, b, q, V)`` (mean-ablated | CSPA) from the d_model outputs.
+
+    The general path (any ``k_semantic``, the total effect): each variant's change of the
+    head's output is unembedded with one ``(d, V)`` product.
+    """
+    out = values @ w_o  # (b, k, d) per-source output
+    mean = z_mean @ w_o  # (p, d)
+    orig = pattern @ out  # (b, q, d)
+    cspa = _cspa_output(out, pattern, mean, idx, basis, only_neg)
+    deltas = torch.stack((mean.expand_as(orig) - orig, cspa - orig))  # (2, b, q, d)
+    if effect == "direct":
+        scaled = model.center(deltas) / sigma * w_f
+        return scaled @ w_u  # (2, b, q, V) logit change, frozen final LayerNorm
+    return _rerun_logits(model, layer, clean, deltas, rope).to(logp.dtype) - logp
 
 
 def _unembed_directions(model, ids: Tensor, work: torch.dtype) -> Tensor:
@@ -425,16 +512,13 @@ def _rerun_logits(model, layer: int, clean, deltas: Tensor, rope) -> Tensor:
 
 
 def _kl_from_shift(logp: Tensor, probs: Tensor, shift: Tensor) -> Tensor:
-    """``KL(p ‖ q)`` ``(n, b, p)`` where ``log q = log p + shift`` up to a per-position constant.
+    """``KL(p ‖ q)`` ``(n, …)`` where ``log q = log p + shift`` up to a per-row constant.
 
-    ``KL = log E_p[exp(δ − E_p δ)]`` (``kl_div`` of the reference, ground truth first). Writes
-    into ``shift``.
+    ``logp``, ``probs``: ``(…, V)``; ``shift``: ``(n, …, V)``.
+    ``KL = logsumexp(log p + δ) − E_p[δ]`` (``kl_div`` of the reference, ground truth first).
+    Writes into ``shift``.
     """
-    v = shift.shape[-1]
-    mean_shift = torch.matmul(
-        probs.reshape(1, -1, 1, v), shift.reshape(shift.shape[0], -1, v, 1)
-    )  # (n, b·p, 1, 1)
-    shift -= mean_shift.view(*shift.shape[:-1], 1)
+    mean_shift = torch.einsum("n...v,...v->n...", shift, probs)
     shift += logp
     top = shift.amax(-1, keepdim=True)  # in-place logsumexp: ~2x faster than torch's on CPU
-    return shift.sub_(top).exp_().sum(-1).log_() + top.squeeze(-1)
+    return shift.sub_(top).exp_().sum(-1).log_() + top.squeeze(-1) - mean_shift

@@ -2,6 +2,10 @@
 
 * :mod:`~circuit_atlas.models.pythia` — the Pythia registry (sizes, parameter counts, the 154
   checkpoint steps, tokens per step).
+* :mod:`~circuit_atlas.models.hub_suites` — the registry of hub checkpoint suites
+  (:data:`HUB_SUITES`: Pythia/PolyPythias, OLMo, OLMo 2, Stanford CRFM GPT-2, SmolLM2, Amber) and
+  :mod:`~circuit_atlas.models.revisions`, how a branch name maps to a step and where the branch
+  list comes from (docs/suites.md).
 * :mod:`~circuit_atlas.models.schedules` — named and parametric checkpoint schedules.
 * :mod:`~circuit_atlas.models.sources` — :func:`load_model` from the hub, a local directory, a
   local suite, or a random initialisation; :mod:`~circuit_atlas.models.configs` and
@@ -25,12 +29,21 @@ from typing import Any
 
 from circuit_atlas.models.configs import (
     DTYPES,
+    hf_config,
     neox_config,
     random_hf_model,
     resolve_device,
     resolve_dtype,
     save_random_checkpoint,
     tiny_config,
+)
+from circuit_atlas.models.hub_suites import (
+    HUB_SUITES,
+    HubModel,
+    HubSuite,
+    get_hub_suite,
+    list_hub_models,
+    resolve_hub_model,
 )
 from circuit_atlas.models.pythia import (
     PYTHIA_ARCHITECTURES,
@@ -47,6 +60,13 @@ from circuit_atlas.models.pythia import (
     pythia_config,
     pythia_spec,
     steps_to_tokens,
+)
+from circuit_atlas.models.revisions import (
+    REVISION_SCHEMES,
+    HubCheckpoint,
+    RevisionList,
+    RevisionScheme,
+    list_repo_revisions,
 )
 from circuit_atlas.models.schedules import (
     NAMED_SCHEDULES,
@@ -68,16 +88,21 @@ from circuit_atlas.models.suite import (
 __all__ = [
     "ADAPTERS",
     "DTYPES",
+    "HUB_SUITES",
     "NAMED_SCHEDULES",
     "PYTHIA_ARCHITECTURES",
     "PYTHIA_FINAL_STEP",
     "PYTHIA_MODELS",
     "PYTHIA_SIZES",
     "PYTHIA_STEPS",
+    "REVISION_SCHEMES",
     "SCHEDULE_KINDS",
     "SUITE_MANIFEST",
     "TOKENS_PER_STEP",
     "Adapter",
+    "HubCheckpoint",
+    "HubModel",
+    "HubSuite",
     "LoadedHF",
     "ModelSource",
     "ModelSpec",
@@ -89,11 +114,17 @@ __all__ = [
     "PatchableTransformer",
     "PythiaArchitecture",
     "PythiaModel",
+    "RevisionList",
+    "RevisionScheme",
     "count_parameters",
     "from_hf",
     "get_adapter",
+    "get_hub_suite",
     "get_pythia",
+    "list_hub_models",
+    "hf_config",
     "list_pythia_models",
+    "list_repo_revisions",
     "list_suite_checkpoints",
     "list_suite_sizes",
     "load_hf_model",
@@ -106,6 +137,7 @@ __all__ = [
     "read_suite_manifest",
     "resolve_device",
     "resolve_dtype",
+    "resolve_hub_model",
     "resolve_schedule",
     "save_random_checkpoint",
     "steps_to_tokens",

@@ -3,8 +3,8 @@
 An :class:`Adapter` is a value: how to read a ``transformers`` config into a
 :class:`~circuit_atlas.models.spec.ModelSpec`, which ``transformers`` class loads the weights, and
 which :class:`~circuit_atlas.models.patchable.PatchableTransformer` subclass copies them.
-:func:`~circuit_atlas.models.sources.load_model` and
-:meth:`~circuit_atlas.models.spec.ModelSpec.from_hf_config` consult :data:`ADAPTERS`; adding an
+:func:`~circuit_atlas.models.sources.load_model` and :func:`spec_from_hf_config` consult
+:data:`ADAPTERS`; adding an
 architecture is one new module and one entry here (docs/architecture.md).
 """
 
@@ -24,7 +24,14 @@ from circuit_atlas.models.neox import PatchableGPTNeoX, neox_spec
 from circuit_atlas.models.patchable import PatchableTransformer
 from circuit_atlas.models.spec import ModelSpec
 
-__all__ = ["ADAPTERS", "Adapter", "from_hf", "get_adapter", "supported_model_types"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "from_hf",
+    "get_adapter",
+    "spec_from_hf_config",
+    "supported_model_types",
+]
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,19 @@ def get_adapter(model_type: str | None) -> Adapter:
             f"model_type {model_type!r} has no architecture adapter; supported: {supported}"
         )
     return adapter
+
+
+def spec_from_hf_config(config: Any) -> ModelSpec:
+    """The :class:`ModelSpec` of a ``transformers`` config, read by its ``model_type``'s adapter.
+
+    No weights are needed, so a graph can be built from a config alone:
+    ``Graph.from_spec(spec_from_hf_config(GPT2Config()))``.
+
+    Raises:
+        UnsupportedArchitectureError: For a ``model_type`` with no adapter (names it and lists
+            the supported ones), or a configuration option the adapter does not implement.
+    """
+    return get_adapter(getattr(config, "model_type", None)).spec(config)
 
 
 def from_hf(hf_model: nn.Module, tokenizer: Any = None, source: dict | None = None):

@@ -1,7 +1,9 @@
-"""Model configs, devices and dtypes; seeded random GPT-NeoX models for tests and baselines.
+"""Model configs, devices and dtypes; seeded random models of any adapter's architecture.
 
-``tiny_config`` is the shared tiny architecture of the test suite; ``save_random_checkpoint``
-writes a HF directory that :func:`circuit_atlas.models.sources.load_model` (and the CLI's
+``tiny_config`` is the shared tiny GPT-NeoX architecture of the test suite; :func:`hf_config`
+reads a config description of any architecture with an adapter (GPT-NeoX, GPT-2, Llama, Qwen2,
+OLMo); ``random_hf_model`` and ``save_random_checkpoint`` build and write a seeded random model of
+it, a HF directory that :func:`circuit_atlas.models.sources.load_model` (and the CLI's
 ``--model-path``) can load back.
 """
 
@@ -16,11 +18,13 @@ from typing import Any
 import torch
 
 from circuit_atlas.errors import ModelSourceError, UnknownNameError, UnsupportedArchitectureError
+from circuit_atlas.models.adapters import get_adapter
 from circuit_atlas.models.pythia import pythia_config
 from circuit_atlas.models.spec import ModelSpec
 
 __all__ = [
     "DTYPES",
+    "hf_config",
     "neox_config",
     "quiet_transformers",
     "random_hf_model",
@@ -153,6 +157,38 @@ def neox_config(config: Any) -> Any:
     return config
 
 
+def hf_config(config: Any) -> Any:
+    """Turn a config description of any supported architecture into a ``transformers`` config.
+
+    Args:
+        config: A ``transformers`` config whose ``model_type`` has an adapter (returned as is);
+            a dict of its keywords with a ``model_type`` key (``gpt_neox`` when absent), e.g.
+            ``{"model_type": "gpt2", "n_layer": 2, "n_head": 4, "n_embd": 32}``; a Pythia name;
+            or a GPT-NeoX :class:`~circuit_atlas.models.spec.ModelSpec` (as :func:`neox_config`).
+
+    Raises:
+        UnsupportedArchitectureError: For a ``model_type`` with no adapter (the message lists the
+            supported ones) or an option its adapter does not implement.
+        UnknownNameError: For an unknown Pythia name.
+        ModelSourceError: For any other type.
+    """
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(config, (str, ModelSpec)):
+        return neox_config(config)
+    if isinstance(config, Mapping):
+        kwargs = dict(config)
+        model_type = kwargs.pop("model_type", "gpt_neox")
+        adapter = get_adapter(model_type)
+        built = AutoConfig.for_model(adapter.model_type, **kwargs)
+    elif isinstance(config, PretrainedConfig):
+        built = config
+    else:
+        raise ModelSourceError(f"cannot build a model config from {type(config).__name__}")
+    get_adapter(getattr(built, "model_type", None)).spec(built)  # refuse unsupported options
+    return built
+
+
 def _spec_kwargs(spec: ModelSpec) -> dict[str, Any]:
     return dict(
         vocab_size=spec.vocab_size,
@@ -185,19 +221,24 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def random_hf_model(config: Any, seed: int = 0, dtype: str | torch.dtype | None = None) -> Any:
-    """Build a seeded random ``GPTNeoXForCausalLM`` (eval mode, on CPU).
+    """Build a seeded random HF causal LM of the config's architecture (eval mode, on CPU).
+
+    The class is the adapter's (``GPTNeoXForCausalLM``, ``GPT2LMHeadModel``, ``LlamaForCausalLM``,
+    ...), initialised by ``transformers`` as that class initialises itself.
 
     Args:
-        config: Anything :func:`neox_config` accepts.
+        config: Anything :func:`hf_config` accepts.
         seed: ``torch.manual_seed`` of the initialisation; the global RNG state is restored.
         dtype: Weight dtype (see :func:`resolve_dtype`); the weights are drawn in float32 and
             cast, so one seed gives the same model up to rounding in every dtype.
     """
-    from transformers import GPTNeoXForCausalLM
+    import transformers
 
+    built = hf_config(config)
+    model_class = getattr(transformers, get_adapter(built.model_type).hf_class)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GPTNeoXForCausalLM(neox_config(config))
+        model = model_class(built)
     return model.to(resolve_dtype(dtype)).eval()
 
 
@@ -209,11 +250,13 @@ def save_random_checkpoint(
     tokenizer: Any = None,
     dtype: str | torch.dtype | None = None,
 ) -> Path:
-    """Write a seeded random GPT-NeoX model as a HF directory (config + safetensors).
+    """Write a seeded random model of any supported architecture as a HF directory.
+
+    The directory holds ``config.json`` and ``model.safetensors`` (and the tokenizer, if given).
 
     Args:
         directory: Target directory (created; e.g. ``<suite>/<size>/step100``).
-        config: Anything :func:`neox_config` accepts; :func:`tiny_config` when None.
+        config: Anything :func:`hf_config` accepts; :func:`tiny_config` when None.
         seed: Initialisation seed (``torch.manual_seed``); the global RNG is left untouched.
         tokenizer: A HF tokenizer to save alongside, or None.
         dtype: Weight dtype (``float32`` default).

@@ -71,9 +71,12 @@ def first_nonfinite_slot(model: Any, tokens: Tensor, positions: Tensor) -> str |
         ``input``, ``a{l}.h{h}`` or ``m{l}`` (in the graph's slot order, which is the order of
         computation), ``logits`` if only the logits are non-finite, or None if all are finite.
     """
-    from circuit_atlas.evaluation import record_outputs
-
-    logits, outputs = record_outputs(model, tokens.to(model.device), positions.to(model.device))
+    tokens, positions = tokens.to(model.device), positions.to(model.device)
+    b, p = tokens.shape
+    # every forward slot's output, as circuit_atlas.evaluation.record_outputs records it
+    outputs = torch.empty((model.graph.n_forward, b, p, model.spec.d_model), dtype=model.dtype,
+                          device=model.device)  # (n_forward, batch, pos, d_model)
+    logits = model.run(tokens, positions, record=outputs)
     finite = torch.isfinite(outputs.flatten(1)).all(dim=1)  # (n_forward,)
     if not bool(finite.all()):
         return model.graph.node_names[int((~finite).nonzero()[0])]

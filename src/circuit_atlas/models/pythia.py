@@ -18,9 +18,12 @@ Sources of the numbers:
 * Parameter counts: the Pythia paper's Table 1 / model cards (total, embeddings included); the
   formula in :func:`count_parameters` reproduces every one of them exactly (see the tests).
 * Steps and tokens per step: ``get_ckpts`` and ``steps2tokens`` of curt-tigges/circuits-over-time.
-* 14m and 31m have no ``-deduped`` variant on the hub. The ``-seed``/``-data-seed``/
-  ``-weight-seed``/dropout variants of 160m are the ones configured in circuits-over-time
-  (PAPER.md §1); their checkpoint list is assumed to be Pythia's [R].
+* 14m and 31m have no ``-deduped`` variant on the hub. The PolyPythias runs (van der Wal et al.,
+  ICLR 2025; their model cards) retrain 14m-410m with seeds 1-9 (``pythia-<size>-seed<N>``) and
+  160m with only the data order (``-data-seed1..3``) or only the initialisation
+  (``-weight-seed1..3``) changed, with the same 154 checkpoints. The dropout variants of 160m are
+  the ones configured in circuits-over-time (PAPER.md §1); their checkpoint list is assumed to be
+  Pythia's [R].
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from typing import Any
 
 from circuit_atlas.errors import InvalidCheckpointError, UnknownNameError
 from circuit_atlas.models.spec import ModelSpec
+from circuit_atlas.models.steps import validate_step
 
 __all__ = [
+    "POLYPYTHIA_SEEDS",
+    "POLYPYTHIA_SIZES",
     "PYTHIA_ARCHITECTURES",
     "PYTHIA_FINAL_STEP",
     "PYTHIA_MODELS",
@@ -202,8 +208,6 @@ class PythiaModel:
         Raises:
             InvalidCheckpointError: If ``step`` is not one of :attr:`steps`.
         """
-        from circuit_atlas.models.schedules import validate_step
-
         return f"step{validate_step(step, self.steps, model=self.name)}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,9 +221,16 @@ class PythiaModel:
         }
 
 
-# Variants of pythia-160m trained with other seeds or with dropout (configs in circuits-over-time).
+POLYPYTHIA_SIZES: tuple[str, ...] = ("14m", "31m", "70m", "160m", "410m")
+"""Pythia sizes retrained with nine more seeds (PolyPythias, van der Wal et al., ICLR 2025)."""
+
+POLYPYTHIA_SEEDS: tuple[int, ...] = tuple(range(1, 10))
+"""PolyPythias seeds: ``EleutherAI/pythia-<size>-seed<N>``; seed 0 is the original run."""
+
+# Variants of pythia-160m with only the data order or only the initialisation changed
+# (PolyPythias), or trained with dropout (configs in circuits-over-time).
 _VARIANTS_160M = tuple(
-    f"{kind}{i}" for kind in ("seed", "data-seed", "weight-seed") for i in (1, 2, 3)
+    f"{kind}{i}" for kind in ("data-seed", "weight-seed") for i in (1, 2, 3)
 ) + ("alldropout", "attndropout", "hiddendropout")
 
 _NO_DEDUPED = frozenset({"14m", "31m"})
@@ -233,6 +244,12 @@ def _build_registry() -> dict[str, PythiaModel]:
             suffix = "" if variant == "standard" else f"-{variant}"
             name = f"pythia-{arch.size}{suffix}"
             entries.append(PythiaModel(name, f"{HUB_ORG}/{name}", arch, variant))
+    for size in POLYPYTHIA_SIZES:
+        for seed in POLYPYTHIA_SEEDS:
+            name = f"pythia-{size}-seed{seed}"
+            entries.append(
+                PythiaModel(name, f"{HUB_ORG}/{name}", PYTHIA_ARCHITECTURES[size], f"seed{seed}")
+            )
     for variant in _VARIANTS_160M:
         name = f"pythia-160m-{variant}"
         entries.append(
@@ -322,4 +339,6 @@ def pythia_spec(name: str) -> ModelSpec:
     Raises:
         UnknownNameError: For an unknown name.
     """
-    return ModelSpec.from_hf_config(pythia_config(name))
+    from circuit_atlas.models.neox import neox_spec  # torch is imported only when needed
+
+    return neox_spec(pythia_config(name))

@@ -19,17 +19,22 @@ with a message naming the nearest valid steps; ``all``, ``final``, ``linear``, `
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
-import numbers
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from circuit_atlas.errors import ConfigError, InvalidCheckpointError, UnknownNameError
+from circuit_atlas.errors import ConfigError, UnknownNameError
 from circuit_atlas.models.pythia import PYTHIA_FINAL_STEP, PYTHIA_STEPS
+from circuit_atlas.models.steps import (
+    as_int,
+    nearest_step,
+    neighbour_steps,
+    sorted_steps,
+    validate_step,
+)
 
 __all__ = [
     "NAMED_SCHEDULES",
@@ -51,92 +56,7 @@ ScheduleSpec = str | Mapping[str, Any] | Sequence[int] | int
 """What :func:`resolve_schedule` accepts: a name, a ``{"kind": ...}`` dict, or explicit steps."""
 
 
-# --- validation ------------------------------------------------------------------------------
-
-
-def _sorted_steps(valid_steps: Sequence[int]) -> list[int]:
-    steps = sorted(set(int(s) for s in valid_steps))
-    if not steps:
-        raise InvalidCheckpointError("the list of valid checkpoint steps is empty")
-    return steps
-
-
-def neighbour_steps(step: int, valid_steps: Sequence[int]) -> list[int]:
-    """Return the closest valid steps below and above ``step`` (one or two values, ascending)."""
-    steps = _sorted_steps(valid_steps)
-    i = bisect.bisect_left(steps, step)
-    if i < len(steps) and steps[i] == step:
-        return [step]
-    return steps[max(i - 1, 0) : i + 1] if 0 < i < len(steps) else [steps[min(i, len(steps) - 1)]]
-
-
-def validate_step(
-    step: Any, valid_steps: Sequence[int] = PYTHIA_STEPS, *, model: str = "Pythia"
-) -> int:
-    """Check that ``step`` is a real checkpoint.
-
-    Args:
-        step: The training step to check (an integer; integral floats and digit strings are
-            accepted for configs).
-        valid_steps: The checkpoint steps that exist (Pythia's 154 by default).
-        model: What to call the model suite in the error message.
-
-    Returns:
-        The step as an ``int``.
-
-    Raises:
-        InvalidCheckpointError: If ``step`` is not an integer or not a valid checkpoint; the
-            message names the step and its valid neighbours, e.g. ``step 1500 is not a checkpoint
-            of pythia-70m; nearest valid steps: 1000, 2000``.
-    """
-    value = _as_int(step)
-    if value is None:
-        raise InvalidCheckpointError(f"step {step!r} of {model} is not an integer")
-    steps = _sorted_steps(valid_steps)
-    i = bisect.bisect_left(steps, value)
-    if i < len(steps) and steps[i] == value:
-        return value
-    near = neighbour_steps(value, steps)
-    label = "nearest valid step" if len(near) == 1 else "nearest valid steps"
-    raise InvalidCheckpointError(
-        f"step {step!r} is not a checkpoint of {model}; {label}: {', '.join(map(str, near))}"
-    )
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
-def nearest_step(
-    target: float, valid_steps: Sequence[int], *, lo: int | None = None, hi: int | None = None
-) -> int:
-    """Snap ``target`` to the nearest valid step (the lower one on a tie).
-
-    Args:
-        target: Any real-valued step.
-        valid_steps: The checkpoint steps that exist.
-        lo: Only consider steps ``>= lo``.
-        hi: Only consider steps ``<= hi``.
-
-    Raises:
-        InvalidCheckpointError: If no valid step lies in ``[lo, hi]``.
-    """
-    steps = [
-        s for s in _sorted_steps(valid_steps) if (lo is None or s >= lo) and (hi is None or s <= hi)
-    ]
-    if not steps:
-        raise InvalidCheckpointError(f"no checkpoint step lies between {lo} and {hi}")
-    i = bisect.bisect_left(steps, target)
-    candidates = steps[max(i - 1, 0) : i + 1]
-    return min(candidates, key=lambda s: (abs(s - target), s))
+# --- validation (the step primitives are in circuit_atlas.models.steps) ---------------------
 
 
 def _finish(steps: Sequence[int], valid_steps: Sequence[int], model: str) -> list[int]:
@@ -167,7 +87,7 @@ class NamedSchedule:
 
     def raw(self, valid_steps: Sequence[int] = PYTHIA_STEPS) -> list[int]:
         """Return the steps as defined at the source (unsorted, duplicates kept)."""
-        return list(self.build(_sorted_steps(valid_steps)))
+        return list(self.build(sorted_steps(valid_steps)))
 
 
 def _fixed(steps: Sequence[int]) -> Callable[[Sequence[int]], list[int]]:
@@ -252,15 +172,15 @@ NAMED_SCHEDULES: Mapping[str, NamedSchedule] = types.MappingProxyType(
 
 
 def _positive_int(value: Any, key: str) -> int:
-    number = _as_int(value)
+    number = as_int(value)
     if number is None or number < 1:
         raise ConfigError(f"schedule key {key!r} must be a positive integer, got {value!r}")
     return number
 
 
 def _bounds(start: Any, stop: Any, steps: list[int]) -> tuple[int, int]:
-    lo = steps[0] if start is None else _as_int(start)
-    hi = steps[-1] if stop is None else _as_int(stop)
+    lo = steps[0] if start is None else as_int(start)
+    hi = steps[-1] if stop is None else as_int(stop)
     if lo is None or hi is None or lo > hi or lo < 0:
         raise ConfigError(
             f"schedule range start={start!r}, stop={stop!r} is not 0 <= start <= stop"
@@ -292,7 +212,7 @@ def linear(
         ConfigError: For ``n < 1`` or ``start > stop``.
         InvalidCheckpointError: If no valid step lies in ``[start, stop]``.
     """
-    steps = _sorted_steps(valid_steps)
+    steps = sorted_steps(valid_steps)
     lo, hi = _bounds(start, stop, steps)
     n = _positive_int(n, "n")
     targets = [lo + (hi - lo) * k / (n - 1) for k in range(n)] if n > 1 else [lo]
@@ -323,7 +243,7 @@ def log(
         ConfigError: For ``n < 1``, ``start < 1`` or ``start > stop``.
         InvalidCheckpointError: If no valid step lies in ``[start, stop]``.
     """
-    steps = _sorted_steps(valid_steps)
+    steps = sorted_steps(valid_steps)
     positive = [s for s in steps if s > 0]
     if start is None and not positive:
         raise ConfigError("a log schedule needs a positive checkpoint step")
@@ -431,6 +351,6 @@ def resolve_schedule(
             )
         build, keys = SCHEDULE_KINDS[kind]
         return _from_dict(spec, valid_steps, model, build, keys)
-    if _as_int(spec) is not None:
+    if as_int(spec) is not None:
         return custom([spec], valid_steps, model=model)  # type: ignore[list-item]
     return custom(spec, valid_steps, model=model)  # type: ignore[arg-type]

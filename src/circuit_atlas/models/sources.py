@@ -1,6 +1,6 @@
 """Model sources: where a checkpoint's weights come from, and loading them.
 
-Four kinds of source give a patchable model
+Five kinds of source give a patchable model
 (:class:`~circuit_atlas.models.patchable.PatchableTransformer`, through the adapter of the
 checkpoint's ``model_type``, :mod:`circuit_atlas.models.adapters`):
 
@@ -8,6 +8,10 @@ checkpoint's ``model_type``, :mod:`circuit_atlas.models.adapters`):
   (``EleutherAI/pythia-70m`` at branch ``step{N}``, PAPER.md §1). The hub cache honours
   ``HF_HOME`` / ``HF_HUB_CACHE`` and ``--cache-dir``; ``HF_HUB_OFFLINE=1`` (or
   ``TRANSFORMERS_OFFLINE=1``) reads only the local cache.
+* ``hub`` — a model of another registered hub suite (:data:`~circuit_atlas.models.hub_suites.
+  HUB_SUITES`: OLMo, Stanford CRFM GPT-2, SmolLM2, LLM360 Amber) at a branch of its repository;
+  the branch of a step comes from the repository's branch list
+  (:func:`~circuit_atlas.models.revisions.list_repo_revisions`), never from a guess.
 * ``local`` — a HF-format directory (``config.json`` + ``model.safetensors``), never the network.
 * ``suite`` — a local training suite, ``<suite>/<size>/step{N}/`` HF directories plus an optional
   ``<suite>/suite.json`` manifest (see :func:`read_suite_manifest`).
@@ -42,8 +46,10 @@ from circuit_atlas.errors import (
     InvalidCheckpointError,
     ModelSourceError,
     PickledCheckpointError,
+    UnknownNameError,
     UnsupportedArchitectureError,
 )
+from circuit_atlas.models.adapters import from_hf, get_adapter, spec_from_hf_config
 from circuit_atlas.models.configs import (
     DTYPES,
     neox_config,
@@ -54,6 +60,8 @@ from circuit_atlas.models.configs import (
     save_random_checkpoint,
     tiny_config,
 )
+from circuit_atlas.models.finite import check_finite_weights
+from circuit_atlas.models.hub_suites import HubModel, resolve_hub_model
 from circuit_atlas.models.integrity import (
     PICKLE_FILES,
     fingerprint_files,
@@ -61,8 +69,8 @@ from circuit_atlas.models.integrity import (
     weight_files,
 )
 from circuit_atlas.models.pythia import TOKENS_PER_STEP, get_pythia, pythia_spec
-from circuit_atlas.models.schedules import validate_step
-from circuit_atlas.models.spec import ModelSpec
+from circuit_atlas.models.revisions import resolve_hub_cache
+from circuit_atlas.models.steps import validate_step
 from circuit_atlas.models.suite import (
     STEP_DIR,
     SUITE_MANIFEST,
@@ -92,7 +100,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SourceKind = Literal["pythia", "local", "suite", "random"]
+SourceKind = Literal["pythia", "hub", "local", "suite", "random"]
 PathLike = str | os.PathLike[str]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -104,13 +112,14 @@ class ModelSource:
     """Where a loaded model's weights came from (serialised by the study runner and the store).
 
     Attributes:
-        kind: ``pythia`` (hub), ``local`` (HF directory), ``suite`` (local suite checkpoint) or
-            ``random`` (seeded initialisation).
-        name: Pythia name, suite size, directory name, or the random config's name.
+        kind: ``pythia`` (hub), ``hub`` (another hub suite), ``local`` (HF directory), ``suite``
+            (local suite checkpoint) or ``random`` (seeded initialisation).
+        name: Pythia or hub-suite model name, suite size, directory name, or the random
+            config's name.
         step: Training step of the checkpoint, when known.
         path: Local directory (``local``/``suite``), else None.
-        revision: Hub revision (``step{N}``) for ``pythia``, else None.
-        repo_id: Hub repository for ``pythia``, else None.
+        revision: Hub revision (``step{N}``, ...) for ``pythia`` and ``hub``, else None.
+        repo_id: Hub repository for ``pythia`` and ``hub``, else None.
         seed: Initialisation seed for ``random``, else None.
         params: Total parameter count (embeddings included).
         tokens_per_step: Training tokens per step when known (Pythia: 2,097,152).
@@ -159,6 +168,8 @@ def _plan(
     config: Any,
     revision: str | None,
     seed: int,
+    revisions_dir: PathLike | None = None,
+    cache_dir: str | None = None,
 ) -> ModelSource:
     if path is not None and config is not None:
         raise ModelSourceError("pass either path= (weights on disk) or config= (random), not both")
@@ -168,8 +179,36 @@ def _plan(
         label = config if isinstance(config, str) else name or getattr(config, "name_or_path", "")
         return ModelSource("random", name=str(label or "random"), step=step, seed=seed)
     if name is not None:
-        return _plan_pythia(name, step, revision)
+        try:
+            return _plan_pythia(name, step, revision)
+        except UnknownNameError as pythia_error:
+            try:
+                hub = resolve_hub_model(name)
+            except UnknownNameError:
+                raise pythia_error from None
+        return _plan_hub(hub, step, revision, revisions_dir, cache_dir)
     raise ModelSourceError("load_model needs a Pythia name, a path= or a config=")
+
+
+def _plan_hub(hub: HubModel, step: int | None, revision: str | None,
+              revisions_dir: PathLike | None, cache_dir: str | None) -> ModelSource:
+    """A checkpoint of a non-Pythia hub suite; the step's branch comes from the branch list."""
+    hub.require_adapter()
+    if revision is not None:
+        parsed = hub.suite.scheme.parse(revision)
+        if step is None and parsed is not None:
+            step = parsed[0]
+    else:
+        checkpoints = hub.checkpoints(revisions_dir=revisions_dir, hub_cache_dir=cache_dir)
+        if not checkpoints:
+            raise InvalidCheckpointError(
+                f"{hub.repo_id} has no branch named like {hub.suite.scheme.example!r}")
+        by_step = {c.step: c for c in checkpoints}
+        step = checkpoints[-1].step if step is None else validate_step(
+            step, list(by_step), model=hub.name)
+        revision = by_step[step].revision
+    return ModelSource("hub", name=hub.name, step=step, revision=revision, repo_id=hub.repo_id,
+                       tokens_per_step=hub.tokens_per_step)
 
 
 def _plan_pythia(name: str, step: int | None, revision: str | None) -> ModelSource:
@@ -230,16 +269,6 @@ def _hub_offline() -> bool:
     return any(flag.strip().lower() in _TRUE for flag in flags)
 
 
-def _hub_cache_dir(cache_dir: PathLike | None) -> str | None:
-    if cache_dir is not None:
-        return str(Path(cache_dir).expanduser())
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None  # the library default (~/.cache/huggingface/hub)
-
-
 def _dtype_kwarg() -> str:
     import transformers
     from packaging.version import Version
@@ -297,13 +326,19 @@ def _hub_fingerprint(source: ModelSource, cache_dir: str | None, allow_pickle: b
     return fingerprint_files(weights)
 
 
-def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
-                 allow_pickle: bool):
-    from transformers import GPTNeoXForCausalLM
+def _load_hub(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
+              allow_pickle: bool):
+    """A hub checkpoint (``pythia`` or ``hub``), through the adapter of the suite's model_type."""
+    import transformers
 
+    from circuit_atlas.models.adapters import get_adapter
+
+    architecture = ("gpt_neox" if source.kind == "pythia"
+                    else resolve_hub_model(source.name or "").suite.architecture)
+    hf_class = getattr(transformers, get_adapter(architecture).hf_class)
     offline = _hub_offline()
     try:
-        model = GPTNeoXForCausalLM.from_pretrained(
+        model = hf_class.from_pretrained(
             source.repo_id,
             revision=source.revision,
             cache_dir=cache_dir,
@@ -320,7 +355,9 @@ def _load_pythia(source: ModelSource, dtype: torch.dtype, cache_dir: str | None,
             f"cannot load {source.repo_id} at revision {source.revision} from {where} "
             f"(cache {cache_dir or 'default'}): {err}"
         ) from err
-    expected, loaded = pythia_spec(source.name or ""), ModelSpec.from_hf_config(model.config)
+    if source.kind != "pythia":
+        return model, _hub_fingerprint(source, cache_dir, allow_pickle)
+    expected, loaded = pythia_spec(source.name or ""), spec_from_hf_config(model.config)
     if loaded != expected:
         logger.warning(
             "%s@%s does not have the registry architecture: %s != %s",
@@ -336,8 +373,6 @@ def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
               allow_pickle: bool):
     import transformers
     from transformers import AutoConfig
-
-    from circuit_atlas.models.adapters import get_adapter
 
     path = Path(source.path or "")
     if not (path / "config.json").is_file():
@@ -372,7 +407,8 @@ def _load_random(source: ModelSource, dtype: torch.dtype, cache_dir: str | None,
 
 
 _LOADERS: Mapping[str, Callable[..., Any]] = {
-    "pythia": _load_pythia,
+    "pythia": _load_hub,
+    "hub": _load_hub,
     "local": _load_dir,
     "suite": _load_dir,
     "random": _load_random,
@@ -415,7 +451,7 @@ def _hub_tokenizer(source: ModelSource, cache_dir: str | None) -> Any:
 
 
 def _source_tokenizer(source: ModelSource, cache_dir: str | None) -> Any:
-    if source.kind == "pythia":
+    if source.kind in ("pythia", "hub"):
         return _hub_tokenizer(source, cache_dir)
     if source.path is None:
         return None
@@ -489,6 +525,7 @@ def load_hf_model(
     cache_dir: PathLike | None = None,
     revision: str | None = None,
     allow_pickle: bool = False,
+    revisions_dir: PathLike | None = None,
 ) -> LoadedHF:
     """Load a ``transformers`` causal LM (on CPU, in eval mode) with its tokenizer.
 
@@ -505,9 +542,9 @@ def load_hf_model(
     Raises:
         See :func:`load_model`.
     """
-    source = _plan(name, step, path, config, revision, seed)
+    cache = resolve_hub_cache(cache_dir)
+    source = _plan(name, step, path, config, revision, seed, revisions_dir, cache)
     torch_dtype = resolve_dtype(dtype)
-    cache = _hub_cache_dir(cache_dir)
     logger.info(
         "loading %s model %s (step %s) as %s", source.kind, source.name, source.step, torch_dtype
     )
@@ -535,6 +572,7 @@ def load_model(
     cache_dir: PathLike | None = None,
     revision: str | None = None,
     allow_pickle: bool = False,
+    revisions_dir: PathLike | None = None,
 ):
     """Load a checkpoint as a patchable model (the adapter of its HF ``model_type``).
 
@@ -544,14 +582,19 @@ def load_model(
       the size's last checkpoint and is validated against the steps on disk);
     * ``path`` and ``step`` where ``path`` is a suite size directory: ``path/step{step}``;
     * ``path`` alone: a HF directory (``kind`` ``suite`` when it is named ``step{N}``);
-    * ``config``: a random model (``config`` as in :func:`neox_config`; ``name`` is a label);
-    * ``name`` alone: a Pythia model from the hub at ``step`` (default 143,000) or ``revision``.
+    * ``config``: a random model of any supported architecture (``config`` as in
+      :func:`~circuit_atlas.models.configs.hf_config`; ``name`` is a label);
+    * ``name`` alone: a Pythia model from the hub at ``step`` (default 143,000) or ``revision``;
+      or a model of another hub suite (``olmo-1b``, ``crfm-gpt2-small-seed49``;
+      :func:`~circuit_atlas.models.hub_suites.resolve_hub_model`) at ``step`` (default: its
+      last branch) or ``revision``.
 
     Args:
         name: Pythia name (``pythia-70m``), suite size, or a label for a random model.
         step: Training step; validated against the source's checkpoints before loading.
         path: Local HF directory, suite size directory, or suite root.
-        config: Config of a random model (``GPTNeoXConfig``, dict, Pythia name, or ModelSpec).
+        config: Config of a random model (a HF config of a supported architecture, a dict with
+            ``model_type``, a Pythia name, or a GPT-NeoX ModelSpec).
         seed: Seed of the random initialisation.
         device: Target device; ``cuda`` when available, else ``cpu``, when None.
         dtype: ``float32`` (default), ``bfloat16``/``bf16``, ``float16``, or a torch dtype.
@@ -564,6 +607,8 @@ def load_model(
             also given).
         allow_pickle: Also load pickled weights (``pytorch_model.bin``) when a checkpoint has no
             safetensors. Off by default: unpickling a file can execute arbitrary code.
+        revisions_dir: Cache of hub branch lists, for a non-Pythia hub suite's step
+            (default :func:`~circuit_atlas.models.revisions.default_revisions_dir`).
 
     Returns:
         The patchable model; ``model.source`` is :meth:`ModelSource.to_dict`, with the
@@ -572,7 +617,8 @@ def load_model(
     Raises:
         InvalidCheckpointError: For a step that is not a checkpoint (names the nearest ones),
             or a truncated or foreign safetensors file (names the file).
-        UnknownNameError: For an unknown Pythia name or dtype.
+        UnknownNameError: For an unknown Pythia or hub-suite name or dtype.
+        RevisionListError: When a hub suite's branch list is needed and no source has it.
         ModelSourceError: For a missing path/config, a network or cache failure (names the repo
             and revision), contradictory arguments, or a device this machine does not have.
         NonFiniteError: If a weight is NaN or infinite (the message names the parameters).
@@ -582,9 +628,6 @@ def load_model(
             ``allow_pickle``.
         CheckpointIntegrityError: For a hub-cached weight file whose sha256 is not the hub's.
     """
-    from circuit_atlas.models.adapters import from_hf
-    from circuit_atlas.models.finite import check_finite_weights
-
     target = resolve_device(device)  # an unavailable device is refused before loading
     loaded = load_hf_model(
         name,
@@ -598,6 +641,7 @@ def load_model(
         cache_dir=cache_dir,
         revision=revision,
         allow_pickle=allow_pickle,
+        revisions_dir=revisions_dir,
     )
     check_finite_weights(loaded.model, where=_describe_source(loaded.source))
     model = from_hf(loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict())

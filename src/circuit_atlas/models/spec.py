@@ -68,20 +68,3 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         """Return the spec as a plain dict (JSON-serialisable)."""
         return asdict(self)
-
-    @classmethod
-    def from_hf_config(cls, config: Any) -> ModelSpec:
-        """Build a spec from a ``transformers`` config through the adapter of its ``model_type``.
-
-        Supported model types are the keys of
-        :data:`circuit_atlas.models.adapters.ADAPTERS` (``gpt_neox``, ``gpt2``, ``llama``,
-        ``qwen2``, ``olmo``).
-
-        Raises:
-            UnsupportedArchitectureError: For a ``model_type`` with no adapter (names it and
-                lists the supported ones), or a configuration option the adapter does not
-                implement.
-        """
-        from circuit_atlas.models.adapters import get_adapter
-
-        return get_adapter(getattr(config, "model_type", None)).spec(config)

@@ -27,7 +27,7 @@ _EXPORTS = {
     "Unit": "units",
     "compute_unit": "runner",
     "estimate_cost": "units",
-    "load_study": "config",
+    "load_study": "load",
     "parse_study": "config",
     "plan_units": "units",
     "run_study": "runner",

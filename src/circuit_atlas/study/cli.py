@@ -12,18 +12,15 @@ The results directory is, in order: ``--results``, ``$CIRCUIT_ATLAS_RESULTS``, t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from circuit_atlas.errors import CircuitAtlasError, OutputPathError, StoreError
+from circuit_atlas.study.config import RESULTS_ENV_VAR
 
 __all__ = ["RESULTS_ENV_VAR", "export", "register", "report", "run", "status"]
-
-RESULTS_ENV_VAR = "CIRCUIT_ATLAS_RESULTS"
-"""Environment variable naming the results directory when ``--results`` is not given."""
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -66,16 +63,18 @@ def run(
     from circuit_atlas.paths import check_output_dir
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.cache import CachePolicy
-    from circuit_atlas.study.config import load_study
+    from circuit_atlas.study.config import results_root
+    from circuit_atlas.study.load import load_study
     from circuit_atlas.study.runner import run_study
     from circuit_atlas.study.units import estimate_cost, plan_units
 
     try:
         study = load_study(study_file)
+        root = results_root(study, results)
         units = plan_units(study, device=device, batch_size=batch_size,
                            data_dir=None if data_dir is None else str(data_dir.resolve()),
                            cache_dir=None if cache_dir is None else str(cache_dir.resolve()),
-                           allow_pickle=allow_pickle)
+                           allow_pickle=allow_pickle, revisions_dir=root / "revisions")
         cost = estimate_cost(units)
         typer.echo(f"study {study.name}: {cost['units']} units, {cost['task_runs']} task runs, "
                    f"{cost['download_gb']:.1f} GB of hub checkpoints to download")
@@ -87,8 +86,6 @@ def run(
         if executor == "local":  # Ray workers have their own devices
             for name in sorted({u.execution.device for u in units} - {"auto"}):
                 resolve_device(name)  # a device this machine lacks: refused before any work
-        root = results or (Path(os.environ[RESULTS_ENV_VAR]) if os.environ.get(RESULTS_ENV_VAR)
-                           else study.resolve_path(study.results) or Path("results") / study.name)
         check_output_dir(root, "results directory")
         store = ResultsStore(root, create=True, check=not repair)
         repos = tuple(sorted({u.checkpoint.repo_id for u in units if u.checkpoint.repo_id}))

@@ -21,9 +21,16 @@ threshold, search), the precision and device, and which per-unit analyses to run
     [circuit]
     threshold = 0.8
 
+A source of another hub suite (docs/suites.md) names it by ``suite`` — the ``kind = "hub"`` may
+be left out — and any suite or hub source may list training ``seeds``, each seed a model of its
+own in the store whose curves are also averaged across seeds (docs/study.md, "Seeds")::
+
+    models = [{suite = "pythia-160m", seeds = [0, 1, 2]}]   # PolyPythias; 0 is the original
+
 Unknown keys and bad values raise :class:`~circuit_atlas.errors.ConfigError` naming the key and
 the file line (``study.toml:12: models[0].schedul: Extra inputs are not permitted``). Checkpoint
-schedules and task names are checked against the registries when the file is loaded.
+schedules and task names are checked against the registries when the file is loaded
+(:func:`circuit_atlas.study.load.load_study`).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from circuit_atlas.components import COMPONENTS, Component
-from circuit_atlas.errors import CircuitAtlasError, ConfigError
+from circuit_atlas.errors import ConfigError
 from circuit_atlas.study._locate import locate_line
 
 if sys.version_info >= (3, 11):
@@ -51,6 +58,7 @@ __all__ = [
     "AttributionConfig",
     "CircuitConfig",
     "ComponentsConfig",
+    "HubSource",
     "LocalCheckpoint",
     "LocalSource",
     "ModelSource",
@@ -60,9 +68,13 @@ __all__ = [
     "SuiteSource",
     "TaskConfig",
     "UNIT_ANALYSES",
-    "load_study",
+    "located_error",
     "parse_study",
+    "results_root",
 ]
+
+RESULTS_ENV_VAR = "CIRCUIT_ATLAS_RESULTS"
+"""Environment variable overriding a study's results directory."""
 
 Analysis = Literal["behaviour", "circuit", "components", "algorithm"]
 """A per-unit analysis (see :data:`UNIT_ANALYSES`)."""
@@ -110,13 +122,48 @@ class PythiaSource(_Scheduled):
         return [f"pythia-{size}{suffix}" for size in self.sizes]
 
 
+def _unique_seeds(seeds: list[int] | None) -> list[int] | None:
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds} list a seed twice")
+    return seeds
+
+
 class SuiteSource(_Scheduled):
-    """A local suite directory ``<path>/<size>/step{N}/`` with a ``suite.json``."""
+    """A local suite directory ``<path>/<size>/step{N}/`` with a ``suite.json``.
+
+    With ``seeds``, ``<path>/seed<N>/`` is one such suite per seed (as ``circuit-atlas train
+    --seeds`` writes them).
+    """
 
     kind: Literal["suite"] = "suite"
     path: Path = Field(description="Suite directory (relative paths: to the study file).")
     sizes: list[str] | None = Field(default=None, description="Sizes to run (default: all).")
     name: str | None = Field(default=None, description="Display prefix (default: dir name).")
+    seeds: list[int] | None = Field(default=None, min_length=1,
+                                    description="Training seeds: the suites <path>/seed<N>/.")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | None) -> list[int] | None:
+        return _unique_seeds(value)
+
+
+class HubSource(_Scheduled):
+    """Models of a registered hub suite (:data:`circuit_atlas.models.hub_suites.HUB_SUITES`)."""
+
+    kind: Literal["hub"] = "hub"
+    suite: str = Field(min_length=1, description="A suite ('olmo', with sizes) or one of its "
+                       "models ('pythia-160m', 'olmo-1b').")
+    sizes: list[str] | None = Field(default=None, min_length=1,
+                                    description="Sizes, when `suite` names a whole suite.")
+    seeds: list[int] | None = Field(default=None, min_length=1,
+                                    description="Training runs (default: the original one; "
+                                    "PolyPythias: 0 = the original, 1-9).")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | None) -> list[int] | None:
+        return _unique_seeds(value)
 
 
 class LocalCheckpoint(_Strict):
@@ -135,7 +182,8 @@ class LocalSource(_Strict):
     checkpoints: list[LocalCheckpoint] = Field(min_length=1)
 
 
-ModelSource = Annotated[PythiaSource | SuiteSource | LocalSource, Field(discriminator="kind")]
+ModelSource = Annotated[PythiaSource | SuiteSource | LocalSource | HubSource,
+                       Field(discriminator="kind")]
 """Any model source; the ``kind`` key selects which."""
 
 
@@ -273,6 +321,16 @@ class StudyConfig(_Strict):
     )
     base_dir: Path = Field(default=Path("."), exclude=True, description="Set by the loader.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hub_kind(cls, data: Any) -> Any:
+        """A model source with a ``suite`` key and no ``kind`` is a hub source."""
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = {**data, "models": [
+                {**m, "kind": "hub"} if isinstance(m, dict) and "suite" in m and "kind" not in m
+                else m for m in data["models"]]}
+        return data
+
     @model_validator(mode="after")
     def _unique_tasks(self) -> StudyConfig:
         names = [t.name for t in self.tasks]
@@ -287,6 +345,19 @@ class StudyConfig(_Strict):
             return None
         path = Path(os.path.expandvars(str(path))).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def results_root(study: StudyConfig, override: str | os.PathLike[str] | None = None) -> Path:
+    """The results directory of a study.
+
+    ``override`` (``--results``), else ``$CIRCUIT_ATLAS_RESULTS``, else the study's ``results``
+    key, else ``./results/<name>``.
+    """
+    if override is not None:
+        return Path(override)
+    if os.environ.get(RESULTS_ENV_VAR):
+        return Path(os.environ[RESULTS_ENV_VAR])
+    return study.resolve_path(study.results) or Path("results") / study.name
 
 
 def _read(path: Path) -> tuple[str, str, Any]:
@@ -322,6 +393,25 @@ def _where(path: Path, text: str, fmt: str, loc: Sequence[int | str]) -> str:
     return f"{path}:{line}" if line is not None else f"{path}"
 
 
+def located_error(path: str | os.PathLike[str], loc: Sequence[int | str], message: str
+                  ) -> ConfigError:
+    """A :class:`ConfigError` naming the study file's line of ``loc`` and the key.
+
+    Example message: ``study.toml:12: models[0].schedule: unknown checkpoint schedule 'x'``.
+
+    Args:
+        path: The study file (TOML or YAML).
+        loc: The key's location, e.g. ``["models", 0, "schedule"]``.
+        message: What is wrong.
+
+    Raises:
+        ConfigError: If the file cannot be read.
+    """
+    path = Path(path)
+    text, fmt, _ = _read(path)
+    return ConfigError(f"{_where(path, text, fmt, loc)}: {_format_loc(loc)}: {message}")
+
+
 def parse_study(path: str | os.PathLike[str]) -> StudyConfig:
     """Parse and type-check a study file without touching registries or the file system.
 
@@ -340,7 +430,7 @@ def parse_study(path: str | os.PathLike[str]) -> StudyConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = [p for p in error["loc"] if p not in ("pythia", "suite", "local")]
+            loc = [p for p in error["loc"] if p not in ("pythia", "suite", "local", "hub")]
             got = repr(error.get("input"))
             got = got if len(got) <= 80 else got[:77] + "..."
             message = ("required key is missing" if error["type"] == "missing"
@@ -351,47 +441,4 @@ def parse_study(path: str | os.PathLike[str]) -> StudyConfig:
         raise ConfigError("invalid study file:\n  " + "\n  ".join(problems)) from None
     if "base_dir" in raw:
         raise ConfigError(f"{_where(path, text, fmt, ['base_dir'])}: base_dir: not a study key")
-    return study
-
-
-def load_study(path: str | os.PathLike[str]) -> StudyConfig:
-    """Load a study file and check it against the registries and the file system.
-
-    Beyond :func:`parse_study`, every task name must be registered, every task-schedule key must
-    be one of the study's tasks, and every source's schedule must resolve to real checkpoints
-    (for a suite: of the suite directory). The units themselves are built by
-    :func:`circuit_atlas.study.units.plan_units`.
-
-    Raises:
-        ConfigError: Naming the key and line of the first problem.
-    """
-    from circuit_atlas.study.units import plan_units
-
-    path = Path(path)
-    study = parse_study(path)
-    text = path.read_text(encoding="utf-8")
-    fmt = "toml" if path.suffix.lower() == ".toml" else "yaml"
-
-    def fail(loc: Sequence[int | str], message: str) -> ConfigError:
-        return ConfigError(f"{_where(path, text, fmt, loc)}: {_format_loc(loc)}: {message}")
-
-    from circuit_atlas.tasks import list_tasks
-
-    known = set(list_tasks())
-    for i, task in enumerate(study.tasks):
-        if task.name not in known:
-            raise fail(["tasks", i, "name"], f"unknown task {task.name!r}; known: {sorted(known)}")
-    names = {t.name for t in study.tasks}
-    for i, source in enumerate(study.models):
-        for task in getattr(source, "task_schedules", {}):
-            if task not in names:
-                raise fail(["models", i, "task_schedules", task],
-                           f"task {task!r} is not one of the study's tasks {sorted(names)}")
-    try:
-        plan_units(study)
-    except ConfigError as exc:
-        loc = getattr(exc, "loc", None)
-        raise (fail(loc, str(exc)) if loc else exc) from None
-    except CircuitAtlasError as exc:
-        raise fail(getattr(exc, "loc", ["models"]), str(exc)) from None
     return study

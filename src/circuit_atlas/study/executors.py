@@ -2,7 +2,10 @@
 
 ``local`` runs them one by one in this process; ``ray`` ships them to a Ray cluster as tasks.
 Both yield an :class:`Outcome` per unit as it finishes, and the driver
-(:func:`circuit_atlas.study.runner.run_study`) commits it.
+(:func:`circuit_atlas.study.runner.run_study`) commits it. An executor knows nothing of what a
+unit computes: the driver hands it the work, a picklable callable ``work(unit, on_progress=)``
+returning the unit's tables (:func:`~circuit_atlas.study.runner.execute_unit` bound to the
+engine and cache), so this module does not import the runner.
 
 **The driver writes the store; workers never do.** Workers compute the rows
 (:func:`~circuit_atlas.study.runner.execute_unit`) and return them as Arrow tables through Ray's
@@ -17,15 +20,23 @@ from __future__ import annotations
 
 import functools
 import logging
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from circuit_atlas.errors import ConfigError, UnknownNameError
-from circuit_atlas.study.cache import CachePolicy
 from circuit_atlas.study.units import Unit
 
-__all__ = ["EXECUTORS", "LocalExecutor", "Outcome", "RayExecutor", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "LocalExecutor",
+    "Outcome",
+    "RayExecutor",
+    "Work",
+    "format_exception",
+    "make_executor",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +60,19 @@ class Outcome:
 
 OnStart = Callable[[Unit], None]
 
+Work = Callable[..., dict[str, Any]]
+"""``work(unit, on_progress=None) -> {table name: Arrow table}``: computes one unit, writes
+nothing. Must be picklable for Ray (a module-level function or a ``functools.partial`` of one)."""
 
-def _work(unit: Unit, engine: Any, cache: CachePolicy | None, on_progress: Any = None):
-    from circuit_atlas.study.runner import execute_unit
 
-    return execute_unit(unit, engine, cache, on_progress)
+def format_exception(exc: BaseException) -> tuple[str, str]:
+    """Return ``(one-line message, full traceback)`` of an exception."""
+    return f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
+
+
+def _call(work: Work, unit: Unit) -> dict[str, Any]:
+    """Run ``work`` on one unit (the Ray task; without progress callbacks)."""
+    return work(unit)
 
 
 class LocalExecutor:
@@ -61,19 +80,17 @@ class LocalExecutor:
 
     reports_tasks = True
 
-    def run(self, units: Sequence[Unit], engine: Any, cache: CachePolicy | None,
-            on_start: OnStart, on_progress: Any = None) -> Iterator[Outcome]:
-        """Compute each unit in order; exceptions become failed outcomes.
+    def run(self, units: Sequence[Unit], work: Work, on_start: OnStart,
+            on_progress: Any = None) -> Iterator[Outcome]:
+        """Compute each unit in order with ``work``; exceptions become failed outcomes.
 
         ``KeyboardInterrupt`` and other non-``Exception`` errors propagate (the run stops and the
         unit in flight is simply not committed).
         """
-        from circuit_atlas.study.runner import format_exception
-
         for unit in units:
             on_start(unit)
             try:
-                tables = _work(unit, engine, cache, on_progress)
+                tables = work(unit, on_progress=on_progress)
             except Exception as exc:  # noqa: BLE001 - recorded as the unit's failure
                 message, trace = format_exception(exc)
                 yield Outcome(unit, error=message, traceback=trace)
@@ -127,19 +144,20 @@ class RayExecutor:
         gpus = 1.0 if device.startswith("cuda") or (device == "auto" and has_gpu) else 0.0
         return unit, gpus if self.num_gpus is None else self.num_gpus
 
-    def run(self, units: Sequence[Unit], engine: Any, cache: CachePolicy | None,
-            on_start: OnStart, on_progress: Any = None) -> Iterator[Outcome]:
-        """Submit units to Ray (bounded in flight) and yield outcomes as they complete."""
-        import ray
+    def run(self, units: Sequence[Unit], work: Work, on_start: OnStart,
+            on_progress: Any = None) -> Iterator[Outcome]:
+        """Submit ``work`` on each unit to Ray (bounded in flight); yield outcomes as they end.
 
-        from circuit_atlas.study.runner import format_exception
+        ``on_progress`` is not forwarded: workers report no per-task progress.
+        """
+        import ray
 
         started_here = not ray.is_initialized()
         if started_here:
             ray.init(address=self.address, **{"include_dashboard": False, **self.init_kwargs})
         try:
             resources = ray.cluster_resources()
-            remote = ray.remote(_work)
+            remote = ray.remote(_call)
             queue = list(units)
             cap = self.max_in_flight or max(1, int(resources.get("CPU", 1) // self.num_cpus))
             in_flight: dict[Any, Unit] = {}
@@ -151,7 +169,7 @@ class RayExecutor:
                         cap = min(cap, max(1, int(resources.get("GPU", 1) // gpus)))
                     ref = remote.options(num_cpus=self.num_cpus, num_gpus=gpus,
                                          max_retries=self.max_retries, retry_exceptions=False,
-                                         name=f"unit {unit.label}").remote(placed, engine, cache)
+                                         name=f"unit {unit.label}").remote(work, placed)
                     in_flight[ref] = unit
                     on_start(unit)
                 ready, _ = ray.wait(list(in_flight), num_returns=1)

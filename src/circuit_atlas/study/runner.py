@@ -12,6 +12,7 @@ units through an executor with resume (committed units are skipped), run state f
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,7 +20,6 @@ import platform
 import re
 import socket
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +31,7 @@ from circuit_atlas._faults import fault_point
 from circuit_atlas.errors import StoreError, TaskDataError
 from circuit_atlas.store import REPAIR_HINT, TABLES, ResultsStore
 from circuit_atlas.study.cache import CachePolicy, evict_checkpoints
+from circuit_atlas.study.executors import format_exception, make_executor
 from circuit_atlas.study.unit_analyses import algorithm_unit_tables, component_tables
 from circuit_atlas.study.units import Unit
 
@@ -301,6 +302,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
         "errors": json.dumps(errors, sort_keys=True), "device": device,
         "host": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
         "weights_fingerprint": source.get("weights_fingerprint"),
+        "seed": ckpt.seed, "base_model": ckpt.base_model or ckpt.model,
     }])
     return {name: _concat(name, items) for name, items in parts.items()}
 
@@ -315,7 +317,7 @@ def execute_unit(unit: Unit, engine: Engine | None = None, cache: CachePolicy | 
         return compute_unit(unit, engine, on_progress=on_progress)
     finally:
         ckpt = unit.checkpoint
-        if cache is not None and ckpt.kind == "pythia" and ckpt.repo_id:
+        if cache is not None and ckpt.kind in ("pythia", "hub") and ckpt.repo_id:
             evict_checkpoints(cache, just_used=(ckpt.repo_id, f"step{ckpt.step}"))
 
 
@@ -427,7 +429,6 @@ def _run_locked(units: Sequence[Unit], store: ResultsStore, *, executor: str,
                 executor_options: dict[str, Any] | None, engine: Engine | None,
                 cache: CachePolicy | None, study_name: str | None, config_text: str | None,
                 progress: bool) -> RunSummary:
-    from circuit_atlas.study.executors import make_executor
     from circuit_atlas.study.progress import ProgressBars
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
@@ -462,7 +463,8 @@ def _run_locked(units: Sequence[Unit], store: ResultsStore, *, executor: str,
                 "started_at": datetime.now(timezone.utc).isoformat()})
             bars.start(unit)
 
-        for outcome in runner.run(pending, engine or default_engine(), cache, on_start,
+        work = functools.partial(execute_unit, engine=engine or default_engine(), cache=cache)
+        for outcome in runner.run(pending, work, on_start,
                                   bars.on_progress if runner.reports_tasks else None):
             unit = outcome.unit
             if outcome.error is None:
@@ -495,7 +497,3 @@ def _run_locked(units: Sequence[Unit], store: ResultsStore, *, executor: str,
         handler.close()
     return summary
 
-
-def format_exception(exc: BaseException) -> tuple[str, str]:
-    """Return ``(one-line message, full traceback)`` of an exception."""
-    return f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))

@@ -1,7 +1,8 @@
 """Units of work: one (model, checkpoint) with every task and setting it runs.
 
 A :class:`Unit` is a frozen, JSON-serialisable value. Its :attr:`Unit.unit_id` is a stable hash of
-the checkpoint's identity (source kind, model, size, step, local path) and of every setting that
+the checkpoint's identity (source kind, model, size, step, local path, and — when set — the
+training seed and hub revision) and of every setting that
 changes results (tasks with sizes, seeds and options; attribution; circuit search; precision;
 analyses). Execution settings (device, batch size, threads, directories) are carried along but
 excluded from the id, so moving a study to another machine does not invalidate its results.
@@ -15,13 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from circuit_atlas.errors import CircuitAtlasError, ConfigError
-from circuit_atlas.study.config import LocalSource, PythiaSource, StudyConfig, SuiteSource
+from circuit_atlas.study.config import (
+    HubSource,
+    LocalSource,
+    PythiaSource,
+    StudyConfig,
+    SuiteSource,
+    results_root,
+)
 
 __all__ = [
     "BYTES_PER_PARAM",
@@ -46,15 +55,20 @@ class CheckpointRef:
     """Which checkpoint a unit loads.
 
     Attributes:
-        kind: ``pythia``, ``suite`` or ``local``.
-        model: Display name (``pythia-70m``, ``<suite>-<size>``, or the configured name).
+        kind: ``pythia``, ``hub``, ``suite`` or ``local``.
+        model: Display name (``pythia-70m``, ``<suite>-<size>``, or the configured name); a
+            seed of a several-seed source adds ``-seed<N>`` (PolyPythias' hub names).
         size: Pythia size or suite size label, else None.
         step: Training step, if known.
         name: Pythia registry name (hub checkpoints) or the suite size, for ``load_model``.
         path: Suite root (``suite``) or checkpoint directory (``local``); None for the hub.
         params: Parameter count when known before loading (Pythia), else None.
         tokens_seen: Training tokens at ``step`` when known, else None.
-        repo_id: Hub repository (Pythia), used to evict the cached checkpoint.
+        repo_id: Hub repository (Pythia, hub suites), used to evict the cached checkpoint.
+        revision: Hub branch (hub suites), from the repository's branch list.
+        seed: Training seed when the source lists ``seeds``, else None.
+        base_model: The model name shared by every seed (``pythia-160m`` for
+            ``pythia-160m-seed1``); None when the source lists no seeds.
     """
 
     kind: str
@@ -66,16 +80,28 @@ class CheckpointRef:
     params: int | None = None
     tokens_seen: int | None = None
     repo_id: str | None = None
+    revision: str | None = None
+    seed: int | None = None
+    base_model: str | None = None
 
     def identity(self) -> dict[str, Any]:
-        """Return the fields that identify the checkpoint (hashed into the unit id)."""
-        return {"kind": self.kind, "model": self.model, "size": self.size, "step": self.step,
-                "name": self.name, "path": self.path}
+        """Return the fields that identify the checkpoint (hashed into the unit id).
+
+        ``seed`` and ``revision`` are included only when set, so that the ids of units planned
+        before they existed do not change.
+        """
+        out = {"kind": self.kind, "model": self.model, "size": self.size, "step": self.step,
+               "name": self.name, "path": self.path}
+        out.update({k: v for k, v in (("seed", self.seed), ("revision", self.revision))
+                    if v is not None})
+        return out
 
     def load_kwargs(self) -> dict[str, Any]:
         """Return the keyword arguments of :func:`circuit_atlas.models.sources.load_model`."""
         if self.kind == "pythia":
             return {"name": self.name, "step": self.step}
+        if self.kind == "hub":
+            return {"name": self.name, "step": self.step, "revision": self.revision}
         if self.kind == "suite":
             return {"name": self.name, "path": self.path, "step": self.step}
         return {"path": self.path}
@@ -219,7 +245,7 @@ def _expand(ckpt_for_step, steps_by_task: dict[str, list[int]]) -> list[tuple[An
             for step in steps]
 
 
-def _pythia_units(source: PythiaSource, study: StudyConfig, index: int):
+def _pythia_units(source: PythiaSource, study: StudyConfig, index: int, revisions_dir: Path):
     from circuit_atlas.models.pythia import get_pythia, steps_to_tokens
 
     out = []
@@ -235,7 +261,76 @@ def _pythia_units(source: PythiaSource, study: StudyConfig, index: int):
     return out
 
 
-def _suite_units(source: SuiteSource, study: StudyConfig, index: int):
+def _hub_units(source: HubSource, study: StudyConfig, index: int, revisions_dir: Path):
+    from circuit_atlas.models.hub_suites import HUB_SUITES, resolve_hub_model
+    from circuit_atlas.models.pythia import get_pythia
+
+    try:
+        if source.suite.strip().lower() in HUB_SUITES:
+            suite = HUB_SUITES[source.suite.strip().lower()]
+            if not source.sizes:
+                raise _Located(f"hub suite {suite.name!r} needs `sizes` (one of "
+                               f"{', '.join(suite.sizes)})", ["models", index, "suite"])
+            sizes = source.sizes
+        else:
+            first = resolve_hub_model(source.suite)
+            if source.sizes:
+                raise _Located(f"{source.suite!r} names one model; drop `sizes` or name the "
+                               f"suite {first.suite.name!r}", ["models", index, "sizes"])
+            suite, sizes = first.suite, [first.size]
+    except _Located:
+        raise
+    except CircuitAtlasError as exc:
+        raise _Located(str(exc), ["models", index, "suite"]) from None
+    cache = study.resolve_path(study.cache_dir)
+    out = []
+    for size in sizes:
+        for seed in source.seeds or [None]:
+            try:
+                hub = suite.model(size, seed)
+                hub.require_adapter()
+                if suite.name == "pythia":
+                    entry = get_pythia(hub.name)
+                    checkpoints = {c.step: c for c in hub.checkpoints()}
+                else:
+                    entry = None
+                    checkpoints = {c.step: c for c in hub.checkpoints(
+                        revisions_dir=revisions_dir, hub_cache_dir=cache)}
+                if not checkpoints:
+                    raise _Located(f"{hub.repo_id} has no branch named like "
+                                   f"{suite.scheme.example!r}", ["models", index, "suite"])
+            except _Located:
+                raise
+            except CircuitAtlasError as exc:
+                key = "seeds" if "seed" in str(exc) and source.seeds else "suite"
+                raise _Located(str(exc), ["models", index, key]) from None
+            by_task = _steps_by_task(source, study, index, list(checkpoints), hub.name)
+            seeded = {"seed": hub.seed, "base_model": hub.base_name} if source.seeds else {}
+            out += _expand(lambda step, h=hub, e=entry, c=checkpoints, s=seeded: CheckpointRef(
+                "pythia" if e is not None else "hub", h.name, h.size, step, name=h.name,
+                params=None if e is None else e.n_params, tokens_seen=c[step].tokens,
+                repo_id=h.repo_id, revision=None if e is not None else c[step].revision, **s),
+                by_task)
+    return out
+
+
+def _suite_units(source: SuiteSource, study: StudyConfig, index: int, revisions_dir: Path):
+    if not source.seeds:
+        return _one_suite_units(source, study, index, study.resolve_path(source.path), None)
+    root = study.resolve_path(source.path)
+    out = []
+    for seed in source.seeds:
+        if not (root / f"seed{seed}").is_dir():
+            found = sorted(p.name for p in root.glob("seed*") if p.is_dir())
+            raise _Located(f"suite {str(root)!r} has no seed {seed} (no directory seed{seed}; "
+                           f"found: {', '.join(found) or 'none'})", ["models", index, "seeds"])
+        out += _one_suite_units(source, study, index, root / f"seed{seed}", seed,
+                                prefix=source.name or root.name)
+    return out
+
+
+def _one_suite_units(source: SuiteSource, study: StudyConfig, index: int, root: Path,
+                     seed: int | None, prefix: str | None = None):
     from circuit_atlas.models.suite import (
         list_suite_checkpoints,
         list_suite_sizes,
@@ -243,7 +338,6 @@ def _suite_units(source: SuiteSource, study: StudyConfig, index: int):
         suite_tokens_per_step,
     )
 
-    root = study.resolve_path(source.path)
     try:
         sizes = source.sizes or list_suite_sizes(root)
         manifest = read_suite_manifest(root) or {}
@@ -253,18 +347,22 @@ def _suite_units(source: SuiteSource, study: StudyConfig, index: int):
     if not sizes:
         raise _Located(f"suite {str(root)!r} has no sizes with checkpoints",
                        ["models", index, "path"])
-    prefix = source.name or manifest.get("name") or root.name
+    prefix = prefix or source.name or manifest.get("name") or root.name
     out = []
     for size, valid in valid_by_size.items():
         per_step = suite_tokens_per_step(root, size)
-        by_task = _steps_by_task(source, study, index, valid, f"suite {prefix} size {size}")
-        out += _expand(lambda step, s=size, t=per_step: CheckpointRef(
-            "suite", f"{prefix}-{s}", s, step, name=s, path=str(root),
-            tokens_seen=None if t is None else step * t), by_task)
+        base = f"{prefix}-{size}"
+        model = base if seed is None else f"{base}-seed{seed}"
+        seeded = {} if seed is None else {"seed": seed, "base_model": base}
+        by_task = _steps_by_task(source, study, index, valid, f"suite {prefix} size {size}"
+                                 + ("" if seed is None else f" seed {seed}"))
+        out += _expand(lambda step, s=size, t=per_step, m=model, x=seeded: CheckpointRef(
+            "suite", m, s, step, name=s, path=str(root),
+            tokens_seen=None if t is None else step * t, **x), by_task)
     return out
 
 
-def _local_units(source: LocalSource, study: StudyConfig, index: int):
+def _local_units(source: LocalSource, study: StudyConfig, index: int, revisions_dir: Path):
     out = []
     tasks = tuple(t.name for t in study.tasks)
     for j, ckpt in enumerate(source.checkpoints):
@@ -277,12 +375,14 @@ def _local_units(source: LocalSource, study: StudyConfig, index: int):
     return out
 
 
-_PLANNERS = {"pythia": _pythia_units, "suite": _suite_units, "local": _local_units}
+_PLANNERS = {"pythia": _pythia_units, "hub": _hub_units, "suite": _suite_units,
+             "local": _local_units}
 
 
 def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int | None = None,
                data_dir: str | None = None, cache_dir: str | None = None,
-               allow_pickle: bool = False) -> list[Unit]:
+               allow_pickle: bool = False, revisions_dir: str | os.PathLike[str] | None = None
+               ) -> list[Unit]:
     """Expand a study into its units, in order (model by model, step by step).
 
     Args:
@@ -292,6 +392,9 @@ def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int
         data_dir: Overrides the study's ``data_dir``.
         cache_dir: Overrides the study's ``cache_dir``.
         allow_pickle: Allow pickled checkpoints even if the study's ``run.allow_pickle`` is off.
+        revisions_dir: Cache of hub branch lists (default ``<results>/revisions``, see
+            :func:`~circuit_atlas.study.config.results_root`); hub suites other than Pythia read
+            their checkpoints from it (:func:`~circuit_atlas.models.revisions.list_repo_revisions`).
 
     Returns:
         The units; ids are unique (a checkpoint listed twice is planned once).
@@ -309,9 +412,11 @@ def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int
         cache_dir=cache_dir or _str(study.resolve_path(study.cache_dir)),
         allow_pickle=allow_pickle or study.run.allow_pickle,
     )
+    revisions = Path(revisions_dir) if revisions_dir is not None else (
+        results_root(study) / "revisions")
     units, seen = [], set()
     for index, source in enumerate(study.models):
-        for ckpt, task_names in _PLANNERS[source.kind](source, study, index):
+        for ckpt, task_names in _PLANNERS[source.kind](source, study, index, revisions):
             tasks = tuple(
                 TaskSettings(name, task_by_name[name].n, task_by_name[name].seed,
                              json.dumps(task_by_name[name].options, sort_keys=True))
@@ -376,7 +481,7 @@ def estimate_cost(units: Sequence[Unit], *, seconds_per_unit: dict[str, float] |
                                                 "params": ckpt.params})
         row["units"] += 1
         row["task_runs"] += len(unit.settings.tasks)
-        if ckpt.kind == "pythia" and ckpt.params:
+        if ckpt.kind in ("pythia", "hub") and ckpt.params:
             row["download_gb"] += ckpt.params * HUB_BYTES_PER_PARAM / 1e9
     hours = None
     for model, row in per_model.items():

@@ -1,158 +1,30 @@
-r"""The ``circuit-atlas train`` and ``demo`` commands (thin wrappers).
+r"""The ``circuit-atlas train`` command, a thin wrapper over the training library.
 
-``demo`` is registered by :func:`circuit_atlas.demo.register`. Example::
+Example::
 
     circuit-atlas train --corpus ../shared/data/corpus --sizes tiny,small --steps 2000 \
         --out suites/demo --curriculum 0.25
 
 The corpus defaults to the data registry's corpus files, resolved as for the tasks
 (``--data-dir``, ``$CIRCUIT_ATLAS_DATA``, the cache, ``../shared/data``). Progress bars live
-here, not in the library.
+in :mod:`circuit_atlas.training.progress` (the entry points' layer), not in the library.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from circuit_atlas.errors import CircuitAtlasError
+from circuit_atlas.errors import CircuitAtlasError, ConfigError
+from circuit_atlas.training.memory import keep_freed_memory
+from circuit_atlas.training.progress import TrainBars
 
-__all__ = [
-    "TrainBars",
-    "demo_command",
-    "keep_freed_memory",
-    "parse_curriculum",
-    "register",
-    "train",
-]
+__all__ = ["parse_curriculum", "register", "train"]
 
 ALL_TASKS = "ioi,greater-than,sva,gender-pronoun"
-
-
-class TrainBars:
-    """Progress of :func:`~circuit_atlas.training.train_suite` events: a tqdm bar per size.
-
-    When stderr is not a terminal (:func:`circuit_atlas.console.draws_bars`) it writes plain
-    lines instead: one when a size starts, is checkpointed or is done, and at most one per
-    ``interval`` seconds for the steps and corpus files in between.
-
-    Args:
-        describe: Prefix of each bar's description (e.g. ``"train"``).
-        enabled: False turns every bar off (the callback still works).
-        bars: tqdm bars (True) or plain lines (False); default: bars only on a terminal.
-        interval: Plain lines only: least seconds between two step lines.
-    """
-
-    def __init__(
-        self,
-        describe: str = "train",
-        enabled: bool = True,
-        *,
-        bars: bool | None = None,
-        interval: float = 30.0,
-    ) -> None:
-        from circuit_atlas.console import PlainLines, draws_bars
-
-        self.describe = describe
-        self.enabled = enabled
-        self._bar: Any = None
-        draw = draws_bars() if bars is None else bars
-        self._lines = PlainLines(interval) if enabled and not draw else None
-
-    def __call__(self, event: Any) -> None:
-        """Consume one :class:`~circuit_atlas.training.TrainProgress` event."""
-        if self._lines is not None:
-            self._line(event)
-            return
-        from tqdm.auto import tqdm
-
-        if event.event == "prepare" and event.total_steps:
-            if self._bar is None:
-                self._bar = tqdm(
-                    total=event.total_steps,
-                    desc=f"{self.describe}: tokenize corpus",
-                    unit="file",
-                    disable=not self.enabled,
-                    dynamic_ncols=True,
-                )
-            self._bar.update(event.step - self._bar.n)
-            self._bar.set_postfix_str(event.message)
-        elif event.event == "prepare":
-            self.close()
-            if self.enabled:
-                tqdm.write(f"{self.describe}: preparing {event.message}")
-        elif event.event == "start":
-            self.close()
-            self._bar = tqdm(
-                total=event.total_steps,
-                initial=event.step,
-                desc=f"{self.describe} {event.size}",
-                unit="step",
-                disable=not self.enabled,
-                dynamic_ncols=True,
-            )
-        elif event.event == "step" and self._bar is not None:
-            self._bar.update(event.step - self._bar.n)
-            self._bar.set_postfix(loss=f"{event.loss:.3f}", tok_s=f"{event.tokens_per_second:.0f}")
-        elif event.event == "done":
-            self.close()
-
-    def _line(self, event: Any) -> None:
-        lines, name = self._lines, f"{self.describe} {event.size}".strip()
-        if lines is None:
-            return
-        if event.event == "prepare" and event.total_steps:
-            lines.tick(f"{name}: {event.message} ({event.step}/{event.total_steps} files)")
-        elif event.event == "prepare":
-            lines.line(f"{name}: preparing {event.message}")
-        elif event.event == "start":
-            lines.line(f"{name}: starting at step {event.step}/{event.total_steps}")
-        elif event.event == "step":
-            lines.tick(
-                f"{name}: step {event.step}/{event.total_steps}, loss {event.loss:.3f}, "
-                f"{event.tokens_per_second:,.0f} tokens/s"
-            )
-        elif event.event == "checkpoint":
-            detail = f" ({event.message})" if event.message else ""
-            lines.line(f"{name}: checkpoint {event.step}/{event.total_steps}{detail}")
-        elif event.event == "done":
-            detail = f" ({event.message})" if event.message else ""
-            lines.line(f"{name}: done at step {event.step}/{event.total_steps}{detail}")
-
-    def close(self) -> None:
-        """Close the current bar, if any."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc keep freed large blocks instead of unmapping them (a process-wide setting).
-
-    A training step allocates and frees logits of ``batch × seq_len × vocab`` floats (tens of
-    MB); by default glibc returns such blocks to the OS and the next step page-faults them back
-    in. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` to 1 GiB removes that system time
-    (measured: 0.36 → 0.29 s per step for ``small`` on one thread). Called by the ``train`` and
-    ``demo`` entry points, never on import. A no-op where glibc is not available.
-
-    Returns:
-        Whether the setting was applied.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -228,6 +100,9 @@ def train(
     sizes: Annotated[
         str, typer.Option(help="Comma-separated sizes: micro, tiny, small, base, medium.")
     ] = "tiny,small",
+    arch: Annotated[
+        str, typer.Option(help="Architecture: gpt_neox (Pythia's), gpt2 or llama.")
+    ] = "gpt_neox",
     steps: Annotated[int, typer.Option(help="Optimiser steps per size.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 16,
     seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
@@ -238,6 +113,11 @@ def train(
         float | None, typer.Option(help="Peak learning rate (default: per size).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of init, data order and curriculum.")] = 0,
+    seeds: Annotated[
+        str,
+        typer.Option(help="Several training runs, e.g. 0,1,2: one suite per seed in "
+                     "OUT/seed<N>/ (a study lists them with `seeds = [...]`)."),
+    ] = "",
     tokenizer: Annotated[str, typer.Option(help="bpe (trained on the corpus) or pythia.")] = "bpe",
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary before forced words.")] = 4096,
     curriculum: Annotated[
@@ -276,8 +156,9 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Train Pythia-architecture models in several sizes and save a checkpoint suite.
+    """Train models in several sizes (Pythia's architecture, or --arch) and save a suite.
 
+    With --seeds, trains one suite per seed (``OUT/seed<N>/``), each with its own manifest.
     Resumable: run the same command again after a kill and it continues from the last state.
     One process per suite directory at a time: a second one stops with an error naming the
     first (or waits for it with --wait).
@@ -288,8 +169,10 @@ def train(
     from circuit_atlas.training import TrainConfig, train_suite
 
     try:
+        runs = _seed_runs(out, seed, seeds)
         config = TrainConfig(
             sizes=_split(sizes),
+            arch=arch,  # type: ignore[arg-type]
             steps=steps,
             batch_size=batch_size,
             seq_len=seq_len,
@@ -305,74 +188,45 @@ def train(
         if threads:
             torch.set_num_threads(threads)
         keep_freed_memory()
-        bars = TrainBars(enabled=progress)
-        try:
-            manifest = train_suite(
-                config,
-                corpus or corpus_paths(data_dir),
-                out,
-                data_dir=data_dir,
-                progress=bars,
-                wait=None if wait else 0,
-                on_wait=lambda message: typer.echo(message, err=True),
+        texts = corpus or corpus_paths(data_dir)
+        manifests = []
+        for run_seed, run_out in runs:
+            bars = TrainBars(enabled=progress)
+            try:
+                manifests.append((run_out, train_suite(
+                    dataclasses.replace(config, seed=run_seed), texts, run_out,
+                    data_dir=data_dir, progress=bars, wait=None if wait else 0,
+                    on_wait=lambda message: typer.echo(message, err=True))))
+            finally:
+                bars.close()
+    except CircuitAtlasError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    for run_out, manifest in manifests:
+        for name, record in manifest.sizes.items():
+            typer.echo(
+                f"{name}: {record.n_params:,} parameters, checkpoints {record.steps}, "
+                f"{record.tokens_per_second:,.0f} tokens/s, {record.train_seconds:.0f} s"
             )
-        finally:
-            bars.close()
-    except CircuitAtlasError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
-    for name, record in manifest.sizes.items():
-        typer.echo(
-            f"{name}: {record.n_params:,} parameters, checkpoints {record.steps}, "
-            f"{record.tokens_per_second:,.0f} tokens/s, {record.train_seconds:.0f} s"
-        )
-    typer.echo(f"suite written to {out}")
+        typer.echo(f"suite written to {run_out}")
 
 
-def demo_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Demo directory.")] = Path("demo"),
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Data directory, searched before $CIRCUIT_ATLAS_DATA, the cache, "
-                    "../shared/data."),
-    ] = None,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="The reduced CI preset (about 3 minutes).")
-    ] = False,
-    preset: Annotated[
-        str, typer.Option(help="Preset: full (15 min on 2 cores) or quick.")
-    ] = "full",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    threads: Annotated[
-        int | None,
-        typer.Option(help="torch threads (default: torch's; 1 is faster on a busy machine)."),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Training seed instead of the preset's 0 (use a new --out)."),
-    ] = None,
-) -> None:
-    """Train a small suite on the real corpus, run the full study, write the HTML report."""
-    from circuit_atlas.demo import run_demo
+def _seed_runs(out: Path, seed: int, seeds: str) -> list[tuple[int, Path]]:
+    """``[(seed, directory)]``: ``out`` itself, or ``out/seed<N>`` per seed of ``--seeds``.
 
-    try:
-        result = run_demo(
-            out,
-            preset="quick" if quick else preset,
-            data_dir=data_dir,
-            progress=progress,
-            threads=threads,
-            seed=seed,
-        )
-    except CircuitAtlasError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
-    for verdict in result.verdicts:
-        typer.echo(verdict.sentence())
-    typer.echo(
-        f"report: {result.report} (train {result.seconds['train']:.0f} s, study "
-        f"{result.seconds['study']:.0f} s, total {result.seconds['total']:.0f} s)"
-    )
+    Raises:
+        ConfigError: For a seed that is not a non-negative integer, or one listed twice.
+    """
+    if not seeds.strip():
+        return [(seed, out)]
+    parsed = []
+    for item in _split(seeds):
+        if not item.isdigit():
+            raise ConfigError(f"--seeds: {item!r} is not a non-negative integer (got {seeds!r})")
+        parsed.append(int(item))
+    if len(set(parsed)) != len(parsed):
+        raise ConfigError(f"--seeds {seeds!r} lists a seed twice")
+    return [(s, out / f"seed{s}") for s in parsed]
 
 
 def register(app: typer.Typer) -> None:

@@ -3,24 +3,29 @@
 Every field is a value of a frozen dataclass so that a run is fully described by its config (it is
 written into the suite manifest, and a resumed run must present the same config).
 
-The architecture is Pythia's (GPT-NeoX: parallel attention + MLP residual, rotary embeddings on a
-quarter of each head's dimensions, untied input and output embeddings, no dropout); the optimiser
-follows Pythia's recipe scaled down (AdamW, betas (0.9, 0.95), weight decay 0.01, 1% linear
-warm-up, cosine decay to 10% of the peak learning rate, gradient clipping at 1.0).
+The architecture is Pythia's by default (GPT-NeoX: parallel attention + MLP residual, rotary
+embeddings on 16 dimensions of each head, untied input and output embeddings, no dropout);
+``arch="gpt2"`` trains GPT-2's (sequential residual, learned positions, tied embeddings) and
+``arch="llama"`` Llama's (RMSNorm, SwiGLU, full rotary) at the same sizes (:data:`ARCHITECTURES`).
+The optimiser follows Pythia's recipe scaled down (AdamW, betas (0.9, 0.95), weight decay 0.01,
+1% linear warm-up, cosine decay to 10% of the peak learning rate, gradient clipping at 1.0).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, get_args
 
 from circuit_atlas.errors import ConfigError, UnknownNameError
 
 __all__ = [
+    "ARCHITECTURES",
     "SHAREABLE",
     "SIZES",
+    "Architecture",
     "CurriculumConfig",
     "ModelSize",
     "TokenizerKind",
@@ -28,13 +33,17 @@ __all__ = [
     "get_size",
 ]
 
+Architecture = Literal["gpt_neox", "gpt2", "llama"]
+"""A trainable architecture, by HF ``model_type`` (each has an adapter in
+:data:`circuit_atlas.models.adapters.ADAPTERS`)."""
+
 TokenizerKind = Literal["bpe", "pythia"]
 """``bpe``: a small byte-level BPE trained on the corpus; ``pythia``: the GPT-NeoX-20B tokenizer."""
 
 
 @dataclass(frozen=True)
 class ModelSize:
-    """One model size of a suite (GPT-NeoX hyper-parameters).
+    """One model size of a suite (the same shape in every architecture of :data:`ARCHITECTURES`).
 
     Attributes:
         name: Registry name (``tiny``, ``small``, ...); also the suite sub-directory.
@@ -50,6 +59,7 @@ class ModelSize:
             a single useful frequency pair, with which no head can single out the previous
             position (measured: an induction head formed in 600 steps on repeated random
             tokens with 16 rotary dimensions and not in 1,300 with 4; docs/training.md).
+            GPT-NeoX only: GPT-2 has learned positions, Llama rotates every dimension.
     """
 
     name: str
@@ -70,36 +80,119 @@ class ModelSize:
         """Fraction of each head's dimensions with rotary embeddings (HF ``rotary_pct``)."""
         return min(1.0, self.rotary_dims / self.d_head)
 
-    def hf_config(self, vocab_size: int, *, eos_id: int = 0, pad_id: int = 1) -> Any:
-        """Return the ``transformers.GPTNeoXConfig`` of this size (Pythia's architecture).
+    def hf_config(self, vocab_size: int, *, arch: str = "gpt_neox", eos_id: int = 0,
+                  pad_id: int = 1) -> Any:
+        """Return the ``transformers`` config of this size in an architecture.
 
         Args:
-            vocab_size: Rows of the (untied) embedding and unembedding matrices.
+            vocab_size: Rows of the embedding and unembedding matrices.
+            arch: A key of :data:`ARCHITECTURES` (``gpt_neox``: Pythia's, the default).
             eos_id: End-of-text id (also BOS), 0 for both built-in tokenizers.
             pad_id: Padding id, 1 for both built-in tokenizers.
-        """
-        from transformers import GPTNeoXConfig
 
-        return GPTNeoXConfig(
-            vocab_size=vocab_size,
-            hidden_size=self.d_model,
-            num_hidden_layers=self.n_layers,
-            num_attention_heads=self.n_heads,
-            intermediate_size=self.d_mlp,
-            hidden_act="gelu",
-            rotary_pct=self.rotary_pct,
-            rotary_emb_base=10000,
-            max_position_embeddings=2048,
-            use_parallel_residual=True,
-            tie_word_embeddings=False,
-            attention_dropout=0.0,
-            hidden_dropout=0.0,
-            initializer_range=0.02,
-            layer_norm_eps=1e-5,
-            bos_token_id=eos_id,
-            eos_token_id=eos_id,
-            pad_token_id=pad_id,
-        )
+        Raises:
+            UnknownNameError: For an unknown ``arch`` (the message lists the valid ones).
+        """
+        try:
+            build = ARCHITECTURES[arch]
+        except KeyError:
+            known = ", ".join(ARCHITECTURES)
+            raise UnknownNameError(
+                f"unknown architecture {arch!r}; trainable architectures: {known}"
+            ) from None
+        return build(self, vocab_size, eos_id, pad_id)
+
+
+def _neox_config(size: ModelSize, vocab_size: int, eos_id: int, pad_id: int) -> Any:
+    """Pythia's architecture: parallel residual, partial rotary, untied embeddings, ``gelu``."""
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=vocab_size,
+        hidden_size=size.d_model,
+        num_hidden_layers=size.n_layers,
+        num_attention_heads=size.n_heads,
+        intermediate_size=size.d_mlp,
+        hidden_act="gelu",
+        rotary_pct=size.rotary_pct,
+        rotary_emb_base=10000,
+        max_position_embeddings=2048,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        initializer_range=0.02,
+        layer_norm_eps=1e-5,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+
+
+def _gpt2_config(size: ModelSize, vocab_size: int, eos_id: int, pad_id: int) -> Any:
+    """GPT-2's architecture: sequential residual, learned positions, tied embeddings.
+
+    1,024 positions, ``gelu_new``, LayerNorm, no dropout.
+    """
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=vocab_size,
+        n_embd=size.d_model,
+        n_layer=size.n_layers,
+        n_head=size.n_heads,
+        n_inner=size.d_mlp,
+        n_positions=1024,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        layer_norm_epsilon=1e-5,
+        initializer_range=0.02,
+        tie_word_embeddings=True,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+
+
+def _llama_config(size: ModelSize, vocab_size: int, eos_id: int, pad_id: int) -> Any:
+    """Llama's architecture: RMSNorm, SwiGLU MLP of width ``d_mlp``, full rotary.
+
+    Rotary base 10,000 on every dimension, one K/V head per query head, no biases, untied
+    embeddings.
+    """
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=size.d_model,
+        intermediate_size=size.d_mlp,
+        num_hidden_layers=size.n_layers,
+        num_attention_heads=size.n_heads,
+        num_key_value_heads=size.n_heads,
+        hidden_act="silu",
+        max_position_embeddings=2048,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-5,
+        attention_bias=False,
+        mlp_bias=False,
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        tie_word_embeddings=False,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+
+
+ARCHITECTURES: Mapping[str, Callable[[ModelSize, int, int, int], Any]] = MappingProxyType({
+    "gpt_neox": _neox_config,
+    "gpt2": _gpt2_config,
+    "llama": _llama_config,
+})
+"""Trainable architecture (HF ``model_type``) → ``build(size, vocab_size, eos_id, pad_id)``
+returning its ``transformers`` config; the HF class that holds the weights is the adapter's."""
 
 
 SIZES: Mapping[str, ModelSize] = {
@@ -239,6 +332,9 @@ class TrainConfig:
         corpus_bytes: Use only this many bytes of the corpus (every file contributes the same
             fraction of itself); None uses all of it.
         curriculum: Templated task text mixed into the stream.
+        arch: Architecture of every size (:data:`ARCHITECTURES`): ``gpt_neox`` (Pythia's),
+            ``gpt2`` or ``llama``. Recorded in the manifest (``architecture``) and in each
+            checkpoint's ``config.json`` (``model_type``); a resumed run must use the same.
     """
 
     sizes: tuple[str, ...] = ("tiny", "small")
@@ -259,6 +355,7 @@ class TrainConfig:
     state_every: int = 100
     corpus_bytes: int | None = None
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    arch: Architecture = "gpt_neox"
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -279,6 +376,10 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         if self.n_even > self.steps:
             raise ConfigError(f"n_even ({self.n_even}) must not exceed steps ({self.steps})")
+        if self.arch not in get_args(Architecture):
+            raise ConfigError(
+                f"arch must be one of {', '.join(get_args(Architecture))}, got {self.arch!r}"
+            )
         if self.tokenizer not in ("bpe", "pythia"):
             raise ConfigError(f"tokenizer must be 'bpe' or 'pythia', got {self.tokenizer!r}")
         if self.vocab_size < 512:

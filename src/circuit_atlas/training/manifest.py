@@ -30,7 +30,7 @@ class SizeRecord:
     """One trained size of a suite.
 
     Attributes:
-        n_layers / n_heads / d_model / d_mlp: Architecture (GPT-NeoX, Pythia-style).
+        n_layers / n_heads / d_model / d_mlp: Shape (the architecture is the suite's).
         n_params: All parameters, embeddings included.
         n_params_non_embedding: Parameters without the input and output embeddings.
         lr: Peak learning rate used.
@@ -66,6 +66,8 @@ class SuiteManifest:
 
     Attributes:
         name: Suite name (its directory name).
+        architecture: HF ``model_type`` of every checkpoint (``gpt_neox``, ``gpt2``, ``llama``;
+            manifests written before it existed are GPT-NeoX).
         config: The :class:`~circuit_atlas.training.config.TrainConfig` as a dict.
         tokens_per_step: Training tokens per step (same for every size).
         seed: Run seed (initialisation, data order, curriculum).
@@ -89,6 +91,7 @@ class SuiteManifest:
     data: dict[str, Any]
     curriculum: dict[str, Any]
     sizes: dict[str, SizeRecord] = field(default_factory=dict)
+    architecture: str = "gpt_neox"
     versions: dict[str, str] = field(default_factory=dict)
     format: str = MANIFEST_FORMAT
 

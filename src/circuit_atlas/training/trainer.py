@@ -35,6 +35,7 @@ import torch
 
 from circuit_atlas._faults import fault_point
 from circuit_atlas.errors import ConfigError
+from circuit_atlas.models.adapters import get_adapter
 from circuit_atlas.models.configs import quiet_transformers
 from circuit_atlas.training.config import TrainConfig, get_size
 from circuit_atlas.training.curriculum import (
@@ -238,6 +239,7 @@ def _train_locked(config: TrainConfig, corpus: CorpusSource, texts: Any, out: Pa
     steps = checkpoint_steps(config.steps, config.n_even)
     manifest = SuiteManifest(
         name=out.resolve().name,
+        architecture=config.arch,
         config=config.to_dict(),
         tokens_per_step=config.tokens_per_step,
         seed=config.seed,
@@ -321,14 +323,17 @@ def _curriculum_entry(config: TrainConfig, vocabulary, sampler, n_rows: int) -> 
 
 
 def _init_model(config: TrainConfig, size: str, rows: int, tokenizer: Any):
-    from transformers import GPTNeoXForCausalLM
+    """The seeded random HF model of ``size`` in ``config.arch`` (the adapter's HF class)."""
+    import transformers
 
     hf_config = get_size(size).hf_config(
-        rows, eos_id=int(tokenizer.eos_token_id), pad_id=int(tokenizer.pad_token_id)
+        rows, arch=config.arch, eos_id=int(tokenizer.eos_token_id),
+        pad_id=int(tokenizer.pad_token_id),
     )
+    model_class = getattr(transformers, get_adapter(hf_config.model_type).hf_class)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = GPTNeoXForCausalLM(hf_config)
+        model = model_class(hf_config)
     return model
 
 
@@ -391,8 +396,9 @@ def _train_size(
     model = _init_model(config, size, rows, tokenizer)
     optimizer = _optimizer(model, config)
     n_params = sum(p.numel() for p in model.parameters())
-    embed = model.get_input_embeddings().weight.numel()
-    embed += model.get_output_embeddings().weight.numel()
+    embeddings = {id(m.weight): m.weight for m in (model.get_input_embeddings(),
+                                                    model.get_output_embeddings())}
+    embed = sum(w.numel() for w in embeddings.values())  # tied (GPT-2): counted once
     shape = get_size(size)
     step, history, elapsed, loss_sum, loss_n = 0, [], 0.0, 0.0, 0
     if state_path.is_file():
