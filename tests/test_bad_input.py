@@ -202,6 +202,24 @@ def test_output_not_writable(files, data_dir, tmp_path):
     assert_refused(result, [f"'{locked / 'r'}' is not writable"], files)
 
 
+def test_output_not_writable_by_this_user(files, data_dir, tmp_path, monkeypatch):
+    """The same refusal where permissions cannot be used (root): os.access says no."""
+    import circuit_atlas.paths
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(circuit_atlas.paths.os, "access",
+                        lambda path, mode: Path(path) != locked and real(path, mode))
+    result = runner.invoke(app, [*CIRCUIT, "--data-dir", str(data_dir), "--out",
+                                 str(locked / "out"), *_fill(GOOD, files)])
+    assert_refused(result, [f"'{locked / 'out'}' is not writable: no write permission on "
+                            f"'{locked}'"], files)
+    result = runner.invoke(app, ["run", str(files / "study.toml"), "-r", str(locked / "r")])
+    assert_refused(result, [f"results directory '{locked / 'r'}' is not writable"], files)
+    assert list(locked.iterdir()) == []
+
+
 # (study file, substrings the message must contain)
 STUDY_CASES = [
     ("unknown-key.toml", ["unknown-key.toml:20: attribution.ig_stepz: Extra inputs"]),
