@@ -66,8 +66,10 @@ def circuit(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """Find the minimal faithful circuit of one checkpoint on one task."""
+    from circuit_atlas.models.configs import resolve_device
     from circuit_atlas.models.sources import load_model
-    from circuit_atlas.search import find_circuit
+    from circuit_atlas.paths import check_output_dir
+    from circuit_atlas.search import check_search_settings, find_circuit
     from circuit_atlas.tasks import make_dataset
 
     if verbose:
@@ -75,6 +77,11 @@ def circuit(
     try:
         if (model is None) == (model_path is None):
             raise ModelSourceError("give exactly one of --model NAME and --model-path DIR")
+        # settings, device and output first: nothing is loaded for a run that cannot finish
+        check_search_settings(ig_steps=ig_steps, threshold=threshold, max_edges=max_edges,
+                              batch_size=batch_size)
+        resolve_device(device)
+        check_output_dir(out, "--out")
         loaded = load_model(model, step=step, path=model_path, device=device, dtype=dtype,
                             data_dir=data_dir, cache_dir=cache_dir, allow_pickle=allow_pickle)
         if loaded.tokenizer is None:

@@ -19,7 +19,10 @@ __all__ = [
     "DataIntegrityError",
     "DataNotFoundError",
     "InvalidCheckpointError",
+    "LockedError",
     "ModelSourceError",
+    "NonFiniteError",
+    "OutputPathError",
     "PickledCheckpointError",
     "RevisionListError",
     "StoreError",
@@ -167,6 +170,29 @@ class ConfigError(CircuitAtlasError, ValueError):
 
 class StoreError(CircuitAtlasError):
     """The results store is incompatible, corrupted, or holds a foreign file."""
+
+
+class LockedError(CircuitAtlasError):
+    """A results store or suite directory is in use by another writer (its lock is held).
+
+    The message names the directory and the holder (pid, host, command, since when) and says
+    how to wait for it (``--wait``). Nothing has been written.
+    """
+
+
+class NonFiniteError(CircuitAtlasError, ValueError):
+    """A model's weights or activations hold NaN or infinite values.
+
+    The message names the parameter or the layer whose output is not finite, so no score is
+    computed (or stored) from them.
+    """
+
+
+class OutputPathError(CircuitAtlasError, ValueError):
+    """An output path is a file, lies under a file, or is not writable (the message names it).
+
+    Raised before any work starts (:func:`circuit_atlas.paths.check_output_dir`).
+    """
 
 
 class AnalysisError(CircuitAtlasError, ValueError):

@@ -83,14 +83,23 @@ def behaviour(model: PatchableModel, data: TaskDataset, *, batch_size: int = 32)
         ``{"clean": {...}, "corrupted": {...}}``, each the dict of
         :func:`circuit_atlas.tasks.base.behaviour_metrics` (``metric`` is the paper's metric:
         logit difference in logits, or probability difference in probabilities).
+
+    Raises:
+        NonFiniteError: If a metric is NaN or infinite; the message names the first forward
+            slot whose output is not finite (:func:`circuit_atlas.models.finite.
+            check_finite_behaviour`).
     """
+    from circuit_atlas.models.finite import check_finite_behaviour
+
     data_dev = data.to(model.device)
-    return {
+    result = {
         "clean": behaviour_metrics(task_logits(model, data, batch_size=batch_size), data_dev),
         "corrupted": behaviour_metrics(
             task_logits(model, data, corrupted=True, batch_size=batch_size), data_dev
         ),
     }
+    check_finite_behaviour(model, data, result, batch_size=batch_size)
+    return result
 
 
 @torch.no_grad()

@@ -42,7 +42,7 @@ from circuit_atlas.curve_search import (
     paper_search,
     run_search,
 )
-from circuit_atlas.errors import UnknownNameError
+from circuit_atlas.errors import ConfigError, UnknownNameError
 from circuit_atlas.faithfulness import FAITHFULNESS_KINDS, Baselines, FaithfulnessKind
 from circuit_atlas.graph import Graph
 from circuit_atlas.result import CircuitResult
@@ -54,6 +54,7 @@ __all__ = [
     "Baselines",
     "CircuitCurve",
     "SearchResult",
+    "check_search_settings",
     "exhaustive_search",
     "fast_search",
     "find_circuit",
@@ -164,6 +165,29 @@ def _choose(name: str, value: str, choices: Sequence[str]) -> None:
         raise UnknownNameError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
+def check_search_settings(*, ig_steps: int = 30, threshold: float = 0.8, max_edges: int = 1600,
+                          batch_size: int = 32) -> None:
+    """Refuse settings of :func:`find_circuit` that cannot give a circuit, before any work.
+
+    Args:
+        ig_steps: Integrated-gradient steps; at least 1.
+        threshold: Faithfulness to reach; a number in (0, 1] (the paper's is 0.8).
+        max_edges: Largest circuit searched (edges); at least 1.
+        batch_size: Examples per forward pass; at least 1.
+
+    Raises:
+        ConfigError: Naming the first bad setting and its value.
+    """
+    if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
+        raise ConfigError(f"ig_steps must be an integer >= 1, got {ig_steps!r}")
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)
+            and 0 < threshold <= 1):
+        raise ConfigError(f"threshold must be a faithfulness in (0, 1], got {threshold!r}")
+    for name, value in (("max_edges", max_edges), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 def find_circuit(
     model: Any,
     data: Any,
@@ -229,10 +253,15 @@ def find_circuit(
     Raises:
         UnknownNameError: For an unknown search, selection, ablation, prune mode, faithfulness
             or attribution method.
+        ConfigError: For ``ig_steps``, ``max_edges`` or ``batch_size`` < 1, or a threshold
+            outside (0, 1] (:func:`check_search_settings`).
+        NonFiniteError: If the behaviour or an attribution score is NaN or infinite (the
+            message names the first non-finite slot or edge); no circuit is chosen.
         ValueError: For a graph that does not match the model, or bad sizes.
     """
     from circuit_atlas.attribution import METHODS, attribute
     from circuit_atlas.evaluation import ABLATIONS, behaviour
+    from circuit_atlas.models.finite import check_finite_scores
 
     choices = (("search", search, SEARCHES), ("selection", selection, SELECTIONS),
                ("ablation", ablation, ABLATIONS), ("prune mode", prune, PRUNE_MODES),
@@ -240,6 +269,8 @@ def find_circuit(
                ("attribution method", method, METHODS))
     for name, value, valid in choices:
         _choose(name, value, valid)
+    check_search_settings(ig_steps=ig_steps, threshold=threshold, max_edges=max_edges,
+                          batch_size=batch_size)
     config = AdaptiveConfig(threshold=threshold, start=start, end=max_edges, initial_step=step)
     graph = _model_graph(model, graph)
     timings: dict[str, float] = {}
@@ -255,6 +286,7 @@ def find_circuit(
         scores = attribute(model, graph, data, method=method, ig_steps=ig_steps,
                            batch_size=batch_size)
     scores = scores.detach().float().cpu()
+    check_finite_scores(scores, graph.edge_names, method)  # never a circuit chosen from NaNs
     timings["attribution"] = time.perf_counter() - t
     t = time.perf_counter()
     order = selection_order(graph, scores, selection, limit=max_edges)

@@ -21,7 +21,7 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from circuit_atlas._faults import fault_point
 from circuit_atlas.errors import StoreError
 from circuit_atlas.store_schema import (
     ADDED_COLUMNS,
@@ -44,9 +45,11 @@ from circuit_atlas.store_schema import (
 
 __all__ = [
     "ADDED_COLUMNS",
+    "DAMAGED",
     "MANIFEST",
     "MARKER",
     "READABLE_SCHEMA_VERSIONS",
+    "REPAIR_HINT",
     "SCHEMA_VERSION",
     "STORE_FORMAT",
     "TABLES",
@@ -67,8 +70,16 @@ MANIFEST = "store.json"
 MARKER = "_COMMITTED"
 """File written last in a unit directory; lists the unit's files and their sizes."""
 
+DAMAGED = "damaged"
+"""Directory where ``run --repair`` moves damaged units and foreign entries (never deleted)."""
+
+REPAIR_HINT = ("To fix it: `circuit-atlas status {root}` lists every damaged entry; "
+               "`circuit-atlas run STUDY -r {root} --repair` moves them to {root}/damaged/ "
+               "(nothing is deleted) and recomputes the units they held")
+"""How a refused store can be repaired (``{root}``: the store); ends a damaged store's error."""
+
 _TOP_LEVEL = frozenset(
-    {MANIFEST, "units", "plan.json", "state", "runs", ".tmp", "exports", "reports"}
+    {MANIFEST, "units", "plan.json", "state", "runs", ".tmp", "exports", "reports", DAMAGED}
 )
 _UNIT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -121,6 +132,8 @@ class ResultsStore:
         root: The store's directory.
         create: Create the directory and its manifest when it does not exist or is empty.
             Without it, a missing store is an error.
+        check: Check the layout on opening (:meth:`check`); False opens a damaged store so
+            that :mod:`circuit_atlas.store_repair` can list and set aside what is damaged.
 
     Raises:
         StoreError: If ``root`` is not a store (missing, or a non-empty directory without
@@ -128,11 +141,14 @@ class ResultsStore:
             or torn entry (see ``docs/store.md``).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False,
+                 check: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
         manifest = self.root / MANIFEST
         if not manifest.exists():
-            empty = not self.root.exists() or (self.root.is_dir() and not any(self.root.iterdir()))
+            if self.root.exists() and not self.root.is_dir():
+                raise StoreError(f"{str(self.root)!r} is a file, not a results store directory")
+            empty = not self.root.exists() or not any(self.root.iterdir())
             if not create:
                 raise StoreError(f"{str(self.root)!r} is not a results store (no {MANIFEST})")
             if not empty:
@@ -141,7 +157,11 @@ class ResultsStore:
             self._initialise()
         self._read_manifest()
         self._markers: dict[str, dict] = {}
-        self.check()
+        if check:
+            try:
+                self.check()
+            except StoreError as exc:
+                raise StoreError(f"{exc}. {REPAIR_HINT.format(root=self.root)}") from None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -151,16 +171,36 @@ class ResultsStore:
         return self.root / "units"
 
     def _initialise(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        for sub in ("units", ".tmp", "runs", "state/running", "state/failed"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "format": STORE_FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "tables": sorted(TABLES),
-            "created_at": datetime.now(timezone.utc).isoformat(),
-        }
-        atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        """Create the store next to ``root`` and rename it into place in one ``rename(2)``.
+
+        Two processes creating one store at once therefore both end up with the same complete
+        store (the second rename fails and that process opens the first one's).
+        """
+        staging = self.root.parent / f".{self.root.name}.{uuid.uuid4().hex}.creating"
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            for sub in ("units", ".tmp", "runs", "state/running", "state/failed"):
+                (staging / sub).mkdir(parents=True, exist_ok=True)
+            manifest = {
+                "format": STORE_FORMAT,
+                "schema_version": SCHEMA_VERSION,
+                "tables": sorted(TABLES),
+                "created_at": datetime.now(timezone.utc).isoformat(),
+            }
+            atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            try:
+                os.rename(staging, self.root)  # onto a missing or empty directory
+            except OSError:
+                if not (self.root / MANIFEST).is_file():
+                    raise
+                logger.info("results store %s was created concurrently", self.root)
+                return
+            _fsync_dir(self.root.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot create results store {str(self.root)!r}: "
+                             f"{exc.strerror or exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         logger.info("created results store %s (schema v%d)", self.root, SCHEMA_VERSION)
 
     def _read_manifest(self) -> None:
@@ -227,6 +267,9 @@ class ResultsStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise StoreError(f"unreadable marker {str(marker_path)!r}: {exc}") from exc
         version = marker.get("schema_version")
+        if marker.get("unit_id") == entry.name and version not in READABLE_SCHEMA_VERSIONS:
+            raise StoreError(f"unit {str(entry)!r} was written with schema version {version!r}; "
+                             f"this circuit-atlas reads versions {list(READABLE_SCHEMA_VERSIONS)}")
         if marker.get("unit_id") != entry.name or version not in READABLE_SCHEMA_VERSIONS:
             raise StoreError(f"marker {str(marker_path)!r} names unit {marker.get('unit_id')!r} "
                              f"schema v{version!r}; expected {entry.name!r} with a version in "
@@ -253,18 +296,22 @@ class ResultsStore:
         """
         self.check()
         for unit_id, marker in self._markers.items():
-            for name in TABLES_BY_VERSION[marker["schema_version"]]:
-                schema = table_schema(name, marker["schema_version"])
-                path = self.units_dir / unit_id / f"{name}.parquet"
-                try:
-                    meta = pq.read_metadata(path)
-                    file_schema = pq.read_schema(path).remove_metadata()
-                except (OSError, pa.ArrowException) as exc:
-                    raise StoreError(f"unreadable Parquet file {str(path)!r}: {exc}") from exc
-                if not file_schema.equals(schema):
-                    raise StoreError(f"{str(path)!r} has schema {file_schema}, expected {schema}")
-                if meta.num_rows != marker["files"][f"{name}.parquet"]["rows"]:
-                    raise StoreError(f"{str(path)!r} has {meta.num_rows} rows; marker disagrees")
+            self._verify_unit(unit_id, marker)
+
+    def _verify_unit(self, unit_id: str, marker: dict) -> None:
+        """Check one committed unit's Parquet footers: readable, its version's schema, rows."""
+        for name in TABLES_BY_VERSION[marker["schema_version"]]:
+            schema = table_schema(name, marker["schema_version"])
+            path = self.units_dir / unit_id / f"{name}.parquet"
+            try:
+                meta = pq.read_metadata(path)
+                file_schema = pq.read_schema(path).remove_metadata()
+            except (OSError, pa.ArrowException) as exc:
+                raise StoreError(f"unreadable Parquet file {str(path)!r}: {exc}") from exc
+            if not file_schema.equals(schema):
+                raise StoreError(f"{str(path)!r} has schema {file_schema}, expected {schema}")
+            if meta.num_rows != marker["files"][f"{name}.parquet"]["rows"]:
+                raise StoreError(f"{str(path)!r} has {meta.num_rows} rows; marker disagrees")
 
     # -- units ----------------------------------------------------------------------------
 
@@ -315,6 +362,7 @@ class ResultsStore:
                     handle.flush()
                     os.fsync(handle.fileno())
                 files[path.name] = {"rows": table.num_rows, "bytes": path.stat().st_size}
+            fault_point("store.staged")
             marker = {
                 "unit_id": unit_id,
                 "schema_version": SCHEMA_VERSION,
@@ -326,6 +374,7 @@ class ResultsStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             _fsync_dir(tmp)
+            fault_point("store.marked")
             try:
                 os.rename(tmp, self.units_dir / unit_id)
             except OSError:
@@ -334,6 +383,7 @@ class ResultsStore:
                                    unit_id)
                     return False
                 raise
+            fault_point("store.renamed")
             _fsync_dir(self.units_dir)
         finally:
             if tmp.exists():
@@ -455,6 +505,29 @@ class ResultsStore:
                         record["interrupted"] = not _pid_alive(int(record["pid"]))
                     out[state][path.stem] = record
         return out
+
+    def lock(self, *, wait: float | None = 0,
+             on_wait: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager:
+        """Hold the store's writer lock (``state/driver.lock``) for the body of a ``with`` block.
+
+        One driver per store: :func:`~circuit_atlas.study.runner.run_study` holds it for a whole
+        run. It is an OS lock (:func:`circuit_atlas.lock.hold_lock`), released by the kernel
+        when its process dies, so a killed run never blocks the next one.
+
+        Args:
+            wait: Seconds to wait for another holder (0: refuse at once; None: no limit).
+            on_wait: Called with a message naming the holder before waiting.
+
+        Raises:
+            LockedError: If another process holds it (the message names it) and ``wait`` ran
+                out.
+        """
+        from circuit_atlas.lock import hold_lock
+
+        state = self.root / "state"
+        state.mkdir(exist_ok=True)
+        return hold_lock(state / "driver.lock", state / "driver.json",
+                         f"results store {str(self.root)!r}", wait=wait, on_wait=on_wait)
 
     def runs_dir(self) -> Path:
         """Directory holding one log file and one JSON record per run."""

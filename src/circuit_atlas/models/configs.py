@@ -48,10 +48,32 @@ DTYPES: Mapping[str, torch.dtype] = {
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """Return ``device``, or ``cuda`` when available and ``cpu`` otherwise."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Return ``device``, or ``cuda`` when available and ``cpu`` otherwise.
+
+    Raises:
+        ModelSourceError: For a device name torch does not know, or a CUDA / MPS device this
+            machine does not have (the message names the device and what is available).
+    """
+    from circuit_atlas.errors import ModelSourceError
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ModelSourceError(f"unknown device {str(device)!r}: {err}") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelSourceError(f"device {str(device)!r} requested but CUDA is not available "
+                                   f"(torch {torch.__version__}, built for CUDA "
+                                   f"{torch.version.cuda}); use --device cpu")
+        if resolved.index is not None and resolved.index >= count:
+            raise ModelSourceError(f"device {str(device)!r} requested but this machine has "
+                                   f"{count} CUDA device(s)")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelSourceError(f"device {str(device)!r} requested but MPS is not available")
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype | None = None) -> torch.dtype:

@@ -236,8 +236,9 @@ def _safetensors_records(path: Path, expected_sha256: str | None) -> list:
             raise InvalidCheckpointError(f"{str(path)!r} is not a safetensors file (too short)")
         (n_header,) = struct.unpack("<Q", prefix)
         if n_header > min(_HEADER_LIMIT, size - 8):
-            raise InvalidCheckpointError(f"{str(path)!r} is not a safetensors file "
-                                         f"(header length {n_header})")  # fmt: skip
+            raise InvalidCheckpointError(f"{str(path)!r} is truncated or not a safetensors "
+                                         f"file: its header length field says {n_header} "
+                                         f"bytes, the file has {size}")  # fmt: skip
         raw = handle.read(n_header)
         for sink in file_sinks:
             sink.update(prefix)
@@ -253,6 +254,9 @@ def _safetensors_records(path: Path, expected_sha256: str | None) -> list:
                                          f"{err}") from err  # fmt: skip
         position, data_start = 0, 8 + n_header
         for name, dtype, shape, begin, end in tensors:
+            if data_start + end > size and begin >= position and end >= begin:
+                raise InvalidCheckpointError(f"{str(path)!r} is truncated: tensor {name!r} ends "
+                                             f"at byte {data_start + end}, the file has {size}")
             if begin < position or end < begin or data_start + end > size:
                 raise InvalidCheckpointError(f"{str(path)!r}: tensor {name!r} has invalid data "
                                              f"offsets [{begin}, {end}]")  # fmt: skip

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
+from safetensors import SafetensorError
 
 from circuit_atlas.errors import (
     DataNotFoundError,
@@ -59,6 +60,7 @@ from circuit_atlas.models.configs import (
     save_random_checkpoint,
     tiny_config,
 )
+from circuit_atlas.models.finite import check_finite_weights
 from circuit_atlas.models.hub_suites import HubModel, resolve_hub_model
 from circuit_atlas.models.integrity import (
     PICKLE_FILES,
@@ -385,14 +387,17 @@ def _load_dir(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, co
     except UnsupportedArchitectureError as err:
         raise UnsupportedArchitectureError(f"{str(path)!r}: {err}") from err
     weights = weight_files(path, allow_pickle=allow_pickle)  # refuses a pickle-only directory
+    # Fingerprinting reads every tensor's bytes: a truncated or foreign weight file is refused
+    # here with its name (InvalidCheckpointError), not deep inside from_pretrained.
+    fingerprint = None if weights is None else fingerprint_files(weights)
     try:
         model = getattr(transformers, adapter.hf_class).from_pretrained(
             path, local_files_only=True, **_safetensors_kwarg(allow_pickle),
             **{_dtype_kwarg(): dtype}
         )
-    except _hub_errors() as err:
+    except (*_hub_errors(), SafetensorError) as err:
         raise ModelSourceError(f"cannot load the weights in {str(path)!r}: {err}") from err
-    return model, None if weights is None else fingerprint_files(weights)
+    return model, fingerprint
 
 
 def _load_random(source: ModelSource, dtype: torch.dtype, cache_dir: str | None, config: Any,
@@ -499,6 +504,14 @@ def _resolve_tokenizer(
 # --- public entry points ---------------------------------------------------------------------
 
 
+def _describe_source(source: ModelSource) -> str:
+    if source.path:
+        return f"checkpoint {source.path!r}"
+    if source.repo_id:
+        return f"{source.repo_id}@{source.revision}"
+    return f"{source.kind} model {source.name!r}"
+
+
 def load_hf_model(
     name: str | None = None,
     *,
@@ -602,17 +615,20 @@ def load_model(
         ``weights_fingerprint`` of the weights read (:mod:`circuit_atlas.models.integrity`).
 
     Raises:
-        InvalidCheckpointError: For a step that is not a checkpoint (names the nearest ones).
+        InvalidCheckpointError: For a step that is not a checkpoint (names the nearest ones),
+            or a truncated or foreign safetensors file (names the file).
         UnknownNameError: For an unknown Pythia or hub-suite name or dtype.
         RevisionListError: When a hub suite's branch list is needed and no source has it.
         ModelSourceError: For a missing path/config, a network or cache failure (names the repo
-            and revision), or contradictory arguments.
+            and revision), contradictory arguments, or a device this machine does not have.
+        NonFiniteError: If a weight is NaN or infinite (the message names the parameters).
         UnsupportedArchitectureError: For a checkpoint whose ``model_type`` has no adapter
             (the message lists the supported ones), or an option its adapter does not implement.
         PickledCheckpointError: For a checkpoint with only pickled weights, unless
             ``allow_pickle``.
         CheckpointIntegrityError: For a hub-cached weight file whose sha256 is not the hub's.
     """
+    target = resolve_device(device)  # an unavailable device is refused before loading
     loaded = load_hf_model(
         name,
         step=step,
@@ -627,6 +643,7 @@ def load_model(
         allow_pickle=allow_pickle,
         revisions_dir=revisions_dir,
     )
+    check_finite_weights(loaded.model, where=_describe_source(loaded.source))
     model = from_hf(loaded.model, tokenizer=loaded.tokenizer, source=loaded.source.to_dict())
     del loaded  # free the HF copy before moving to the device
-    return model.to(resolve_device(device)).eval()
+    return model.to(target).eval()

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from circuit_atlas.errors import CircuitAtlasError
+from circuit_atlas.errors import CircuitAtlasError, OutputPathError, StoreError
 from circuit_atlas.study.config import RESULTS_ENV_VAR
 
 __all__ = ["RESULTS_ENV_VAR", "export", "register", "report", "run", "status"]
@@ -50,9 +50,17 @@ def run(
     cache_dir: Annotated[Path | None, typer.Option(help="Hugging Face cache dir.")] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Load checkpoints whose only weights are pickled (pytorch_model.bin); unpickling can execute code. Also [run] allow_pickle in the study file.")] = False,  # noqa: E501
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and its cost only.")] = False,  # noqa: E501
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (plain lines when stderr is not a terminal).")] = True,  # noqa: E501
+    wait: Annotated[bool, typer.Option("--wait", help="If another run holds the results store, wait for it to finish instead of stopping.")] = False,  # noqa: E501
+    repair: Annotated[bool, typer.Option("--repair", help="Move damaged units and foreign files of the results store to <results>/damaged/ (nothing is deleted) and recompute those units.")] = False,  # noqa: E501
 ) -> None:
-    """Run a study: every (model, checkpoint) unit not yet in the results store."""
+    """Run a study: every (model, checkpoint) unit not yet in the results store.
+
+    One run per results store at a time: a second one stops with an error naming the first
+    (or waits for it with --wait).
+    """
+    from circuit_atlas.models.configs import resolve_device
+    from circuit_atlas.paths import check_output_dir
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.cache import CachePolicy
     from circuit_atlas.study.config import results_root
@@ -75,7 +83,11 @@ def run(
                 typer.echo(f"  {model}: {row['units']} units, {row['task_runs']} task runs, "
                            f"{row['download_gb']:.1f} GB")
             return
-        store = ResultsStore(root, create=True)
+        if executor == "local":  # Ray workers have their own devices
+            for name in sorted({u.execution.device for u in units} - {"auto"}):
+                resolve_device(name)  # a device this machine lacks: refused before any work
+        check_output_dir(root, "results directory")
+        store = ResultsStore(root, create=True, check=not repair)
         repos = tuple(sorted({u.checkpoint.repo_id for u in units if u.checkpoint.repo_id}))
         cache = CachePolicy(keep=keep_checkpoints, budget_gb=cache_budget, repos=repos,
                             cache_dir=units[0].execution.cache_dir if units else None)
@@ -83,9 +95,13 @@ def run(
         summary = run_study(units, store, executor=executor, executor_options=options,
                             cache=cache, study_name=study.name,
                             config_text=Path(study_file).read_text(encoding="utf-8"),
-                            progress=progress)
+                            progress=progress, wait=None if wait else 0,
+                            on_wait=lambda message: typer.echo(message, err=True),
+                            repair=repair)
     except CircuitAtlasError as exc:
         raise _fail(exc) from None
+    for path in summary.set_aside:
+        typer.echo(f"set aside damaged entry: {path}")
     typer.echo(f"results in {store.root}: {summary.done} units done, {summary.skipped} already "
                f"there, {len(summary.failed)} failed in {_duration(summary.seconds)} "
                f"(log: {summary.log_file})")
@@ -101,18 +117,31 @@ def status(
 ) -> None:
     """Show what is done, running and failed in a results directory, with an ETA.
 
-    Also warns about distinct checkpoints (steps, models) whose weights are identical.
+    Also warns about distinct checkpoints (steps, models) whose weights are identical. A damaged
+    store (a truncated Parquet file, a unit without its marker, a foreign file, a unit of
+    another schema version) exits with code 2, listing every damaged entry and how to repair.
     """
-    from circuit_atlas.store import ResultsStore
+    from circuit_atlas.store import REPAIR_HINT, ResultsStore
+    from circuit_atlas.store_repair import store_problems
     from circuit_atlas.study.status import study_status
 
     try:
-        st = study_status(ResultsStore(results))
+        store = ResultsStore(results, check=False)
+        problems = store_problems(store)
+        if problems:
+            for problem in problems:
+                typer.echo(f"damaged: {problem.message}", err=True)
+            typer.echo(REPAIR_HINT.format(root=store.root), err=True)
+            raise typer.Exit(code=2)
+        st = study_status(store)
     except CircuitAtlasError as exc:
         raise _fail(exc) from None
     head = f"study {st.study}" if st.study else "results"
     typer.echo(f"{head}: {st.done}/{st.planned or st.done} units done, {len(st.running)} running, "
                f"{len(st.failed)} failed, {len(st.interrupted)} interrupted, {st.pending} pending")
+    if st.driver:
+        typer.echo(f"in use by process {st.driver.get('pid')} on {st.driver.get('host')} "
+                   f"(`{st.driver.get('command')}`, since {st.driver.get('since')})")
     per_unit = _duration(st.seconds_per_unit) if st.seconds_per_unit is not None else "unknown"
     typer.echo(f"time per unit: {per_unit}; ETA: {_duration(st.eta_seconds)}")
     if st.partial:
@@ -135,13 +164,23 @@ def report(
     title: Annotated[str, typer.Option(help="Page title.")] = "circuit-atlas report",
 ) -> None:
     """Write the study's self-contained HTML report."""
+    from circuit_atlas.paths import check_output_dir
     from circuit_atlas.report import write_report
-    from circuit_atlas.store import ResultsStore
+    from circuit_atlas.store import REPAIR_HINT, ResultsStore
+    from circuit_atlas.store_repair import store_problems
 
     try:
         store = ResultsStore(results)
+        problems = store_problems(store)  # down to the Parquet footers
+        if problems:
+            raise StoreError(f"results store {str(store.root)!r} is damaged: "
+                             f"{'; '.join(p.message for p in problems)}. "
+                             f"{REPAIR_HINT.format(root=store.root)}")
         plan = store.read_plan() or {}
         out = output or store.root / "reports" / "report.html"
+        if out.is_dir():
+            raise OutputPathError(f"--output {str(out)!r} is a directory; give an HTML file")
+        check_output_dir(out.parent, "the directory of --output")
         path = write_report(store, out, config_text=plan.get("config_text"),
                             title=f"{title}: {plan['study']}" if plan.get("study") else title)
     except CircuitAtlasError as exc:
@@ -156,12 +195,14 @@ def export(
     table: Annotated[list[str] | None, typer.Option(help="Table(s) to export (csv/parquet).")] = None,  # noqa: E501
 ) -> None:
     """Export the results as CSV or Parquet tables, or EAP-IG graph JSON per (unit, task)."""
+    from circuit_atlas.paths import check_output_dir
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.export import export_store
 
     try:
         store = ResultsStore(results)
         out = output or store.root / "exports" / format
+        check_output_dir(out, "--output")
         written = export_store(store, out, format, tables=table)  # type: ignore[arg-type]
     except CircuitAtlasError as exc:
         raise _fail(exc) from None

@@ -209,7 +209,7 @@ class AttributionConfig(_Strict):
 class CircuitConfig(_Strict):
     """How the minimal faithful circuit is found (PAPER.md §3.3–3.4)."""
 
-    threshold: float = Field(default=0.8, gt=0, le=2, description="Faithfulness to reach.")
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Faithfulness to reach.")
     search: Literal["fast", "paper", "exhaustive"] = Field(
         default="fast",
         description="'paper': the paper's adaptive 25 -> 1600 scan; 'fast': the same answer in a "

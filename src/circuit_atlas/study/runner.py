@@ -27,8 +27,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from circuit_atlas.errors import TaskDataError
-from circuit_atlas.store import TABLES, ResultsStore
+from circuit_atlas._faults import fault_point
+from circuit_atlas.errors import StoreError, TaskDataError
+from circuit_atlas.store import REPAIR_HINT, TABLES, ResultsStore
 from circuit_atlas.study.cache import CachePolicy, evict_checkpoints
 from circuit_atlas.study.executors import format_exception, make_executor
 from circuit_atlas.study.unit_analyses import algorithm_unit_tables, component_tables
@@ -348,6 +349,7 @@ class RunSummary:
         failed: ``unit_id`` → error message for units that failed.
         seconds: Wall-clock duration of the run.
         log_file: Path of the run's log file.
+        set_aside: Damaged entries moved to ``damaged/`` by ``repair`` (their new paths).
     """
 
     run_id: str
@@ -357,6 +359,7 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     log_file: str = ""
+    set_aside: list[str] = field(default_factory=list)
 
 
 def _plan_record(units: Sequence[Unit], run_id: str, executor: str, name: str | None,
@@ -372,7 +375,9 @@ def _plan_record(units: Sequence[Unit], run_id: str, executor: str, name: str | 
 def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "local",
               executor_options: dict[str, Any] | None = None, engine: Engine | None = None,
               cache: CachePolicy | None = None, study_name: str | None = None,
-              config_text: str | None = None, progress: bool = False) -> RunSummary:
+              config_text: str | None = None, progress: bool = False,
+              wait: float | None = 0, on_wait: Callable[[str], None] | None = None,
+              repair: bool = False) -> RunSummary:
     """Run every unit not yet in the store, committing each as it finishes.
 
     Args:
@@ -384,12 +389,46 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
         cache: Checkpoint cache policy (None: keep every download).
         study_name: Recorded in ``plan.json`` and the run record.
         config_text: The study file's text, recorded in ``plan.json`` (shown by the report).
-        progress: Show progress bars (overall units with ETA; tasks of the unit in flight).
+        progress: Show progress bars (overall units with ETA; tasks of the unit in flight);
+            plain lines, one per unit, when stderr is not a terminal.
+        wait: Seconds to wait for another run holding the store's lock (0: refuse at once;
+            None: no limit). See :meth:`~circuit_atlas.store.ResultsStore.lock`.
+        on_wait: Called with a message naming the other run before waiting for it.
+        repair: First move every damaged or foreign entry of the store to ``damaged/``
+            (:func:`circuit_atlas.store_repair.set_aside`; open the store with
+            ``check=False``), so that the units they held are recomputed.
 
     Returns:
         A :class:`RunSummary`. Failed units are recorded in ``state/failed/`` and retried by the
         next run; a killed run loses at most the units in flight.
+
+    Raises:
+        LockedError: If another process is running on this store (and ``wait`` ran out);
+            nothing has been written.
+        StoreError: If the store holds a damaged or foreign entry and ``repair`` is False (the
+            message lists them and how to repair); nothing has been written.
     """
+    with store.lock(wait=wait, on_wait=on_wait):
+        fault_point("run.locked")
+        from circuit_atlas.store_repair import set_aside, store_problems
+
+        problems = store_problems(store)  # down to the Parquet footers: never mix damage in
+        if problems and not repair:
+            listed = "; ".join(p.message for p in problems)
+            raise StoreError(f"results store {str(store.root)!r} is damaged: {listed}. "
+                             f"{REPAIR_HINT.format(root=store.root)}")
+        moved = [str(p) for p in set_aside(store, problems)] if repair else []
+        summary = _run_locked(units, store, executor=executor, executor_options=executor_options,
+                           engine=engine, cache=cache, study_name=study_name,
+                           config_text=config_text, progress=progress)
+        summary.set_aside = moved
+        return summary
+
+
+def _run_locked(units: Sequence[Unit], store: ResultsStore, *, executor: str,
+                executor_options: dict[str, Any] | None, engine: Engine | None,
+                cache: CachePolicy | None, study_name: str | None, config_text: str | None,
+                progress: bool) -> RunSummary:
     from circuit_atlas.study.progress import ProgressBars
 
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
@@ -430,7 +469,9 @@ def run_study(units: Sequence[Unit], store: ResultsStore, *, executor: str = "lo
             unit = outcome.unit
             if outcome.error is None:
                 try:
+                    fault_point("unit.computed")
                     store.write_unit(unit.unit_id, outcome.tables)
+                    fault_point("unit.committed")
                 except Exception as exc:  # noqa: BLE001 - the unit fails, the run goes on
                     outcome.error, outcome.traceback = format_exception(exc)
             if outcome.error is None:

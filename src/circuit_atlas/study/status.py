@@ -6,6 +6,7 @@ It also flags distinct checkpoints that analysed identical weights
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ class StudyStatus:
             model, remaining units × that model's mean seconds per unit (the overall mean for a
             model with no finished unit), divided by the number of units running at once.
         partial: Committed units whose status is ``partial`` (a task could not run).
+        driver: The run holding the store's lock, as it recorded itself (pid, host, command,
+            since), or None when no run holds it (a record left by a dead process on this host
+            is ignored).
         identical_weights: One record per group of distinct checkpoints whose weights
             fingerprints are equal (the rows of :func:`~circuit_atlas.analyses.identical_weights`:
             ``checkpoints``, ``unit_ids``, ``weights_fingerprint``, ``message``, ...).
@@ -51,6 +55,7 @@ class StudyStatus:
     eta_seconds: float | None = None
     partial: int = 0
     identical_weights: list[dict[str, Any]] = field(default_factory=list)
+    driver: dict[str, Any] | None = None
 
 
 def study_status(store: ResultsStore) -> StudyStatus:
@@ -94,4 +99,20 @@ def study_status(store: ResultsStore) -> StudyStatus:
         per_model=per_model, seconds_per_unit=mean, eta_seconds=eta,
         partial=int((units["status"] == "partial").sum()) if len(units) else 0,
         identical_weights=identical_weights(units).to_dict("records"),
+        driver=_driver(store),
     )
+
+
+def _driver(store: ResultsStore) -> dict[str, Any] | None:
+    """The lock holder's record, read without touching the lock (status never blocks a run)."""
+    from circuit_atlas.lock import read_holder
+    from circuit_atlas.store import _pid_alive
+
+    holder = read_holder(store.root / "state" / "driver.json")
+    if not holder:
+        return None
+    pid = holder.get("pid")
+    if holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 \
+            and not _pid_alive(pid):
+        return None  # left by a killed run; its lock died with it
+    return holder

@@ -20,6 +20,7 @@ file, the row (1-based data row; the CSV header is not counted) and the field.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -56,8 +57,9 @@ def read_custom_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
     Raises:
         DataNotFoundError: If the file does not exist.
-        TaskDataError: If the extension is unknown, the file has no rows, a line is not a JSON
-            object, or a required field is missing or not a string.
+        TaskDataError: If the extension is unknown, the file is not UTF-8 (names the line and
+            byte), has no rows, a line is not a JSON object, or a required field is missing or
+            not a string.
     """
     path = Path(path)
     if not path.is_file():
@@ -65,8 +67,19 @@ def read_custom_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     where = repr(str(path))
     suffix = path.suffix.lower()
     rows: list[dict[str, Any]] = []
+    if suffix not in (".csv", ".jsonl", ".json", ".ndjson"):
+        raise TaskDataError(f"{where}: unknown custom task format {suffix!r}; use .csv or .jsonl")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise TaskDataError(
+            f"{where} line {line}: byte {raw[e.start]:#04x} (offset {e.start}) is not UTF-8; "
+            "save the file as UTF-8"
+        ) from None
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             missing = [c for c in CUSTOM_FIELDS if c not in (reader.fieldnames or ())]
             if missing:
@@ -75,8 +88,8 @@ def read_custom_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
                     f"{list(CUSTOM_FIELDS)} (and optionally 'metric')"
                 )
             rows = list(reader)
-    elif suffix in (".jsonl", ".json", ".ndjson"):
-        with open(path, encoding="utf-8") as f:
+    else:
+        with io.StringIO(text) as f:
             for line_no, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -92,8 +105,6 @@ def read_custom_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
                         f"got {type(obj).__name__}"
                     )
                 rows.append(obj)
-    else:
-        raise TaskDataError(f"{where}: unknown custom task format {suffix!r}; use .csv or .jsonl")
     if not rows:
         raise TaskDataError(f"{where}: no rows")
     for row_no, row in enumerate(rows, start=1):

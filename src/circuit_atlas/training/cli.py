@@ -146,12 +146,22 @@ def train(
     ] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress bars (plain lines when stderr is not a terminal).")
+    ] = True,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="If another process trains into --out, wait for it instead of stopping."
+        ),
+    ] = False,
 ) -> None:
     """Train models in several sizes (Pythia's architecture, or --arch) and save a suite.
 
     With --seeds, trains one suite per seed (``OUT/seed<N>/``), each with its own manifest.
     Resumable: run the same command again after a kill and it continues from the last state.
+    One process per suite directory at a time: a second one stops with an error naming the
+    first (or waits for it with --wait).
     """
     import torch
 
@@ -185,7 +195,8 @@ def train(
             try:
                 manifests.append((run_out, train_suite(
                     dataclasses.replace(config, seed=run_seed), texts, run_out,
-                    data_dir=data_dir, progress=bars)))
+                    data_dir=data_dir, progress=bars, wait=None if wait else 0,
+                    on_wait=lambda message: typer.echo(message, err=True))))
             finally:
                 bars.close()
     except CircuitAtlasError as exc:

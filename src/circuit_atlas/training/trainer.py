@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import torch
 
+from circuit_atlas._faults import fault_point
 from circuit_atlas.errors import ConfigError
 from circuit_atlas.models.adapters import get_adapter
 from circuit_atlas.models.configs import quiet_transformers
@@ -143,6 +144,8 @@ def train_suite(
     *,
     data_dir: PathLike | None = None,
     progress: ProgressFn | None = None,
+    wait: float | None = 0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> SuiteManifest:
     """Train every size of ``config`` on ``corpus`` and write the suite to ``out``.
 
@@ -157,20 +160,46 @@ def train_suite(
             then ``$CIRCUIT_ATLAS_DATA``, the cache, ``../shared/data``
             (:func:`circuit_atlas.data.resolve.search_path`).
         progress: Called with :class:`TrainProgress` events.
+        wait: Seconds to wait for another process training into ``out`` (0: refuse at once;
+            None: no limit). The lock is ``out/.train.lock`` (:func:`circuit_atlas.lock.
+            hold_lock`), released by the kernel when its process dies.
+        on_wait: Called with a message naming the other process before waiting for it.
 
     Returns:
         The final :class:`SuiteManifest` (also written to ``out/suite.json``).
 
     Raises:
         ConfigError: If ``out`` holds a suite trained with a different config.
-        DataNotFoundError: If the corpus or the data directory is missing.
+        DataNotFoundError: If the corpus or the data directory is missing (nothing is
+            created then).
+        LockedError: If another process is training into ``out`` (and ``wait`` ran out).
+        OutputPathError: If ``out`` is a file or not writable (before any work).
     """
+    from circuit_atlas.lock import hold_lock
+    from circuit_atlas.paths import check_output_dir
+
+    out = Path(out)
+    check_output_dir(out, "suite directory")
+    texts = read_corpus(corpus_files(corpus), config.corpus_bytes)
+    out.mkdir(parents=True, exist_ok=True)
+    with hold_lock(out / LOCK_NAME, out / LOCK_RECORD, f"suite directory {str(out)!r}",
+                   wait=wait, on_wait=on_wait):
+        fault_point("train.locked")
+        return _train_locked(config, corpus, texts, out, data_dir, progress)
+
+
+LOCK_NAME = ".train.lock"
+"""The suite directory's lock file (held by :func:`train_suite`)."""
+
+LOCK_RECORD = ".train.lock.json"
+"""Who holds :data:`LOCK_NAME` (pid, host, command, since), while it is held."""
+
+
+def _train_locked(config: TrainConfig, corpus: CorpusSource, texts: Any, out: Path,
+                  data_dir: PathLike | None, progress: ProgressFn | None) -> SuiteManifest:
     from circuit_atlas.tasks import evaluation_vocabulary
 
     notify = progress or (lambda event: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    texts = read_corpus(corpus_files(corpus), config.corpus_bytes)
     previous = _check_resume(out, config)
 
     evaluation = evaluation_vocabulary(data_dir)
@@ -434,7 +463,8 @@ def _train_size(
         done = step * config.tokens_per_step
         record.tokens_per_second = round(done / elapsed, 1) if elapsed > 0 else 0.0
         manifest.write(out)
-        notify(TrainProgress("checkpoint", size, step, config.steps, message=f"val {val}"))
+        detail = "" if val is None else f"val loss {val:.3f}"
+        notify(TrainProgress("checkpoint", size, step, config.steps, message=detail))
 
     model.train()
     if step == 0 and 0 in schedule and not record.steps:
