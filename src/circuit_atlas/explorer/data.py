@@ -65,7 +65,7 @@ successor head); every other task the IOI algorithm's order (name mover, copy su
 negative name mover, negative copy suppression, S-inhibition, tertiary — Figure 4A's rule)."""
 
 _EXTRA_LABELS = {"successor": "successor", "induction": "induction"}
-_EXTRA_COLORS = {"successor": "#66a61e", "induction": "#1f78b4"}
+_EXTRA_COLORS = {"successor": "#17becf", "induction": "#1f3b8c"}
 _PORT = re.compile(r"<[qkv]>$")
 
 
