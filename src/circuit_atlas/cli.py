@@ -12,6 +12,7 @@ import typer
 from circuit_atlas.circuit_cli import register as _register_circuit_command
 from circuit_atlas.data_cli import register as _register_data_commands
 from circuit_atlas.demo_cli import register as _register_demo_command
+from circuit_atlas.explorer.cli import register as _register_explore_command
 from circuit_atlas.study.cli import register as _register_study_commands
 from circuit_atlas.training.cli import register as _register_training_commands
 
@@ -34,6 +35,7 @@ _register_study_commands(app)  # run, status, report, export (circuit_atlas.stud
 _register_training_commands(app)  # train (circuit_atlas.training.cli)
 _register_demo_command(app)  # demo (circuit_atlas.demo_cli)
 _register_data_commands(app)  # data fetch | verify | where (circuit_atlas.data_cli)
+_register_explore_command(app)  # explore (circuit_atlas.explorer.cli)
 
 
 def main() -> None:

@@ -12,7 +12,9 @@
 3. judge, from the results store, which tasks emerged (:func:`judge_tasks`) and write the HTML
    report (:func:`circuit_atlas.report.write_report`) to ``<out>/report.html``, with notes that
    say which tasks were trained with curriculum help and which emerged and which did not;
-   the verdicts also go to ``<out>/demo.json``.
+   the verdicts also go to ``<out>/demo.json``; the interactive circuit explorer
+   (:func:`circuit_atlas.explorer.write_explorer`) goes to ``<out>/explorer.html``, linked
+   from the report.
 
 Presets (:data:`PRESETS`): ``full`` fits in 15 minutes on a 2-core CPU, ``quick`` (the CI
 integration test) in about 3. Rerunning resumes: the trainer and the runner skip finished work.
@@ -508,6 +510,7 @@ def run_demo(
         CircuitAtlasError: If training or the study fails.
     """
     from circuit_atlas.data import corpus_paths, ensure
+    from circuit_atlas.explorer import write_explorer
     from circuit_atlas.report import write_report
     from circuit_atlas.store import ResultsStore
     from circuit_atlas.study.load import load_study
@@ -563,6 +566,8 @@ def run_demo(
     )
     notes = _notes(manifest, verdicts, chosen)
     notes += component_notes(store.table("component_scores"), store.table("component_heads"))
+    write_explorer(store, out_dir / "explorer.html",  # first, so that the report links to it
+                   title=f"circuit-atlas demo ({chosen.name}): circuit explorer")
     report = write_report(
         store,
         out_dir / "report.html",

@@ -528,6 +528,11 @@ def write_report(
         "versions": _versions_section(frames, versions),
     }
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    explorer = (  # written next to the report by `circuit-atlas explore` or the demo
+        '<p><a href="explorer.html">Open the interactive circuit explorer</a> (checkpoints, '
+        "sizes, roles; docs/explorer.md).</p>"
+        if (Path(out_path).parent / "explorer.html").is_file() else ""
+    )
     contents = "".join(f'<li><a href="#{k}">{esc(v)}</a></li>' for k, v in SECTIONS.items())
     sections = "".join(
         f'<section id="{k}"><h2>{esc(SECTIONS[k])}</h2>{bodies[k]}</section>' for k in SECTIONS
@@ -536,7 +541,7 @@ def write_report(
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1>{esc(title)}</h1><p class="muted">Generated {generated} by circuit-atlas '
-        f"{esc(circuit_atlas.__version__)}.</p>{_summary(frames)}"
+        f"{esc(circuit_atlas.__version__)}.</p>{explorer}{_summary(frames)}"
         f"<nav><ol>{contents}</ol></nav>{sections}</body></html>\n"
     )
     out = Path(out_path)
