@@ -173,15 +173,16 @@ def _runs(prompt_metrics: pd.DataFrame, runs: tuple[str, ...]) -> dict[tuple, np
     """
     require_columns(prompt_metrics, (*_KEYS, "run", "example", "metric"), "prompt_metrics")
     data = prompt_metrics[prompt_metrics["run"].isin(runs)]
+    if data.empty:
+        return {}
+    wide = data.pivot_table(index=[*_KEYS, "example"], columns="run", values="metric",
+                            aggfunc="first")  # one row per prompt, one column per run
+    if any(r not in wide.columns for r in runs):
+        return {}
+    wide = wide[list(runs)].dropna()
     out = {}
-    for key, group in data.groupby(list(_KEYS), sort=False):
-        wide = group.pivot_table(index="example", columns="run", values="metric",
-                                 aggfunc="first")
-        if any(r not in wide.columns for r in runs):
-            continue
-        wide = wide[list(runs)].dropna()
-        if len(wide):
-            out[(key[0], key[1], int(key[2]))] = wide.to_numpy(dtype=np.float64)
+    for key, group in wide.groupby(level=list(range(len(_KEYS))), sort=False):
+        out[(key[0], key[1], int(key[2]))] = group.to_numpy(dtype=np.float64)
     return out
 
 
