@@ -288,7 +288,8 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
             + ": their mean is over every checkpoint.</p>"
         )
     size_html = (
-        png_image(figures.circuit_size_figure(sizes), options.dpi, "circuit size")
+        f"<p>{uncertainty.NO_BAND_SETS}</p>"
+        + png_image(figures.circuit_size_figure(sizes), options.dpi, "circuit size")
         + f"<h3>Mean circuit size (steps ≥ {options.mean_size_min_step})</h3>"
         + html_table(means)
         + note
@@ -334,7 +335,8 @@ def _stability_section(frames: ReportFrames, options: ReportOptions) -> str:
                          "final": ewma[-1]})  # fmt: skip
     return (
         "<p>Jaccard similarity of the in-circuit edge and node sets of consecutive analysed "
-        "checkpoints, smoothed with an EWMA (α = 0.5, s₀ = J₀); dots are the raw values.</p>"
+        "checkpoints, smoothed with an EWMA (α = 0.5, s₀ = J₀); dots are the raw values. "
+        f"{uncertainty.NO_BAND_SETS}</p>"
         + png_image(figure, options.dpi, "EWMA Jaccard")
         + "<h3>Summary of the smoothed series</h3>"
         + html_table(pd.DataFrame(rows))
@@ -445,7 +447,9 @@ def _components_section(frames: ReportFrames, options: ReportOptions) -> str:
             f"by rule <code>{esc(options.component_rule)}</code> (PAPER.md §4; "
             "docs/components.md). The threshold is relative: <code>ever_component</code> says "
             "whether the head ever passes the paper's absolute rule (e.g. copy score above 10%); "
-            "where it is False the model has no such component and the line shows noise.</p>",
+            "where it is False the model has no such component and the line shows noise. No "
+            "interval: a component score is stored as one value per head and checkpoint, without "
+            "its per-prompt values.</p>",
             png_image(figure, options.dpi, "component scores, representative heads"),
             html_table(chosen, empty="No in-circuit head passes the threshold."),
             f"<h3>Figure 3: the most frequently in-circuit heads of {esc(largest)}</h3>",

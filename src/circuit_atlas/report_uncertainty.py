@@ -23,8 +23,8 @@ from circuit_atlas import analyses
 from circuit_atlas.analyses._frames import sort_series
 from circuit_atlas.report_frames import ReportFrames, ReportOptions, esc, has_columns, html_table
 
-__all__ = ["BAND_KINDS", "band_caption", "curve_bands", "curve_table", "faithfulness_bands",
-           "performance_bands", "seeds_section"]
+__all__ = ["BAND_KINDS", "NO_BAND_SETS", "band_caption", "curve_bands", "curve_table",
+           "faithfulness_bands", "performance_bands", "seeds_section"]
 
 BAND_KINDS: dict[str, str] = {
     "bootstrap": "bootstrap CI over prompts",
@@ -32,6 +32,11 @@ BAND_KINDS: dict[str, str] = {
     "none": "no interval",
 }
 """The ``band`` column of :func:`curve_bands` → what the shaded band around a point is."""
+
+NO_BAND_SETS = ("No interval: a circuit is one set of edges and nodes per checkpoint, found on "
+                "all the prompts together, not a mean over prompts; its run-to-run spread is in "
+                "the Seeds section when the study has seeds.")
+"""Caption sentence of the figures of circuit sets (size, Jaccard), which have no band."""
 
 _CURVE = ["model", "params", "task", "step", "tokens_seen", "value", "ci_low", "ci_high", "band",
           "n_seeds"]
