@@ -136,3 +136,15 @@ def test_metric_and_faithfulness_intervals_per_point():
         faithfulness_intervals(frame, kind="x")
     with pytest.raises(AnalysisError, match="prompt_metrics"):
         metric_intervals(frame.drop(columns=["run"]))
+
+
+def test_chunked_resampling_equals_one_draw(monkeypatch):
+    import circuit_atlas.analyses.uncertainty as uncertainty
+
+    values = np.random.default_rng(9).normal(2.0, 1.0, size=(40, 2))
+    ratio = lambda s, axis: s[..., 0].mean(axis) / s[..., 1].mean(axis)  # noqa: E731
+    whole = bootstrap_ci(values, ratio, n_resamples=250, seed=1)
+    monkeypatch.setattr(uncertainty, "_CHUNK_ELEMENTS", 7 * 80)  # 7 resamples at a time
+    assert bootstrap_ci(values, ratio, n_resamples=250, seed=1) == whole
+    with pytest.raises(AnalysisError, match="returned 500 values for 250 resamples"):
+        bootstrap_ci(values, n_resamples=250)  # the mean of (n, 2) rows is two numbers

@@ -99,8 +99,9 @@ def bootstrap_ci(
     """Percentile bootstrap confidence interval of a statistic over prompts.
 
     Resample ``r`` draws ``n`` row indices uniformly with replacement
-    (``numpy.random.default_rng(seed).integers(0, n, size=(n_resamples, n))``, drawn at once),
-    so rows — prompts — are resampled jointly across columns; the interval is the
+    (``numpy.random.default_rng(seed).integers(0, n, size=(n_resamples, n))``; drawn in chunks of
+    resamples from the one generator, which gives the same indices while bounding memory), so
+    rows — prompts — are resampled jointly across columns; the interval is the
     ``(1 − level)/2`` and ``(1 + level)/2`` quantiles (``numpy.quantile``, linear
     interpolation) of the ``n_resamples`` statistics.
 
@@ -143,11 +144,11 @@ def bootstrap_ci(
                             f"got {statistic!r}")
     n = data.shape[0]
     rng = np.random.default_rng(seed)
-    indices = rng.integers(0, n, size=(int(n_resamples), n))
-    per_row = int(np.prod(data.shape))
-    chunk = max(1, _CHUNK_ELEMENTS // per_row)
+    chunk = max(1, _CHUNK_ELEMENTS // int(np.prod(data.shape)))  # resamples held at once
+    # Drawn chunk by chunk from one generator: the same indices as one (n_resamples, n) draw.
     stats = np.concatenate([
-        np.asarray(statistic(data[indices[s:s + chunk]], axis=1), dtype=np.float64).reshape(-1)
+        np.asarray(statistic(data[rng.integers(0, n, size=(min(chunk, n_resamples - s), n))],
+                             axis=1), dtype=np.float64).reshape(-1)
         for s in range(0, int(n_resamples), chunk)
     ])
     if stats.shape != (int(n_resamples),):
