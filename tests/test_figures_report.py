@@ -244,6 +244,7 @@ def test_report_from_a_results_store_directory(tmp_path):
     frames = synthetic_frames(
         models={"tiny-b": MODELS["tiny-b"]}, steps=(512, 1000, 2000), tasks={"ioi": "logit_diff"}
     )
+    frames["prompt_metrics"] = _prompt_metrics(frames)
     store = store_module.ResultsStore(tmp_path / "results", create=True)
     for unit_id in frames["units"]["unit_id"]:
         tables = {}
@@ -265,6 +266,12 @@ def test_report_from_a_results_store_directory(tmp_path):
     assert len(_images(text)) == 4 + 3 + 2
     section = text[text.index('id="components"') : text.index('id="config"')]
     assert "<td>a2.h0</td>" in section  # the head whose name-mover score rises is chosen
+    # The per-prompt metrics come back from the store: Figure 1 has bootstrap bands.
+    from tests.report_html import section as report_section
+    from tests.report_html import table_after
+
+    plotted = table_after(report_section(text, "performance"), "The plotted values")
+    assert [r["band"] for r in plotted] == ["bootstrap CI over prompts"] * 3
 
 
 def test_algorithm_figure_draws_when_every_value_is_undefined() -> None:
