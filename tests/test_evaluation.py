@@ -127,3 +127,26 @@ def test_small_circuits_skip_unused_nodes_exactly(setup, ablation):
         in_circuit = {g.edge_names[i] for i in masks[k].nonzero().flatten().tolist()}
         expected = ref.circuit_metric(hf, data, in_circuit, ablation=ablation, means=means)
         torch.testing.assert_close(float(ours[k]), expected, atol=1e-6, rtol=1e-6)
+
+
+def test_per_example_values_are_the_runs_behind_the_means(setup):
+    from circuit_atlas.evaluation import CircuitEvaluator, task_logits
+    from circuit_atlas.tasks.base import metric_values
+
+    _, model, data = setup
+    g = model.graph
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(3, g.n_edges, generator=generator) < 0.5
+    masks[0], masks[1] = True, False  # the full model and the empty circuit
+    evaluator = CircuitEvaluator(model, data, batch_size=3)  # several batches
+    per = evaluator.per_example(masks)
+    assert per.shape == (3, len(data))
+    torch.testing.assert_close(per.double().mean(1).float(), evaluator(masks), atol=1e-5,
+                               rtol=1e-5)
+    clean = metric_values(task_logits(model, data), data)
+    corrupted = metric_values(task_logits(model, data, corrupted=True), data)
+    torch.testing.assert_close(per[0], clean, atol=1e-5, rtol=1e-5)  # in dataset order
+    torch.testing.assert_close(per[1], corrupted, atol=1e-5, rtol=1e-5)
+    beh = behaviour(model, data)
+    assert beh["clean"]["metric_values"] == pytest.approx(clean.tolist(), abs=1e-6)
+    assert beh["corrupted"]["metric_values"] == pytest.approx(corrupted.tolist(), abs=1e-6)

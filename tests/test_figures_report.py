@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 
 import numpy as np
@@ -243,6 +244,7 @@ def test_report_from_a_results_store_directory(tmp_path):
     frames = synthetic_frames(
         models={"tiny-b": MODELS["tiny-b"]}, steps=(512, 1000, 2000), tasks={"ioi": "logit_diff"}
     )
+    frames["prompt_metrics"] = _prompt_metrics(frames)
     store = store_module.ResultsStore(tmp_path / "results", create=True)
     for unit_id in frames["units"]["unit_id"]:
         tables = {}
@@ -264,6 +266,12 @@ def test_report_from_a_results_store_directory(tmp_path):
     assert len(_images(text)) == 4 + 3 + 2
     section = text[text.index('id="components"') : text.index('id="config"')]
     assert "<td>a2.h0</td>" in section  # the head whose name-mover score rises is chosen
+    # The per-prompt metrics come back from the store: Figure 1 has bootstrap bands.
+    from tests.report_html import section as report_section
+    from tests.report_html import table_after
+
+    plotted = table_after(report_section(text, "performance"), "The plotted values")
+    assert [r["band"] for r in plotted] == ["bootstrap CI over prompts"] * 3
 
 
 def test_algorithm_figure_draws_when_every_value_is_undefined() -> None:
@@ -277,3 +285,90 @@ def test_algorithm_figure_draws_when_every_value_is_undefined() -> None:
     series = pd.DataFrame({"panel": [panel] * 2, "model": ["m", "m"],
                            "tokens_seen": [2048, 4096], "pct_effect": [np.nan, np.nan]})
     assert figure_to_png(algorithm_figure(series)).startswith("iVBOR")  # base64 PNG
+
+
+def _prompt_metrics(frames: dict[str, pd.DataFrame], n: int = 24) -> pd.DataFrame:
+    """Per-prompt metrics around each unit's stored means (clean, corrupted, empty, circuit)."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for _, r in frames["task_metrics"].iterrows():
+        clean = rng.normal(r["clean_metric"], 0.3, size=n)
+        runs = {"clean": clean, "corrupted": -clean, "empty": 0.05 * clean,
+                "circuit": 0.85 * clean + rng.normal(0, 0.1, size=n)}
+        rows += [{"unit_id": r["unit_id"], "model": r["model"], "step": r["step"],
+                  "task": r["task"], "run": run, "example": i, "metric": float(v)}
+                 for run, values in runs.items() for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_figures_shade_the_bands_they_are_given(frames):
+    from matplotlib.collections import PolyCollection
+
+    perf = analyses.task_performance(frames["task_metrics"])
+    points = perf[perf["metric"] == "clean_metric"]
+    bands = points.assign(ci_low=points["value"] - 0.1, ci_high=points["value"] + 0.1)
+    shaded = figures.performance_figure(perf, bands=bands)
+    plain = figures.performance_figure(perf)
+    for figure, want in ((shaded, 2), (plain, 0)):  # one band per model in each task's panel
+        for axis in figure.axes[:2]:
+            assert sum(isinstance(c, PolyCollection) for c in axis.collections) == want
+    band = next(c for c in shaded.axes[0].collections if isinstance(c, PolyCollection))
+    low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    first = points[(points["task"] == "ioi") & (points["tokens_seen"] > 0)]
+    model = first[first["model"] == first["model"].iloc[0]]
+    np.testing.assert_allclose([low, high], [model["value"].min() - 0.1,
+                                             model["value"].max() + 0.1], rtol=1e-9)
+
+
+def test_single_seed_report_draws_bootstrap_bands(tmp_path):
+    from tests.report_html import section, table_after
+
+    frames = synthetic_frames(steps=(64, 1000, 143000))
+    frames["prompt_metrics"] = _prompt_metrics(frames)
+    out = write_report(frames, tmp_path / "r.html",
+                       options=ReportOptions(dpi=30, diagrams_per_series=1,
+                                             bootstrap_resamples=300, bootstrap_seed=4))
+    text = out.read_text(encoding="utf-8")
+    performance = section(text, "performance")
+    assert ("Shaded: 95% percentile bootstrap interval over prompts (300 resamples of the "
+            "prompts with replacement, seed 4") in performance
+    plotted = table_after(performance, "The plotted values and intervals")
+    assert len(plotted) == 2 * 3 * 2  # models x steps x tasks
+    clean = frames["prompt_metrics"].query("run == 'clean'")
+    means = clean.groupby(["model", "task", "step"])["metric"].mean()
+    for row in plotted:
+        assert row["band"] == "bootstrap CI over prompts" and row["n_seeds"] == "1"
+        value, low, high = (float(row[c]) for c in ("value", "ci_low", "ci_high"))
+        # The curve is the stored mean (task_metrics); the interval is around the prompts' mean.
+        mean = means[(row["model"], row["task"], int(row["step"]))]
+        assert low < mean < high and 0.05 < high - low < 0.5  # sd 0.3 / √24 · 2 · 1.96 ≈ 0.24
+        assert math.isfinite(value)
+    faithfulness = section(text, "faithfulness")
+    assert "resampled jointly and the statistic is the ratio of their means" in faithfulness
+    assert "The bottom row (faithfulness versus circuit size" in faithfulness  # says why not
+    faith = table_after(faithfulness, "The plotted values and intervals")
+    # tiny-a/sva's faithfulness is undefined: no point, no interval; the others have the
+    # bootstrap interval of the prompts' ratio of means around that ratio.
+    assert {(r["model"], r["task"]) for r in faith} == {("tiny-a", "ioi"), ("tiny-b", "ioi"),
+                                                        ("tiny-b", "sva")}
+    prompts = frames["prompt_metrics"].groupby(["model", "task", "step", "run"])["metric"].mean()
+    for row in faith:
+        key = (row["model"], row["task"], int(row["step"]))
+        ratio = prompts[(*key, "circuit")] / prompts[(*key, "clean")]
+        assert row["band"] == "bootstrap CI over prompts"
+        assert float(row["ci_low"]) < ratio < float(row["ci_high"])
+        if key[2] == 143000:  # a trained model: a narrow interval (early ones have m(M) ≈ 0)
+            assert float(row["ci_high"]) - float(row["ci_low"]) < 0.3
+    assert "One training run per model: no spread across seeds" in section(text, "seeds")
+
+
+def test_report_without_prompt_metrics_says_why_there_is_no_band(frames, tmp_path):
+    from tests.report_html import section, table_after
+
+    out = write_report({k: v for k, v in frames.items() if k != "prompt_metrics"},
+                       tmp_path / "r.html", options=ReportOptions(dpi=30, diagrams_per_series=1))
+    performance = section(out.read_text(encoding="utf-8"), "performance")
+    assert "No interval at tiny-a/ioi, tiny-a/sva, tiny-b/ioi, tiny-b/sva" in performance
+    assert "written before results schema v6" in performance
+    rows = table_after(performance, "The plotted values and intervals")
+    assert {r["band"] for r in rows} == {"no interval"} and {r["ci_low"] for r in rows} == {"—"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from circuit_atlas.errors import UnknownNameError
@@ -319,11 +320,22 @@ def test_find_circuit_result_is_consistent(tiny_task, tmp_path):
         r.clean_metric - r.empty_metric
     )
     assert r.faithfulness_normalized == pytest.approx(expected)
-    assert set(r.timings) == {"behaviour", "attribution", "selection", "search", "total"}
+    assert set(r.timings) == {"behaviour", "attribution", "selection", "search", "per_example",
+                              "total"}
+    # Per-prompt metrics of the empty and the found circuit: their means are the stored means.
+    assert set(r.example_metrics) == {"empty", "circuit"}
+    assert [len(v) for v in r.example_metrics.values()] == [len(data), len(data)]
+    for run, mean in (("empty", r.empty_metric), ("circuit", r.curve[sizes.index(n)]["metric"])):
+        torch.testing.assert_close(float(np.mean(r.example_metrics[run])), mean, atol=1e-5,
+                                   rtol=1e-5)
+    clean_values = r.settings["behaviour"]["clean"]["metric_values"]
+    torch.testing.assert_close(float(np.mean(clean_values)), r.clean_metric, atol=1e-5,
+                               rtol=1e-5)
     assert {"torch", "transformers", "circuit_atlas", "python"} <= set(r.versions)
     assert r.settings["graph"]["n_edges"] == graph.n_edges == len(r.edge_names)
     loaded = CircuitResult.load(r.save(tmp_path))
     assert loaded.settings == r.settings and loaded.curve == r.curve
+    assert loaded.example_metrics == r.example_metrics
     assert torch.equal(loaded.in_circuit, r.in_circuit)
 
 

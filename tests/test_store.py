@@ -267,7 +267,7 @@ def _algorithm_rows(unit_id: str) -> list[dict]:
 
 
 def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     old = ResultsStore(tmp_path / "old", create=True)
     old.write_unit("u1", unit_tables("u1", step=1000))
     _downgrade(old, "u1", 2)
@@ -336,3 +336,46 @@ def test_schema_v1_store_is_refused(store):
     (store.root / "store.json").write_text(json.dumps({**manifest, "schema_version": 1}))
     with pytest.raises(StoreError, match=r"schema version 1; this circuit-atlas reads versions"):
         ResultsStore(store.root)
+
+
+def _prompt_rows(unit_id: str, step: int) -> list[dict]:
+    return [{"unit_id": unit_id, "model": "tiny-a", "step": step, "task": task, "run": run,
+             "example": i, "metric": 0.25 * i - (run == "corrupted")}
+            for task in ("ioi", "sva") for run in ("clean", "corrupted", "empty", "circuit")
+            for i in range(3)]  # fmt: skip
+
+
+def test_prompt_metrics_round_trip(store):
+    rows = _prompt_rows("u1", 1000)
+    assert store.write_unit("u1", {**unit_tables("u1"), "prompt_metrics": rows})
+    store.verify()
+    got = store.query("SELECT * FROM prompt_metrics ORDER BY task, run, example")
+    assert list(got.columns) == TABLES["prompt_metrics"].names
+    want = pd.DataFrame(rows).sort_values(["task", "run", "example"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert got["example"].dtype == "int64" and got["metric"].dtype == "float64"
+    means = store.query("SELECT task, avg(metric) AS m FROM prompt_metrics WHERE run = 'clean' "
+                        "GROUP BY task ORDER BY task")
+    assert means["m"].tolist() == [0.25, 0.25]  # (0 + 0.25 + 0.5) / 3
+    with pytest.raises(StoreError, match=r"table 'prompt_metrics' .*missing columns \['run'\]"):
+        store.write_unit("u2", {"prompt_metrics": [{k: v for k, v in rows[0].items()
+                                                    if k != "run"} | {"unit_id": "u2"}]})
+
+
+def test_schema_v5_units_read_with_no_prompt_metrics(tmp_path):
+    old = ResultsStore(tmp_path / "v5", create=True)
+    old.write_unit("u1", {**unit_tables("u1", step=1000),
+                          "prompt_metrics": _prompt_rows("u1", 1000)})
+    _downgrade(old, "u1", 5)
+    assert not (old.units_dir / "u1" / "prompt_metrics.parquet").exists()
+    store = ResultsStore(tmp_path / "v5")
+    store.verify()  # v5's tables: no prompt_metrics file expected
+    frame = store.table("prompt_metrics")
+    assert frame.empty and list(frame.columns) == TABLES["prompt_metrics"].names
+    assert store.write_unit("u2", {**unit_tables("u2", step=2000),
+                                   "prompt_metrics": _prompt_rows("u2", 2000)})  # v6 joins
+    both = ResultsStore(tmp_path / "v5")
+    both.verify()
+    assert both.table("prompt_metrics")["unit_id"].unique().tolist() == ["u2"]
+    assert len(both.table("units")) == 2
+    assert json.loads((tmp_path / "v5" / "store.json").read_text())["upgraded_from"] == 5

@@ -6,12 +6,14 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from circuit_atlas.errors import ConfigError
 from circuit_atlas.study.config import HubSource
 from circuit_atlas.study.load import load_study
 from circuit_atlas.study.units import plan_units
+from tests.report_html import section, table_after
 
 TASK = '\n[[tasks]]\nname = "ioi"\nn = 6\n'
 
@@ -165,3 +167,54 @@ def test_three_seed_local_study_runs_end_to_end(tmp_path, data_dir):
                        all_steps=store.table("circuits")).set_index("step")
     assert jac["n_pairs"].tolist() == [3, 3] and jac["n_seeds"].tolist() == [3, 3]
     assert jac["seed_jaccard"].between(0, 1).all() and jac.loc[10, "step_jaccard"] >= 0
+    # Per-prompt metrics of every run, whose means are the stored means (schema v6).
+    prompts = store.table("prompt_metrics")
+    counts = prompts.groupby(["unit_id", "run"]).size()
+    assert len(counts) == 6 * 4 and (counts == 6).all()  # 6 units x 4 runs x 6 prompts
+    clean = prompts[prompts["run"] == "clean"].groupby("unit_id")["metric"].mean()
+    metrics = store.table("task_metrics").set_index("unit_id")
+    np.testing.assert_allclose(clean.sort_index(), metrics["clean_metric"].sort_index(),
+                               atol=1e-5, rtol=1e-5)
+    faithful = store.table("circuits").set_index("unit_id")
+    curves = store.table("curves")
+    by_size = curves.sort_values("n_requested").groupby("unit_id")["metric"]
+    for run, stored in (("empty", by_size.first()), ("circuit", by_size.last())):
+        # The empty circuit is the curve at 0 edges; every faithfulness here is undefined, so
+        # the stored circuit is the fallback at the largest size of the curve.
+        means = prompts[prompts["run"] == run].groupby("unit_id")["metric"].mean()
+        np.testing.assert_allclose(means.sort_index(), stored.sort_index(), atol=1e-5,
+                                   rtol=1e-5)
+    # The report: Figure 1 is the mean over seeds with a min-max band, and the seed table.
+    from circuit_atlas.report import ReportOptions, write_report
+
+    out = write_report(store, tmp_path / "report.html",
+                       options=ReportOptions(dpi=30, diagrams_per_series=1))
+    text = out.read_text(encoding="utf-8")
+    performance = section(text, "performance")
+    assert "the line is the mean over seeds and the shaded band the min–max over seeds" \
+        in performance
+    plotted = table_after(performance, "The plotted values and intervals")
+    assert [r["model"] for r in plotted] == ["suite-a", "suite-a"]
+    assert {r["band"] for r in plotted} == {"min–max over seeds (line: mean over seeds)"}
+    for row, (_, want) in zip(plotted, curve.iterrows(), strict=True):
+        assert int(row["step"]) == want["step"] and int(row["n_seeds"]) == 3
+        got = [float(row[c]) for c in ("value", "ci_low", "ci_high")]
+        np.testing.assert_allclose(got, [want["mean"], want["min"], want["max"]], rtol=1e-3)
+        assert got[1] <= got[0] <= got[2] and got[1] < got[2]
+    seeds = section(text, "seeds")
+    assert "suite-a (3 seeds)" in seeds and "Seed-vs-step Jaccard" in seeds
+    summary = table_after(seeds, "Seed-vs-step Jaccard")
+    assert {(r["set"], r["model"], r["task"]) for r in summary} == {
+        ("edges", "suite-a", "ioi"), ("nodes", "suite-a", "ioi")}
+    edges = next(r for r in summary if r["set"] == "edges")
+    np.testing.assert_allclose(float(edges["seed_jaccard"]), jac["seed_jaccard"].mean(),
+                               rtol=1e-3)
+    np.testing.assert_allclose(float(edges["step_jaccard"]), jac.loc[10, "step_jaccard"],
+                               rtol=1e-3)
+    spread = table_after(seeds, "Emergence of the task metric across seeds")
+    assert [(r["model"], r["task"], r["n_seeds"]) for r in spread] == [("suite-a", "ioi", "3")]
+    faithfulness = section(text, "faithfulness")
+    # The random tiny models learn nothing: faithfulness is undefined everywhere, and said so.
+    assert faithful["faithfulness"].isna().all()
+    assert "No interval: there is no defined value to draw." in faithfulness
+

@@ -82,7 +82,9 @@ def behaviour(model: PatchableModel, data: TaskDataset, *, batch_size: int = 32)
     Returns:
         ``{"clean": {...}, "corrupted": {...}}``, each the dict of
         :func:`circuit_atlas.tasks.base.behaviour_metrics` (``metric`` is the paper's metric:
-        logit difference in logits, or probability difference in probabilities).
+        logit difference in logits, or probability difference in probabilities), plus
+        ``metric_values``: the task metric of every example in dataset order (a list of
+        floats; the store keeps them per prompt for bootstrap intervals).
 
     Raises:
         NonFiniteError: If a metric is NaN or infinite; the message names the first forward
@@ -92,14 +94,13 @@ def behaviour(model: PatchableModel, data: TaskDataset, *, batch_size: int = 32)
     from circuit_atlas.models.finite import check_finite_behaviour
 
     data_dev = data.to(model.device)
-    result = {
-        "clean": behaviour_metrics(task_logits(model, data, batch_size=batch_size), data_dev),
-        "corrupted": behaviour_metrics(
-            task_logits(model, data, corrupted=True, batch_size=batch_size), data_dev
-        ),
-    }
-    check_finite_behaviour(model, data, result, batch_size=batch_size)
-    return result
+    out = {}
+    for side, corrupted in (("clean", False), ("corrupted", True)):
+        logits = task_logits(model, data, corrupted=corrupted, batch_size=batch_size)
+        out[side] = {**behaviour_metrics(logits, data_dev),
+                     "metric_values": metric_values(logits, data_dev).cpu().tolist()}
+    check_finite_behaviour(model, data, out, batch_size=batch_size)
+    return out
 
 
 @torch.no_grad()
@@ -211,9 +212,8 @@ class CircuitEvaluator:
             self._cache[i] = alt
         return alt
 
-    @torch.no_grad()
-    def __call__(self, edge_masks: Tensor) -> Tensor:
-        """Mean task metric of each circuit: ``(k, n_edges)`` bool → ``(k,)`` float32.
+    def _batch_values(self, edge_masks: Tensor):
+        """Yield ``(batch index, first circuit, (k, b) metric values)`` over batches and chunks.
 
         Raises:
             ValueError: If the masks do not have one entry per edge.
@@ -227,7 +227,6 @@ class CircuitEvaluator:
         masks = edge_masks.reshape(-1, g.n_edges)
         keep_all = g.dense(masks.to(device=model.device, dtype=model.dtype))  # (k, f, s)
         n_k = masks.shape[0]
-        totals = torch.zeros(n_k, dtype=torch.float64)
         elem = torch.finfo(model.dtype).bits // 8
         for i, batch in enumerate(self.batches):
             b, p = batch.clean.shape
@@ -241,8 +240,39 @@ class CircuitEvaluator:
                 logits = model.run(batch.clean, batch.metric_positions, patch=patch)
                 self.passes += 1
                 vals = metric_values(logits.view(k * b, -1), _repeat(batch, k))
-                totals[start : start + k] += vals.view(k, b).sum(1).double().cpu()
+                yield i, start, vals.view(k, b)
+
+    @torch.no_grad()
+    def __call__(self, edge_masks: Tensor) -> Tensor:
+        """Mean task metric of each circuit: ``(k, n_edges)`` bool → ``(k,)`` float32.
+
+        Raises:
+            ValueError: If the masks do not have one entry per edge.
+        """
+        n_k = edge_masks.reshape(-1, edge_masks.shape[-1]).shape[0]
+        totals = torch.zeros(n_k, dtype=torch.float64)
+        for _, start, vals in self._batch_values(edge_masks):
+            totals[start : start + vals.shape[0]] += vals.sum(1).double().cpu()
         return (totals / len(self.data)).float()
+
+    @torch.no_grad()
+    def per_example(self, edge_masks: Tensor) -> Tensor:
+        """Task metric of each circuit on each example: ``(k, n_edges)`` → ``(k, n)`` float32.
+
+        The same runs as :meth:`__call__` (whose value is this tensor's mean over examples, up
+        to float rounding), kept per example in dataset order, for bootstrap intervals over
+        prompts (:func:`circuit_atlas.analyses.uncertainty.bootstrap_ci`).
+
+        Raises:
+            ValueError: If the masks do not have one entry per edge.
+        """
+        n_k = edge_masks.reshape(-1, edge_masks.shape[-1]).shape[0]
+        parts: dict[int, list[Tensor]] = {}
+        for i, start, vals in self._batch_values(edge_masks):
+            parts.setdefault(i, []).append((start, vals.float().cpu()))
+        columns = [torch.cat([v for _, v in sorted(parts[i], key=lambda sv: sv[0])])
+                   for i in sorted(parts)]
+        return torch.cat(columns, dim=1) if columns else torch.zeros(n_k, 0)
 
 
 def evaluate_circuits(

@@ -109,6 +109,20 @@ def _positive_tokens(frame: pd.DataFrame, column: str = "tokens_seen") -> pd.Dat
     return frame[values > 0]
 
 
+def _band(axis, bands: pd.DataFrame | None, model: str, task: str, color) -> bool:
+    """Shade ``[ci_low, ci_high]`` of one model × task over tokens; whether anything was drawn."""
+    if bands is None or bands.empty:
+        return False
+    part = _positive_tokens(bands[(bands["model"] == model) & (bands["task"] == task)])
+    part = part.dropna(subset=["ci_low", "ci_high"]).sort_values("tokens_seen")
+    if part.empty:
+        return False
+    axis.fill_between(part["tokens_seen"].astype(float), part["ci_low"].astype(float),
+                      part["ci_high"].astype(float), color=color, alpha=0.2, lw=0,
+                      label="_band")  # fmt: skip
+    return True
+
+
 def _empty_panel(axis, text: str) -> None:
     axis.text(0.5, 0.5, text, ha="center", va="center", transform=axis.transAxes, fontsize=9)
     axis.set_xticks([])
@@ -120,6 +134,7 @@ def performance_figure(
     *,
     metric: str = "clean_metric",
     emergence: pd.DataFrame | None = None,
+    bands: pd.DataFrame | None = None,
 ) -> Figure:
     """Figure 1: a task metric over training tokens, one panel per task, one line per model.
 
@@ -127,7 +142,11 @@ def performance_figure(
         performance: Output of :func:`~circuit_atlas.analyses.task_performance`.
         metric: Which ``metric`` rows to draw (``clean_metric``: the paper's curve).
         emergence: Optional :func:`~circuit_atlas.analyses.emergence_table` output for this
-            metric; emerged rows are marked with a star on their model's curve.
+            metric; emerged rows are marked with a star on their model's curve (rows of models
+            that are not drawn are skipped).
+        bands: Optional intervals shaded around each model's curve: ``model``, ``task``,
+            ``tokens_seen``, ``ci_low``, ``ci_high`` (e.g. bootstrap intervals over prompts,
+            :func:`~circuit_atlas.analyses.metric_intervals`, or the min–max over seeds).
 
     Returns:
         The figure.
@@ -142,10 +161,11 @@ def performance_figure(
             series = part[part["model"] == model].sort_values("step")
             if not series.empty:
                 axis.plot(series["tokens_seen"], series["value"], color=color, lw=1.5, marker=".")
+                _band(axis, bands, model, task, color)
         if emergence is not None and not emergence.empty:
             marks = emergence[(emergence["task"] == task) & emergence["emerged"]]
             for _, mark in marks.iterrows():
-                if mark["tokens_seen"] > 0:
+                if mark["tokens_seen"] > 0 and mark["model"] in colors:
                     axis.plot(
                         mark["tokens_seen"], mark["value_at_emergence"], marker="*", ms=13,
                         color=colors.get(mark["model"], "black"), mec="black", mew=0.6, zorder=5,
@@ -240,7 +260,11 @@ def jaccard_figure(
 
 
 def faithfulness_figure(
-    circuits: pd.DataFrame, curves: pd.DataFrame | None = None, *, threshold: float | None = None
+    circuits: pd.DataFrame,
+    curves: pd.DataFrame | None = None,
+    *,
+    threshold: float | None = None,
+    bands: pd.DataFrame | None = None,
 ) -> Figure:
     """Faithfulness over training (top) and versus circuit size (bottom), one column per task.
 
@@ -253,6 +277,11 @@ def faithfulness_figure(
         curves: The store's ``curves`` table (``n_edges``, ``faithfulness`` per evaluated
             size), or None to draw the top row only.
         threshold: Faithfulness target drawn as a dashed line (e.g. 0.8).
+        bands: Optional intervals shaded around the top row's curves: ``model``, ``task``,
+            ``tokens_seen``, ``ci_low``, ``ci_high`` (e.g.
+            :func:`~circuit_atlas.analyses.faithfulness_intervals`, or the min–max over seeds).
+            The y axis spans the curves (and [0, 1]), not the bands: the interval of a ratio
+            whose denominator is near 0 is clipped at the panel's edge.
 
     Returns:
         The figure.
@@ -269,10 +298,15 @@ def faithfulness_figure(
             series = part[part["model"] == model].sort_values("step")
             if not series.empty:
                 axis.plot(series["tokens_seen"], series["faithfulness"], color=color, marker=".")
+                _band(axis, bands, model, task, color)
         if part.empty:
             _empty_panel(axis, "faithfulness undefined\n(clean metric 0) or no data")
         else:
             _log_tokens(axis)
+            values = part["faithfulness"].astype(float)
+            low, high = min(0.0, values.min()), max(1.0, values.max())
+            margin = 0.08 * (high - low)
+            axis.set_ylim(low - margin, high + margin)  # a ratio's band can be unbounded
         axis.set_title(f"{task}: faithfulness of the circuit")
         axis.set_ylabel("faithfulness")
         if has_curves:

@@ -25,6 +25,7 @@ import pandas as pd
 
 import circuit_atlas
 from circuit_atlas import analyses, figures
+from circuit_atlas import report_uncertainty as uncertainty
 from circuit_atlas.report_frames import (
     ReportFrames,
     ReportOptions,
@@ -46,6 +47,7 @@ SECTIONS: dict[str, str] = {
     "not-emerged": "Tasks that did not emerge",
     "circuit-size": "Circuit size over training",
     "stability": "Circuit stability (Figure 5)",
+    "seeds": "Seeds: run-to-run spread",
     "scaling": "Circuit size versus model scale",
     "faithfulness": "Faithfulness",
     "diagrams": "Circuit diagrams",
@@ -186,7 +188,13 @@ def _performance_section(frames, options, metric_emergence) -> str:
     perf = analyses.task_performance(
         frames.task_metrics, drop_steps_at_most=options.drop_steps_at_most
     )
-    figure = figures.performance_figure(perf, emergence=metric_emergence)
+    curve = uncertainty.performance_bands(frames, perf, options)
+    kinds = perf.drop_duplicates(["model", "task"])[["model", "task", "metric_kind"]]
+    drawn = curve.merge(kinds, on=["model", "task"], how="left").assign(metric="clean_metric")
+    if drawn["metric_kind"].isna().any():  # a base model: the kind of its seeds' task
+        by_task = kinds.drop_duplicates("task").set_index("task")["metric_kind"]
+        drawn["metric_kind"] = drawn["metric_kind"].fillna(drawn["task"].map(by_task))
+    figure = figures.performance_figure(drawn, emergence=metric_emergence, bands=curve)
     dropped = (
         f" Steps ≤ {options.drop_steps_at_most} are left out, as in the paper."
         if options.drop_steps_at_most is not None
@@ -195,8 +203,10 @@ def _performance_section(frames, options, metric_emergence) -> str:
     return (
         "<p>Raw clean-prompt task metric (logit difference or probability difference, not "
         "normalised) against tokens seen; stars mark emergence points. Step 0 (0 tokens) cannot "
-        f"be drawn on the log axis.{dropped}</p>"
-        + png_image(figure, options.dpi, "task performance")
+        f"be drawn on the log axis.{dropped} "
+        + uncertainty.band_caption(curve, options, "of the mean metric")
+        + "</p>" + png_image(figure, options.dpi, "task performance")
+        + uncertainty.curve_table(curve)
     )
 
 
@@ -278,7 +288,8 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
             + ": their mean is over every checkpoint.</p>"
         )
     size_html = (
-        png_image(figures.circuit_size_figure(sizes), options.dpi, "circuit size")
+        f"<p>{uncertainty.NO_BAND_SETS}</p>"
+        + png_image(figures.circuit_size_figure(sizes), options.dpi, "circuit size")
         + f"<h3>Mean circuit size (steps ≥ {options.mean_size_min_step})</h3>"
         + html_table(means)
         + note
@@ -324,7 +335,8 @@ def _stability_section(frames: ReportFrames, options: ReportOptions) -> str:
                          "final": ewma[-1]})  # fmt: skip
     return (
         "<p>Jaccard similarity of the in-circuit edge and node sets of consecutive analysed "
-        "checkpoints, smoothed with an EWMA (α = 0.5, s₀ = J₀); dots are the raw values.</p>"
+        "checkpoints, smoothed with an EWMA (α = 0.5, s₀ = J₀); dots are the raw values. "
+        f"{uncertainty.NO_BAND_SETS}</p>"
         + png_image(figure, options.dpi, "EWMA Jaccard")
         + "<h3>Summary of the smoothed series</h3>"
         + html_table(pd.DataFrame(rows))
@@ -340,7 +352,17 @@ def _faithfulness_section(frames: ReportFrames, options: ReportOptions) -> str:
         if has_columns(frames.circuits, "threshold") and frames.circuits["threshold"].notna().any()
         else None
     )
-    figure = figures.faithfulness_figure(sizes, frames.curves, threshold=threshold)
+    curve = uncertainty.faithfulness_bands(frames, sizes, options)
+    drawn = curve.rename(columns={"value": "faithfulness"}).merge(
+        sizes.drop_duplicates(["model", "task", "step"]).drop(
+            columns=["faithfulness", "params", "tokens_seen"], errors="ignore"),
+        on=["model", "task", "step"], how="left")  # fmt: skip
+    undrawn = sizes[sizes["faithfulness"].isna()]  # keeps a panel for an undefined task
+    if has_columns(frames.units, "model"):
+        base = analyses.seed_map(frames.units).set_index("model")["base_model"]
+        undrawn = undrawn.assign(model=undrawn["model"].map(base).fillna(undrawn["model"]))
+    drawn = pd.concat([drawn, undrawn], ignore_index=True)
+    figure = figures.faithfulness_figure(drawn, frames.curves, threshold=threshold, bands=curve)
     undefined = sizes[sizes["faithfulness"].isna()]
     counts = undefined.groupby(["model", "task"]).size().rename("undefined checkpoints")
     note = (
@@ -351,7 +373,16 @@ def _faithfulness_section(frames: ReportFrames, options: ReportOptions) -> str:
     )
     return (
         "<p>faithfulness = metric(circuit) / metric(clean model) (PAPER.md §3.4); the dashed "
-        "line is the search threshold.</p>" + png_image(figure, options.dpi, "faithfulness") + note
+        "line is the search threshold. "
+        + uncertainty.band_caption(curve, options, "the circuit run and the clean run are "
+                                   "resampled jointly and the statistic is the ratio of their "
+                                   "means")
+        + " The y axis spans the curves: a band that leaves it (a ratio whose denominator is "
+        "near 0) is clipped; its bounds are in the table below."
+        + " The bottom row (faithfulness versus circuit size at the last checkpoint) has no "
+        "interval: per-prompt metrics are stored for the empty and the found circuit only, not "
+        "for every size of the curve.</p>"
+        + png_image(figure, options.dpi, "faithfulness") + uncertainty.curve_table(curve) + note
     )
 
 
@@ -416,7 +447,9 @@ def _components_section(frames: ReportFrames, options: ReportOptions) -> str:
             f"by rule <code>{esc(options.component_rule)}</code> (PAPER.md §4; "
             "docs/components.md). The threshold is relative: <code>ever_component</code> says "
             "whether the head ever passes the paper's absolute rule (e.g. copy score above 10%); "
-            "where it is False the model has no such component and the line shows noise.</p>",
+            "where it is False the model has no such component and the line shows noise. No "
+            "interval: a component score is stored as one value per head and checkpoint, without "
+            "its per-prompt values.</p>",
             png_image(figure, options.dpi, "component scores, representative heads"),
             html_table(chosen, empty="No in-circuit head passes the threshold."),
             f"<h3>Figure 3: the most frequently in-circuit heads of {esc(largest)}</h3>",
@@ -516,6 +549,7 @@ def write_report(
         "not-emerged": _not_emerged_section(frames, metric_emergence),
         "circuit-size": excluded + size_html,
         "stability": excluded + _stability_section(circuits, options),
+        "seeds": uncertainty.seeds_section(frames, metric_emergence, circuits),
         "scaling": scaling_html,
         "faithfulness": _faithfulness_section(frames, options),
         "diagrams": _diagrams_section(circuits, options),

@@ -57,7 +57,10 @@ def algorithm_section(frames: ReportFrames, options: ReportOptions) -> str:
         "effects through the pure S-inhibition heads' values, carried by induction and "
         f"duplicate-token heads. Denominator: <code>{esc(denominators)}</code> (Σ effect of "
         "the IOI circuit's heads, or of all heads; docs/algorithm.md). Gaps are undefined "
-        "points (table below).</p>",
+        "points (table below). No interval: each share is a ratio of path-patching effects on the "
+        "mean logit difference over all prompts; per-prompt effects are not stored, so there "
+        "is nothing to resample "
+        "(docs/uncertainty.md).</p>",
         png_image(algorithm_figure(series, params=params), options.dpi, "Figure 4 B-D"),
     ]
     undefined = series[series["pct_effect"].isna()]

@@ -30,7 +30,7 @@ __all__ = [
 
 TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes", "curves",
                            "component_scores", "component_heads", "algorithm", "algorithm_heads",
-                           "fingerprints", "self_repair", "self_repair_heads")
+                           "fingerprints", "self_repair", "self_repair_heads", "prompt_metrics")
 """Store tables the report reads (``faithfulness`` is accepted as another name of ``curves``)."""
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class ReportOptions:
             first and last included); None draws every checkpoint.
         component_frac: Figure 2's threshold (fraction of the model's maximum score).
         component_rule: Figure 2's head choice (``most_in_circuit`` or ``earliest_crossing``).
+        bootstrap_resamples: Resamples of the bootstrap intervals over prompts (1,000;
+            docs/uncertainty.md).
+        bootstrap_seed: Seed of the bootstrap generator (the same for every point).
+        ci_level: Coverage of the bootstrap intervals (0.95, percentile method).
         dpi: Resolution of the embedded PNGs.
     """
 
@@ -76,6 +80,9 @@ class ReportOptions:
     diagrams_per_series: int | None = 4
     component_frac: float = analyses.PAPER_FIG2_FRACTION
     component_rule: analyses.SelectionRule = "most_in_circuit"
+    bootstrap_resamples: int = analyses.N_RESAMPLES
+    bootstrap_seed: int = 0
+    ci_level: float = analyses.CI_LEVEL
     dpi: int = 100
 
 
@@ -96,6 +103,7 @@ class ReportFrames:
     fingerprints: pd.DataFrame = field(default_factory=pd.DataFrame)
     self_repair: pd.DataFrame = field(default_factory=pd.DataFrame)
     self_repair_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    prompt_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def load(cls, source: Any) -> ReportFrames:

@@ -68,6 +68,9 @@ class CircuitResult:
         curve: One dict per evaluated size: ``n_requested`` (edges asked of the selection),
             ``n_edges`` / ``n_nodes`` (after pruning), ``metric``, ``faithfulness``,
             ``faithfulness_normalized``; sorted by ``n_requested``.
+        example_metrics: The task metric per example (dataset order) of the ``empty`` circuit
+            and of the found ``circuit``, for bootstrap intervals of faithfulness over prompts
+            (empty in results written before it existed).
         settings: How the circuit was found (method, threshold, search, sizes, counts).
         versions: Library versions (python, torch, transformers, circuit_atlas).
         timings: Seconds per stage.
@@ -91,6 +94,7 @@ class CircuitResult:
     corrupted_metric: float
     empty_metric: float
     curve: list[dict] = field(default_factory=list)
+    example_metrics: dict[str, list[float]] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)

@@ -319,6 +319,11 @@ def find_circuit(
     timings["total"] = time.perf_counter() - t_all
 
     in_circuit = curve.masks([n_requested])[0]
+    t_examples = time.perf_counter()  # per prompt, for bootstrap intervals (two more circuits)
+    per_example = curve.evaluator.per_example(torch.stack([torch.zeros_like(in_circuit),
+                                                           in_circuit]))
+    example_metrics = {"empty": per_example[0].tolist(), "circuit": per_example[1].tolist()}
+    timings["per_example"] = time.perf_counter() - t_examples
     n_edges, n_nodes = curve.sizes[n_requested]
     points = [
         {"n_requested": n, "n_edges": curve.sizes[n][0], "n_nodes": curve.sizes[n][1],
@@ -359,7 +364,8 @@ def find_circuit(
         faithfulness=baselines.ratio(final_metric),
         faithfulness_normalized=baselines.normalized(final_metric),
         clean_metric=clean["metric"], corrupted_metric=beh["corrupted"]["metric"],
-        empty_metric=baselines.empty, curve=points, settings=settings, versions=_versions(),
+        empty_metric=baselines.empty, curve=points, example_metrics=example_metrics,
+        settings=settings, versions=_versions(),
         timings=timings, model=dict(getattr(model, "source", None) or {}),
     )
 

@@ -25,15 +25,17 @@ __all__ = [
     "table_schema",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version of the table schemas this circuit-atlas writes (3 added the algorithm tables, 4 the
-``units.weights_fingerprint`` column, 5 ``units.seed`` and ``units.base_model``)."""
+``units.weights_fingerprint`` column, 5 ``units.seed`` and ``units.base_model``, 6 the
+``prompt_metrics`` table)."""
 
-READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5, 6)
 """Schema versions this circuit-atlas reads; a store or unit of another version is refused.
 A version-2 unit has no algorithm tables: they read as empty for it; a unit older than version 4
 has no ``weights_fingerprint``, one older than 5 no ``seed`` and ``base_model``: they read as
-null (the analyses then take ``base_model`` to be ``model``)."""
+null (the analyses then take ``base_model`` to be ``model``); a unit older than 6 has no
+``prompt_metrics`` table: it reads as empty for it (no bootstrap intervals for that unit)."""
 
 _I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -99,6 +101,9 @@ TABLES: dict[str, pa.Schema] = {
         *((f"is_{role}", _BOOL) for role in _ROLES), ("direct_effect", _F64),
         ("s_inhibition_effect", _F64), ("tertiary_effect", _F64), ("in_circuit", _BOOL),
     ),
+    "prompt_metrics": _schema(
+        *_SHORT_KEYS, ("run", _STR), ("example", _I64), ("metric", _F64),
+    ),
     "fingerprints": _schema(
         *_KEYS, ("role", _STR), ("share", _F64), ("attribution", _F64), ("reason", _STR),
     ),
@@ -117,9 +122,10 @@ TABLES: dict[str, pa.Schema] = {
 TABLES_BY_VERSION: dict[int, tuple[str, ...]] = {
     2: ("units", "task_metrics", "circuits", "edges", "nodes", "curves", "component_scores",
         "component_heads"),
-    3: tuple(TABLES),
-    4: tuple(TABLES),
-    5: tuple(TABLES),
+    3: tuple(t for t in TABLES if t != "prompt_metrics"),
+    4: tuple(t for t in TABLES if t != "prompt_metrics"),
+    5: tuple(t for t in TABLES if t != "prompt_metrics"),
+    6: tuple(TABLES),
 }
 """The tables a unit of each readable schema version holds."""
 

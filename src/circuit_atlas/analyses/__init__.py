@@ -16,6 +16,8 @@ Every function is pure: it takes pandas DataFrames with the columns of the resul
   checkpoints, e.g. hub branches holding the same weights).
 - :mod:`.seeds` — curves and emergence points as mean ± spread over training seeds, and the
   Jaccard between seeds at one step next to the Jaccard between consecutive steps.
+- :mod:`.uncertainty` — seeded percentile bootstrap intervals over prompts (task metrics and
+  faithfulness, from the ``prompt_metrics`` table).
 """
 
 from circuit_atlas.analyses._frames import attach_tokens, model_order, step_tokens
@@ -81,11 +83,23 @@ from circuit_atlas.analyses.stability import (
     normalized_abs_scores,
     weighted_jaccard,
 )
+from circuit_atlas.analyses.uncertainty import (
+    CI_LEVEL,
+    INTERVAL_COLUMNS,
+    N_RESAMPLES,
+    BootstrapCI,
+    bootstrap_ci,
+    faithfulness_intervals,
+    metric_intervals,
+)
 
 __all__ = [
     "BASELINES",
+    "CI_LEVEL",
     "IDENTICAL_WEIGHTS_COLUMNS",
+    "INTERVAL_COLUMNS",
     "METRIC_COLUMNS",
+    "N_RESAMPLES",
     "PAPER_DROP_STEPS_AT_MOST",
     "PAPER_EWMA_ALPHA",
     "PAPER_FIG2_FRACTION",
@@ -94,6 +108,7 @@ __all__ = [
     "PAPER_MEAN_SIZE_MIN_STEP",
     "SEED_COLUMNS",
     "Baseline",
+    "BootstrapCI",
     "EmergencePoint",
     "Reference",
     "SelectionRule",
@@ -102,6 +117,7 @@ __all__ = [
     "algorithm_series",
     "algorithm_stability",
     "attach_tokens",
+    "bootstrap_ci",
     "circuit_size",
     "circuit_size_from_sets",
     "cross_size_table",
@@ -111,6 +127,7 @@ __all__ = [
     "emergence_table",
     "ewma",
     "faithful_circuits",
+    "faithfulness_intervals",
     "fingerprint_similarity_across_sizes",
     "fingerprint_similarity_over_time",
     "fingerprint_table",
@@ -119,6 +136,7 @@ __all__ = [
     "jaccard",
     "jaccard_over_time",
     "mean_circuit_size",
+    "metric_intervals",
     "model_order",
     "node_jaccard",
     "normalized_abs_scores",

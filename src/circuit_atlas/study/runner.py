@@ -126,6 +126,40 @@ def _metric_row(keys: dict, task: str, data: Any, result: dict) -> dict:
     return row
 
 
+PROMPT_RUNS: tuple[str, ...] = ("clean", "corrupted", "empty", "circuit")
+"""The runs whose per-prompt task metric goes to the ``prompt_metrics`` table: the model on the
+clean and on the corrupted prompts (from the behaviour), and the empty and the found circuit on
+the clean prompts (from the circuit search)."""
+
+
+def _prompt_rows(short: dict, task: str, behaviour: dict | None, res: Any) -> pa.Table:
+    """The ``prompt_metrics`` rows of one task: one per run in :data:`PROMPT_RUNS` × example.
+
+    A run whose per-example values the engine did not return (an engine without them, or a
+    task without the analysis) has no rows.
+    """
+    values: dict[str, list[float]] = {}
+    behaviour = behaviour or (getattr(res, "settings", None) or {}).get("behaviour") or {}
+    for side in ("clean", "corrupted"):
+        if behaviour.get(side, {}).get("metric_values") is not None:
+            values[side] = list(behaviour[side]["metric_values"])
+    for run, listed in (getattr(res, "example_metrics", None) or {}).items():
+        values[run] = list(listed)
+    runs = [r for r in PROMPT_RUNS if r in values]
+    n = [len(values[r]) for r in runs]
+    schema = TABLES["prompt_metrics"]
+    column = lambda key, total: pa.array([short[key]] * total,  # noqa: E731
+                                         type=schema.field(key).type)
+    total = sum(n)
+    return pa.table({
+        **{key: column(key, total) for key in ("unit_id", "model", "step")},
+        "task": pa.array([task] * total, pa.string()),
+        "run": pa.array([r for r, k in zip(runs, n, strict=True) for _ in range(k)], pa.string()),
+        "example": pa.array([i for k in n for i in range(k)], pa.int64()),
+        "metric": pa.array([float(v) for r in runs for v in values[r]], pa.float64()),
+    }, schema=schema)
+
+
 def _circuit_tables(keys: dict, short: dict, task: str, res: Any, unit: Unit) -> dict[str, Any]:
     s = unit.settings
     circuit = {
@@ -266,6 +300,8 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
             ) if faithful else None  # a fallback circuit says nothing about the heads
             versions.update({k: str(v) for k, v in (getattr(res, "versions", None) or {}).items()})
             timings[f"{task.name}.circuit"] = time.perf_counter() - t1
+        parts["prompt_metrics"].append(
+            _prompt_rows(short, task.name, result, circuit_results.get(task.name)))
         logger.info("unit %s: task %s done in %.1fs", unit.label, task.name,
                     time.perf_counter() - t0)
         if on_progress is not None:
