@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from circuit_atlas.circuit_cli import EAP_JSON_FILE
+from circuit_atlas.circuit_cli import EAP_JSON_FILE, MIB_JSON_FILE
 from circuit_atlas.cli import app
 from circuit_atlas.graph import Graph
 from circuit_atlas.result import CircuitResult
@@ -46,6 +46,16 @@ def test_circuit_command_writes_a_loadable_result(checkpoint, data_dir, tmp_path
     assert f"clean metric      {result.clean_metric:.4f}" in out
     eap = json.loads((target / EAP_JSON_FILE).read_text())
     assert eap["cfg"]["n_layers"] == 2 and len(eap["edges"]) == len(result.edge_names)
+    mib = json.loads((target / MIB_JSON_FILE).read_text())
+    assert [p["fraction"] for p in mib["curves"]["signed"]][-1] == 1.0
+    assert not mib["curves"]["signed"][0]["absolute"] and mib["curves"]["absolute"][0]["absolute"]
+    for key, label in (("cpr", "CPR (signed scores)  "), ("cmd", "CMD (|scores|)       ")):
+        shown = "undefined" if mib[key] is None else f"{mib[key]:.4f}"
+        assert f"MIB {label}{shown}" in out
+    res = runner.invoke(app, [*args, "--no-mib", "--out", str(tmp_path / "no-mib")])
+    assert res.exit_code == 0, res.output
+    assert "MIB CPR" not in res.output
+    assert not (tmp_path / "no-mib" / target.name / MIB_JSON_FILE).exists()
 
 
 def test_custom_task_and_paper_search(checkpoint, data_dir, tmp_path):

@@ -61,6 +61,7 @@ __all__ = [
     "cpr",
     "mib_circuits",
     "mib_curve",
+    "mib_for_result",
     "mib_metrics",
     "mib_sizes",
 ]
@@ -388,3 +389,29 @@ def _curves(model: Any, data: Any, scores: Tensor, rankings: Sequence[bool],
                                faithfulness=faith))
     log.info("MIB curves: %d circuits for %d rankings", len(circuits), len(rankings))
     return curves, len(circuits)
+
+
+def mib_for_result(model: Any, data: Any, result: Any, **kwargs: Any) -> MibScores:
+    """:func:`mib_metrics` of a :class:`~circuit_atlas.result.CircuitResult`'s edge scores.
+
+    Reuses the result's clean metric m(G), its standard error (for the undefined rule), its
+    ablation and batch size; ``kwargs`` override them.
+
+    Args:
+        model: The model the result was computed on.
+        data: The task dataset of the result.
+        result: The :class:`~circuit_atlas.result.CircuitResult`.
+        **kwargs: Overrides of :func:`mib_metrics`' keyword arguments.
+
+    Returns:
+        The :class:`MibScores`.
+    """
+    settings = getattr(result, "settings", None) or {}
+    clean = (settings.get("behaviour") or {}).get("clean") or {}
+    std, n = clean.get("metric_std"), max(len(data), 1)
+    options = {"clean_metric": result.clean_metric,
+               "clean_se": 0.0 if std is None else float(std) / math.sqrt(n),
+               "ablation": settings.get("ablation", "patching"),
+               "batch_size": settings.get("batch_size", 32),
+               "abs_tol": settings.get("abs_tol", 1e-3), "n_se": settings.get("n_se", 2.0)}
+    return mib_metrics(model, data, result.scores, **{**options, **kwargs})
