@@ -217,3 +217,17 @@ def test_undefined_and_bad_scores(tiny):
         mib_circuits(model.graph, torch.zeros(3))
     with pytest.raises(MibError, match="n_edges must be >= 0, got -1"):
         mib_sizes(-1)
+
+
+def test_for_result_reuses_the_search_baselines(tiny):
+    from circuit_atlas.mib import mib_for_result
+    from circuit_atlas.search import find_circuit
+
+    model, data, scores = tiny
+    result = find_circuit(model, data, scores=scores, max_edges=100)
+    reused = mib_for_result(model, data, result)
+    fresh = mib_metrics(model, data, scores)
+    assert reused.circuits == fresh.circuits - 1  # the empty circuit came from the search
+    torch.testing.assert_close(reused.cpr, fresh.cpr, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reused.cmd, fresh.cmd, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reused.signed.empty_metric, result.empty_metric, rtol=0, atol=0)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from circuit_atlas.cli import app
 from circuit_atlas.errors import TaskDataError
+from circuit_atlas.mib import cpr
 from circuit_atlas.store import ResultsStore
 from circuit_atlas.study.load import load_study
 from circuit_atlas.study.runner import Engine, run_study, run_unit
@@ -62,6 +63,18 @@ def test_run_end_to_end(root, reference):
     assert (in_circuit.sort_index() == merged.sort_index()).all()
     assert len(store.table("nodes")) == 6 * circuits["n_nodes_total"].iloc[0]
     assert not store.table("curves").empty
+    mib = store.table("mib")  # on by default: one row per unit and task
+    assert len(mib) == 6 and set(mib["ablation"]) == {"patching"}
+    assert (mib["n_fractions"] == 10).all() and (mib["circuits"] >= 2).all()
+    curves = store.table("mib_curves")
+    assert len(curves) == 6 * 2 * 10
+    full = curves[curves["fraction"] == 1.0]
+    assert (full["n_edges"] == circuits["n_edges_total"].iloc[0]).all()
+    defined = mib.dropna(subset=["cpr"])
+    for _, row in defined.iterrows():  # CPR integrates the signed curve, as MIB's
+        pts = curves[(curves["unit_id"] == row["unit_id"]) & (curves["task"] == row["task"])
+                     & ~curves["absolute"]].sort_values("fraction")
+        assert row["cpr"] == pytest.approx(cpr(pts["faithfulness"].tolist()), rel=1e-12)
     logs = list((root / "ref" / "runs").glob("*.log"))
     assert len(logs) == 1 and "committed" in logs[0].read_text()
     assert store.read_plan()["study"] == "tiny-study"

@@ -251,7 +251,8 @@ class MibScores:
         signed: The curve of ``absolute=False`` (CPR's).
         absolute: The curve of ``absolute=True`` (CMD's).
         seconds: Wall time of the evaluation.
-        circuits: Distinct circuits evaluated (the empty one included).
+        circuits: Distinct circuits evaluated (the empty one included unless it was given).
+        ablation: How edges outside the circuits were ablated (``patching``, MIB's default).
     """
 
     cpr: float | None
@@ -260,6 +261,7 @@ class MibScores:
     absolute: MibCurve
     seconds: float = 0.0
     circuits: int = 0
+    ablation: str = "patching"
 
 
 def mib_circuits(graph: Graph, scores: Tensor, *, absolute: bool = True,
@@ -322,9 +324,11 @@ def mib_metrics(model: Any, data: Any, scores: Tensor, *,
         scores: ``(n_edges,)`` signed edge scores (``loss=True`` sign, as MIB's).
         fractions: Edge fractions (default :data:`MIB_FRACTIONS`).
         **kwargs: ``ablation`` (``patching``), ``batch_size`` (32), ``clean_metric`` (m(G);
-            None runs the clean prompts), ``clean_se`` (standard error of m(G) for the
-            undefined rule, 0), ``abs_tol`` (1e-3), ``n_se`` (2), ``evaluator`` (a
-            :class:`~circuit_atlas.evaluation.CircuitEvaluator` on ``data`` to reuse).
+            None runs the clean prompts), ``empty_metric`` (m(∅) when already known, e.g.
+            from the search with the same ablation; None evaluates it), ``clean_se``
+            (standard error of m(G) for the undefined rule, 0), ``abs_tol`` (1e-3), ``n_se``
+            (2), ``evaluator`` (a :class:`~circuit_atlas.evaluation.CircuitEvaluator` on
+            ``data`` to reuse).
 
     Returns:
         The :class:`MibScores`.
@@ -341,13 +345,15 @@ def mib_metrics(model: Any, data: Any, scores: Tensor, *,
         cpr=None if signed.faithfulness is None else cpr(signed),
         cmd=None if absolute.faithfulness is None else cmd(absolute),
         signed=signed, absolute=absolute, seconds=seconds, circuits=n,
+        ablation=kwargs.get("ablation", "patching"),
     )
 
 
 def _curves(model: Any, data: Any, scores: Tensor, rankings: Sequence[bool],
             fractions: Sequence[float], *, ablation: str = "patching", batch_size: int = 32,
-            clean_metric: float | None = None, clean_se: float = 0.0, abs_tol: float = 1e-3,
-            n_se: float = 2.0, evaluator: Any = None) -> tuple[list[MibCurve], int]:
+            clean_metric: float | None = None, empty_metric: float | None = None,
+            clean_se: float = 0.0, abs_tol: float = 1e-3, n_se: float = 2.0,
+            evaluator: Any = None) -> tuple[list[MibCurve], int]:
     from circuit_atlas.evaluation import CircuitEvaluator, task_logits
     from circuit_atlas.tasks.base import metric_values
 
@@ -365,8 +371,8 @@ def _curves(model: Any, data: Any, scores: Tensor, rankings: Sequence[bool],
     if evaluator is None:
         evaluator = CircuitEvaluator(model, data, ablation=ablation, batch_size=batch_size)
     chunk = max(1, MASK_BUDGET // (graph.n_forward * graph.n_backward * 4))
-    values: list[float] = []
-    for s in range(0, len(circuits), chunk):
+    values: list[float] = [] if empty_metric is None else [float(empty_metric)]
+    for s in range(len(values), len(circuits), chunk):
         part = circuits[s : s + chunk]
         masks = torch.zeros(len(part), graph.n_edges, dtype=torch.bool)
         for row, edges in enumerate(part):
@@ -387,14 +393,16 @@ def _curves(model: Any, data: Any, scores: Tensor, rankings: Sequence[bool],
                                n_edges=tuple(int(e.numel()) for e in family), metric=metric,
                                clean_metric=float(clean_metric), empty_metric=empty,
                                faithfulness=faith))
-    log.info("MIB curves: %d circuits for %d rankings", len(circuits), len(rankings))
-    return curves, len(circuits)
+    ran = len(circuits) - (empty_metric is not None)
+    log.info("MIB curves: %d circuits for %d rankings", ran, len(rankings))
+    return curves, ran
 
 
 def mib_for_result(model: Any, data: Any, result: Any, **kwargs: Any) -> MibScores:
     """:func:`mib_metrics` of a :class:`~circuit_atlas.result.CircuitResult`'s edge scores.
 
-    Reuses the result's clean metric m(G), its standard error (for the undefined rule), its
+    Reuses the result's clean metric m(G), its empty-circuit metric m(∅) (the search's, same
+    data and ablation), the clean metric's standard error (for the undefined rule), its
     ablation and batch size; ``kwargs`` override them.
 
     Args:
@@ -409,7 +417,7 @@ def mib_for_result(model: Any, data: Any, result: Any, **kwargs: Any) -> MibScor
     settings = getattr(result, "settings", None) or {}
     clean = (settings.get("behaviour") or {}).get("clean") or {}
     std, n = clean.get("metric_std"), max(len(data), 1)
-    options = {"clean_metric": result.clean_metric,
+    options = {"clean_metric": result.clean_metric, "empty_metric": result.empty_metric,
                "clean_se": 0.0 if std is None else float(std) / math.sqrt(n),
                "ablation": settings.get("ablation", "patching"),
                "batch_size": settings.get("batch_size", 32),

@@ -48,6 +48,7 @@ SECTIONS: dict[str, str] = {
     "stability": "Circuit stability (Figure 5)",
     "scaling": "Circuit size versus model scale",
     "faithfulness": "Faithfulness",
+    "mib": "MIB circuit metrics (CPR, CMD) over training",
     "diagrams": "Circuit diagrams",
     "components": "Component scores over training (Figures 2–3)",
     "algorithm": "The IOI algorithm over training (Figure 4 B–D)",
@@ -497,6 +498,7 @@ def write_report(
         circuit_atlas.errors.StoreError: If a store directory is invalid.
     """
     from circuit_atlas import report_algorithm as algorithm
+    from circuit_atlas.report_mib import mib_section
 
     options = options or ReportOptions()
     frames = ReportFrames.load(store_or_frames)
@@ -518,6 +520,7 @@ def write_report(
         "stability": excluded + _stability_section(circuits, options),
         "scaling": scaling_html,
         "faithfulness": _faithfulness_section(frames, options),
+        "mib": mib_section(frames),
         "diagrams": _diagrams_section(circuits, options),
         "components": _components_section(frames, options),
         "algorithm": algorithm.algorithm_section(frames, options),

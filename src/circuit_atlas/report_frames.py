@@ -30,7 +30,7 @@ __all__ = [
 
 TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes", "curves",
                            "component_scores", "component_heads", "algorithm", "algorithm_heads",
-                           "fingerprints", "self_repair", "self_repair_heads")
+                           "fingerprints", "self_repair", "self_repair_heads", "mib")
 """Store tables the report reads (``faithfulness`` is accepted as another name of ``curves``)."""
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class ReportFrames:
     fingerprints: pd.DataFrame = field(default_factory=pd.DataFrame)
     self_repair: pd.DataFrame = field(default_factory=pd.DataFrame)
     self_repair_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    mib: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def load(cls, source: Any) -> ReportFrames:
