@@ -56,6 +56,18 @@ def test_circuit_command_writes_a_loadable_result(checkpoint, data_dir, tmp_path
     assert res.exit_code == 0, res.output
     assert "MIB CPR" not in res.output
     assert not (tmp_path / "no-mib" / target.name / MIB_JSON_FILE).exists()
+    # export-mib: MIB's submission folder <task>_<model>/importances.json
+    res = runner.invoke(app, ["export-mib", str(target), "-o", str(tmp_path / "sub"),
+                              "--model-name", "tiny"])
+    assert res.exit_code == 0, res.output
+    sub = json.loads((tmp_path / "sub" / "gender-pronoun_tiny" / "importances.json").read_text())
+    assert sub["cfg"] == {"n_layers": 2, "n_heads": eap["cfg"]["n_heads"],
+                          "parallel_attn_mlp": True, "d_model": eap["cfg"]["d_model"]}
+    assert {k: v["score"] for k, v in sub["edges"].items()} == pytest.approx(
+        {k: v["score"] for k, v in eap["edges"].items()})
+    bad = runner.invoke(app, ["export-mib", str(target), "-o", str(tmp_path / "sub2"),
+                              "--model-name", "my_model"])
+    assert bad.exit_code == 2 and "model name 'my_model'" in bad.output
 
 
 def test_custom_task_and_paper_search(checkpoint, data_dir, tmp_path):

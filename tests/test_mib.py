@@ -231,3 +231,32 @@ def test_for_result_reuses_the_search_baselines(tiny):
     torch.testing.assert_close(reused.cpr, fresh.cpr, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(reused.cmd, fresh.cmd, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(reused.signed.empty_metric, result.empty_metric, rtol=0, atol=0)
+
+
+def test_submission_json_loads_as_mibs_graph_from_json_reads_it(tiny, tmp_path):
+    import json
+
+    from circuit_atlas.mib_export import mib_submission, write_mib_submission
+    from circuit_atlas.search import find_circuit
+
+    model, data, scores = tiny
+    result = find_circuit(model, data, scores=scores, max_edges=100)
+    (path,) = write_mib_submission([("tiny", result)], tmp_path)
+    assert path == tmp_path / f"{data.task}_tiny" / "importances.json"
+    d = json.loads(path.read_text())
+    # what load_graph_from_json / Graph.from_json (7af394a) read, transcribed
+    assert all(k in d.keys() for k in ["cfg", "nodes", "edges"])
+    cfg = d["cfg"]
+    assert cfg == {"n_layers": 4, "n_heads": 4, "parallel_attn_mlp": True, "d_model": 32}
+    n_forward = 1 + cfg["n_layers"] * (cfg["n_heads"] + 1)
+    assert len([n for n in d["nodes"] if n != "logits"]) == n_forward
+    in_graph = {name: node_dict["in_graph"] for name, node_dict in d["nodes"].items()}
+    assert sum(in_graph.values()) == result.n_nodes
+    got = torch.tensor([d["edges"][name]["score"] for name in model.graph.edge_names])
+    torch.testing.assert_close(got, scores.float(), rtol=0, atol=0)
+    assert sum(info["in_graph"] for info in d["edges"].values()) == result.n_edges
+    assert mib_submission(result) == d
+    with pytest.raises(MibError, match="d_model 'x' is not a positive int"):
+        mib_submission(result, d_model="x")
+    with pytest.raises(MibError, match="two results for the MIB folder"):
+        write_mib_submission([("tiny", result), ("tiny", result)], tmp_path)

@@ -19,7 +19,7 @@ import typer
 
 from circuit_atlas.errors import CircuitAtlasError, ModelSourceError
 
-__all__ = ["EAP_JSON_FILE", "MIB_JSON_FILE", "circuit", "register"]
+__all__ = ["EAP_JSON_FILE", "MIB_JSON_FILE", "circuit", "export_mib", "register"]
 
 EAP_JSON_FILE = "eap_graph.json"
 """The circuit in hannamw/EAP-IG's graph JSON format, next to the result files."""
@@ -133,6 +133,30 @@ def _mib_json(scores) -> dict:
             "empty_metric": scores.signed.empty_metric}
 
 
+def export_mib(
+    results: Annotated[list[Path], typer.Argument(help="Result directories written by `circuit-atlas circuit`.")],  # noqa: E501
+    out: Annotated[Path, typer.Option("--out", "-o", help="Submission directory: OUT/<task>_<model>/importances.json.")],  # noqa: E501
+    model_name: Annotated[str | None, typer.Option(help="Model name of the folders (no underscore; default: the result's model, else its directory).")] = None,  # noqa: E501
+) -> None:
+    """Export circuit results in the MIB circuit track's submission format (edge scores)."""
+    from circuit_atlas.mib_export import write_mib_submission
+    from circuit_atlas.result import CircuitResult
+
+    try:
+        pairs = []
+        for directory in results:
+            result = CircuitResult.load(directory)
+            default = str(result.model.get("name") or directory.name)
+            pairs.append((model_name or re.sub(r"[^A-Za-z0-9.-]+", "-", default), result))
+        written = write_mib_submission(pairs, out)
+    except (CircuitAtlasError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``circuit`` to a Typer app."""
+    """Add ``circuit`` and ``export-mib`` to a Typer app."""
     app.command("circuit")(circuit)
+    app.command("export-mib")(export_mib)
