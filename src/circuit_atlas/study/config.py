@@ -218,7 +218,7 @@ class CircuitConfig(_Strict):
     mib: bool = Field(
         default=False,
         description="Also store the MIB circuit track's CPR and CMD and their faithfulness "
-        "curves (docs/mib.md): up to 20 more circuits per task, measured at 28 % of the "
+        "curves (docs/mib.md): up to 19 more circuits per task, measured at 20-28 % of the "
         "circuit analysis' time on the demo's models, hence off by default.",
     )
 
