@@ -263,6 +263,22 @@ def test_task_data_error_makes_partial_unit(root, reference):
     assert store.table("edges").empty
 
 
+def test_mib_export_of_a_store(root, reference, tmp_path):
+    result = runner.invoke(app, ["export", str(root / "ref"), "-f", "mib", "-o",
+                                 str(tmp_path / "mib")])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "mib").rglob("importances.json"))
+    assert len(files) == 6
+    sub = json.loads((tmp_path / "mib" / "step10" / "ioi_tiny-a" / "importances.json").read_text())
+    assert sub["cfg"] == {"n_layers": 2, "n_heads": 4, "d_model": 32, "parallel_attn_mlp": True}
+    assert all(set(v) == {"in_graph"} for v in sub["nodes"].values())
+    ref = ResultsStore(root / "ref")
+    edges = ref.query("SELECT e.edge, e.score FROM edges e JOIN units u USING (unit_id) "
+                      "WHERE u.step = 10 AND e.task = 'ioi'")
+    assert {k: v["score"] for k, v in sub["edges"].items()} == pytest.approx(
+        dict(zip(edges["edge"], edges["score"], strict=True)))
+
+
 def test_export_formats(root, reference, tmp_path):
     for fmt in ("csv", "parquet"):
         result = runner.invoke(
