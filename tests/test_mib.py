@@ -260,3 +260,19 @@ def test_submission_json_loads_as_mibs_graph_from_json_reads_it(tiny, tmp_path):
         mib_submission(result, d_model="x")
     with pytest.raises(MibError, match="two results for the MIB folder"):
         write_mib_submission([("tiny", result), ("tiny", result)], tmp_path)
+
+
+def test_gpt2_names_equal_mibs_example_submission():
+    import hashlib
+
+    from circuit_atlas.graph import Graph
+
+    # Regenerate from MIB's own example (hannamw/MIB-circuit-track b759df3,
+    # circuits/ioi-eap-ig.json, GPT-2 small):
+    #   d = json.load(open("ioi-eap-ig.json"))
+    #   hashlib.sha256("\n".join(sorted(d["edges"])).encode()).hexdigest()  (and d["nodes"])
+    g = Graph(12, 12, parallel_residual=False)
+    digest = hashlib.sha256("\n".join(sorted(g.edge_names)).encode()).hexdigest()
+    assert digest == "6672d04286447197e3765fcba06723573c823578e901c828f9a91fb35cdb8f95"
+    digest = hashlib.sha256("\n".join(sorted(g.node_names)).encode()).hexdigest()
+    assert digest == "b3f109a2b123d44b495596060f496ff43849c6742042e815a710083d0b5d3067"
