@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from circuit_atlas.circuit_cli import EAP_JSON_FILE
+from circuit_atlas.circuit_cli import EAP_JSON_FILE, MIB_JSON_FILE
 from circuit_atlas.cli import app
 from circuit_atlas.graph import Graph
 from circuit_atlas.result import CircuitResult
@@ -46,6 +46,28 @@ def test_circuit_command_writes_a_loadable_result(checkpoint, data_dir, tmp_path
     assert f"clean metric      {result.clean_metric:.4f}" in out
     eap = json.loads((target / EAP_JSON_FILE).read_text())
     assert eap["cfg"]["n_layers"] == 2 and len(eap["edges"]) == len(result.edge_names)
+    mib = json.loads((target / MIB_JSON_FILE).read_text())
+    assert [p["fraction"] for p in mib["curves"]["signed"]][-1] == 1.0
+    assert not mib["curves"]["signed"][0]["absolute"] and mib["curves"]["absolute"][0]["absolute"]
+    for key, label in (("cpr", "CPR (signed scores)  "), ("cmd", "CMD (|scores|)       ")):
+        shown = "undefined" if mib[key] is None else f"{mib[key]:.4f}"
+        assert f"MIB {label}{shown}" in out
+    res = runner.invoke(app, [*args, "--no-mib", "--out", str(tmp_path / "no-mib")])
+    assert res.exit_code == 0, res.output
+    assert "MIB CPR" not in res.output
+    assert not (tmp_path / "no-mib" / target.name / MIB_JSON_FILE).exists()
+    # export-mib: MIB's submission folder <task>_<model>/importances.json
+    res = runner.invoke(app, ["export-mib", str(target), "-o", str(tmp_path / "sub"),
+                              "--model-name", "tiny"])
+    assert res.exit_code == 0, res.output
+    sub = json.loads((tmp_path / "sub" / "gender-pronoun_tiny" / "importances.json").read_text())
+    assert sub["cfg"] == {"n_layers": 2, "n_heads": eap["cfg"]["n_heads"],
+                          "parallel_attn_mlp": True, "d_model": eap["cfg"]["d_model"]}
+    assert {k: v["score"] for k, v in sub["edges"].items()} == pytest.approx(
+        {k: v["score"] for k, v in eap["edges"].items()})
+    bad = runner.invoke(app, ["export-mib", str(target), "-o", str(tmp_path / "sub2"),
+                              "--model-name", "my_model"])
+    assert bad.exit_code == 2 and "model name 'my_model'" in bad.output
 
 
 def test_custom_task_and_paper_search(checkpoint, data_dir, tmp_path):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from circuit_atlas.cli import app
 from circuit_atlas.errors import TaskDataError
+from circuit_atlas.mib import cpr
 from circuit_atlas.store import ResultsStore
 from circuit_atlas.study.load import load_study
 from circuit_atlas.study.runner import Engine, run_study, run_unit
@@ -62,6 +63,18 @@ def test_run_end_to_end(root, reference):
     assert (in_circuit.sort_index() == merged.sort_index()).all()
     assert len(store.table("nodes")) == 6 * circuits["n_nodes_total"].iloc[0]
     assert not store.table("curves").empty
+    mib = store.table("mib")  # on by default: one row per unit and task
+    assert len(mib) == 6 and set(mib["ablation"]) == {"patching"}
+    assert (mib["n_fractions"] == 10).all() and (mib["circuits"] >= 2).all()
+    curves = store.table("mib_curves")
+    assert len(curves) == 6 * 2 * 10
+    full = curves[curves["fraction"] == 1.0]
+    assert (full["n_edges"] == circuits["n_edges_total"].iloc[0]).all()
+    defined = mib.dropna(subset=["cpr"])
+    for _, row in defined.iterrows():  # CPR integrates the signed curve, as MIB's
+        pts = curves[(curves["unit_id"] == row["unit_id"]) & (curves["task"] == row["task"])
+                     & ~curves["absolute"]].sort_values("fraction")
+        assert row["cpr"] == pytest.approx(cpr(pts["faithfulness"].tolist()), rel=1e-12)
     logs = list((root / "ref" / "runs").glob("*.log"))
     assert len(logs) == 1 and "committed" in logs[0].read_text()
     assert store.read_plan()["study"] == "tiny-study"
@@ -248,6 +261,22 @@ def test_task_data_error_makes_partial_unit(root, reference):
     assert "single-token" in json.loads(units["errors"].iloc[0])["ioi"]
     assert store.table("task_metrics")["task"].tolist() == ["gender-pronoun"]
     assert store.table("edges").empty
+
+
+def test_mib_export_of_a_store(root, reference, tmp_path):
+    result = runner.invoke(app, ["export", str(root / "ref"), "-f", "mib", "-o",
+                                 str(tmp_path / "mib")])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "mib").rglob("importances.json"))
+    assert len(files) == 6
+    sub = json.loads((tmp_path / "mib" / "step10" / "ioi_tiny-a" / "importances.json").read_text())
+    assert sub["cfg"] == {"n_layers": 2, "n_heads": 4, "d_model": 32, "parallel_attn_mlp": True}
+    assert all(set(v) == {"in_graph"} for v in sub["nodes"].values())
+    ref = ResultsStore(root / "ref")
+    edges = ref.query("SELECT e.edge, e.score FROM edges e JOIN units u USING (unit_id) "
+                      "WHERE u.step = 10 AND e.task = 'ioi'")
+    assert {k: v["score"] for k, v in sub["edges"].items()} == pytest.approx(
+        dict(zip(edges["edge"], edges["score"], strict=True)))
 
 
 def test_export_formats(root, reference, tmp_path):

@@ -267,7 +267,7 @@ def _algorithm_rows(unit_id: str) -> list[dict]:
 
 
 def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     old = ResultsStore(tmp_path / "old", create=True)
     old.write_unit("u1", unit_tables("u1", step=1000))
     _downgrade(old, "u1", 2)
@@ -378,4 +378,23 @@ def test_schema_v5_units_read_with_no_prompt_metrics(tmp_path):
     both.verify()
     assert both.table("prompt_metrics")["unit_id"].unique().tolist() == ["u2"]
     assert len(both.table("units")) == 2
+
+
+def test_schema_v5_units_read_without_mib_rows(tmp_path):
+    old = ResultsStore(tmp_path / "v5", create=True)
+    old.write_unit("u1", unit_tables("u1", step=1000))
+    _downgrade(old, "u1", 5)
+    store = ResultsStore(tmp_path / "v5")
+    store.verify()  # checked against v5's tables (no mib, no mib_curves)
+    assert not (store.units_dir / "u1" / "mib.parquet").exists()
+    for name in ("mib", "mib_curves"):
+        frame = store.table(name)
+        assert frame.empty and list(frame.columns) == TABLES[name].names
+    mib_row = {"unit_id": "u2", "model": "tiny", "params": 1, "step": 2000, "tokens_seen": 2,
+               "task": "ioi", "cpr": 0.9, "cmd": 0.1, "clean_metric": 1.0, "empty_metric": 0.0,
+               "n_fractions": 10, "circuits": 12, "seconds": 0.5, "ablation": "patching"}
+    assert store.write_unit("u2", {**unit_tables("u2", step=2000), "mib": [mib_row]})
+    both = ResultsStore(tmp_path / "v5")
+    both.verify()
+    assert both.table("mib")["unit_id"].tolist() == ["u2"]
     assert json.loads((tmp_path / "v5" / "store.json").read_text())["upgraded_from"] == 5

@@ -234,6 +234,31 @@ def test_unit_id_is_stable_across_versions():
         Unit.from_dict(tampered)
 
 
+def test_mib_metrics_are_off_by_default_and_keep_the_unit_ids(tmp_path):
+    from dataclasses import replace
+
+    study = load_study(write(tmp_path, BASE))
+    assert study.circuit.mib is False
+    units = plan_units(study)
+    assert not any(u.settings.mib for u in units)
+    text = BASE.replace("[circuit]\n", "[circuit]\nmib = true\n")
+    on = plan_units(load_study(write(tmp_path, text, name="on.toml")))
+    assert all(u.settings.mib for u in on)
+    assert not {u.unit_id for u in on} & {u.unit_id for u in units}  # on is another unit
+    for unit in (units[0], on[0]):
+        assert Unit.from_dict(json.loads(json.dumps(unit.to_dict()))) == unit
+    # off (the default) hashes as before the option existed: the id of the stable-id test
+    from circuit_atlas.study.units import CheckpointRef, TaskSettings, UnitSettings
+
+    settings = UnitSettings(
+        tasks=(TaskSettings("ioi", 70, 42, "{}"),), method="EAP-IG-inputs", ig_steps=30,
+        ablation="patching", threshold=0.8, search="paper", precision="bfloat16",
+        analyses=("behaviour", "circuit"))
+    ckpt = CheckpointRef("pythia", "pythia-70m", "70m", 1000, name="pythia-70m")
+    assert Unit(ckpt, settings).unit_id == "4fd499af05cc2e3e"
+    assert Unit(ckpt, replace(settings, mib=True)).unit_id != "4fd499af05cc2e3e"
+
+
 def test_algorithm_analysis_is_on_by_default_and_can_be_turned_off(tmp_path):
     from circuit_atlas.components.algorithm import AlgorithmSettings
 

@@ -11,7 +11,7 @@ from circuit_atlas.store import TABLES, ResultsStore
 SUITE_STEPS = (0, 10, 20)
 
 # Columns that legitimately differ between two runs of the same unit.
-RUN_SPECIFIC = {"units": ["timings", "duration_s", "finished_at", "host"]}
+RUN_SPECIFIC = {"units": ["timings", "duration_s", "finished_at", "host"], "mib": ["seconds"]}
 
 
 def make_suite(root: Path) -> Path:
@@ -50,6 +50,7 @@ ig_steps = 3
 [circuit]
 threshold = 0.8
 search = "fast"
+mib = true
 
 [run]
 device = "cpu"
@@ -85,7 +86,8 @@ def stored_rows(root: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for name in TABLES:
         frame = store.table(name).drop(columns=RUN_SPECIFIC.get(name, []))
-        keys = [c for c in ("unit_id", "task", "edge", "node", "n_requested", "component",
+        keys = [c for c in ("unit_id", "task", "edge", "node", "absolute", "fraction",
+                            "n_requested", "component",
                             "layer", "head") if c in frame]
         out[name] = frame.sort_values(keys).reset_index(drop=True)
     return out

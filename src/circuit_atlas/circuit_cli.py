@@ -19,10 +19,13 @@ import typer
 
 from circuit_atlas.errors import CircuitAtlasError, ModelSourceError
 
-__all__ = ["EAP_JSON_FILE", "circuit", "register"]
+__all__ = ["EAP_JSON_FILE", "MIB_JSON_FILE", "circuit", "export_mib", "register"]
 
 EAP_JSON_FILE = "eap_graph.json"
 """The circuit in hannamw/EAP-IG's graph JSON format, next to the result files."""
+
+MIB_JSON_FILE = "mib.json"
+"""CPR, CMD and their two faithfulness curves (:mod:`circuit_atlas.mib`), next to the result."""
 
 
 def _fmt(value: float | None) -> str:
@@ -63,6 +66,7 @@ def circuit(
     device: Annotated[str | None, typer.Option(help="Device (default: cuda if available, else cpu).")] = None,  # noqa: E501
     dtype: Annotated[str | None, typer.Option(help="Weights dtype: float32 (default), bfloat16, float16.")] = None,  # noqa: E501
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Load a checkpoint whose only weights are pickled (pytorch_model.bin); unpickling can execute code.")] = False,  # noqa: E501
+    mib: Annotated[bool, typer.Option("--mib/--no-mib", help="Also compute the MIB circuit track's CPR and CMD (21 more circuits).")] = True,  # noqa: E501
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """Find the minimal faithful circuit of one checkpoint on one task."""
@@ -92,6 +96,11 @@ def circuit(
                               threshold=threshold, search=search, selection=selection,
                               ablation=ablation, faithfulness=faithfulness,
                               batch_size=batch_size, max_edges=max_edges)
+        scores = None
+        if mib:
+            from circuit_atlas.mib import mib_for_result
+
+            scores = mib_for_result(loaded, data, result)
     except CircuitAtlasError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from None
@@ -115,9 +124,46 @@ def circuit(
                    f"fallback size {max_edges}")
     typer.echo(f"{search} search: {stats['rounds']} rounds, {stats['circuits']} circuits "
                f"evaluated; {result.timings['total']:.1f} s")
+    if scores is not None:
+        (target / MIB_JSON_FILE).write_text(json.dumps(_mib_json(scores)))
+        typer.echo(f"MIB CPR (signed scores)  {_fmt(scores.cpr)}")
+        typer.echo(f"MIB CMD (|scores|)       {_fmt(scores.cmd)}")
+        typer.echo(f"MIB curves: {scores.circuits} circuits; {scores.seconds:.1f} s")
     typer.echo(f"result written to {target}")
 
 
+def _mib_json(scores) -> dict:
+    return {"cpr": scores.cpr, "cmd": scores.cmd, "seconds": scores.seconds,
+            "circuits": scores.circuits,
+            "curves": {"signed": scores.signed.rows(), "absolute": scores.absolute.rows()},
+            "clean_metric": scores.signed.clean_metric,
+            "empty_metric": scores.signed.empty_metric}
+
+
+def export_mib(
+    results: Annotated[list[Path], typer.Argument(help="Result directories written by `circuit-atlas circuit`.")],  # noqa: E501
+    out: Annotated[Path, typer.Option("--out", "-o", help="Submission directory: OUT/<task>_<model>/importances.json.")],  # noqa: E501
+    model_name: Annotated[str | None, typer.Option(help="Model name of the folders (no underscore; default: the result's model, else its directory).")] = None,  # noqa: E501
+) -> None:
+    """Export circuit results in the MIB circuit track's submission format (edge scores)."""
+    from circuit_atlas.mib_export import write_mib_submission
+    from circuit_atlas.result import CircuitResult
+
+    try:
+        pairs = []
+        for directory in results:
+            result = CircuitResult.load(directory)
+            default = str(result.model.get("name") or directory.name)
+            pairs.append((model_name or re.sub(r"[^A-Za-z0-9.-]+", "-", default), result))
+        written = write_mib_submission(pairs, out)
+    except (CircuitAtlasError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``circuit`` to a Typer app."""
+    """Add ``circuit`` and ``export-mib`` to a Typer app."""
     app.command("circuit")(circuit)
+    app.command("export-mib")(export_mib)

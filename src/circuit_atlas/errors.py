@@ -20,6 +20,7 @@ __all__ = [
     "DataNotFoundError",
     "InvalidCheckpointError",
     "LockedError",
+    "MibError",
     "ModelSourceError",
     "NonFiniteError",
     "OutputPathError",
@@ -207,4 +208,12 @@ class AlgorithmError(CircuitAtlasError, ValueError):
 
     A threshold that is not finite, an unknown denominator or role, score tensors whose shape
     does not match the model; the message names the bad value.
+    """
+
+
+class MibError(CircuitAtlasError, ValueError):
+    """A MIB circuit metric got an invalid input (the message names the bad value).
+
+    Bad edge fractions, an empty or malformed faithfulness curve, an undefined curve, or scores
+    that do not match the graph.
     """

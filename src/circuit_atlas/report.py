@@ -50,6 +50,7 @@ SECTIONS: dict[str, str] = {
     "seeds": "Seeds: run-to-run spread",
     "scaling": "Circuit size versus model scale",
     "faithfulness": "Faithfulness",
+    "mib": "MIB circuit metrics (CPR, CMD) over training",
     "diagrams": "Circuit diagrams",
     "components": "Component scores over training (Figures 2–3)",
     "algorithm": "The IOI algorithm over training (Figure 4 B–D)",
@@ -530,6 +531,7 @@ def write_report(
         circuit_atlas.errors.StoreError: If a store directory is invalid.
     """
     from circuit_atlas import report_algorithm as algorithm
+    from circuit_atlas.report_mib import mib_section
 
     options = options or ReportOptions()
     frames = ReportFrames.load(store_or_frames)
@@ -552,6 +554,7 @@ def write_report(
         "seeds": uncertainty.seeds_section(frames, metric_emergence, circuits),
         "scaling": scaling_html,
         "faithfulness": _faithfulness_section(frames, options),
+        "mib": mib_section(frames),
         "diagrams": _diagrams_section(circuits, options),
         "components": _components_section(frames, options),
         "algorithm": algorithm.algorithm_section(frames, options),

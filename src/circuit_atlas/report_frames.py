@@ -30,7 +30,8 @@ __all__ = [
 
 TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes", "curves",
                            "component_scores", "component_heads", "algorithm", "algorithm_heads",
-                           "fingerprints", "self_repair", "self_repair_heads", "prompt_metrics")
+                           "fingerprints", "self_repair", "self_repair_heads", "prompt_metrics",
+                           "mib")
 """Store tables the report reads (``faithfulness`` is accepted as another name of ``curves``)."""
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class ReportFrames:
     self_repair: pd.DataFrame = field(default_factory=pd.DataFrame)
     self_repair_heads: pd.DataFrame = field(default_factory=pd.DataFrame)
     prompt_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    mib: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def load(cls, source: Any) -> ReportFrames:

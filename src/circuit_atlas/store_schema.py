@@ -25,17 +25,18 @@ __all__ = [
     "table_schema",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Version of the table schemas this circuit-atlas writes (3 added the algorithm tables, 4 the
 ``units.weights_fingerprint`` column, 5 ``units.seed`` and ``units.base_model``, 6 the
-``prompt_metrics`` table)."""
+``prompt_metrics`` table, 7 the MIB tables ``mib`` and ``mib_curves``)."""
 
-READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5, 6)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5, 6, 7)
 """Schema versions this circuit-atlas reads; a store or unit of another version is refused.
 A version-2 unit has no algorithm tables: they read as empty for it; a unit older than version 4
 has no ``weights_fingerprint``, one older than 5 no ``seed`` and ``base_model``: they read as
 null (the analyses then take ``base_model`` to be ``model``); a unit older than 6 has no
-``prompt_metrics`` table: it reads as empty for it (no bootstrap intervals for that unit)."""
+``prompt_metrics`` table: it reads as empty for it (no bootstrap intervals for that unit); one
+older than 7 has no MIB tables: they read as empty for it."""
 
 _I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -116,16 +117,29 @@ TABLES: dict[str, pa.Schema] = {
         *_SHORT_KEYS, ("layer", _I64), ("head", _I64), ("node", _STR), ("clean_dla", _F64),
         ("ablated_dla", _F64), ("dla_change", _F64), ("ablated", _BOOL), ("backup", _BOOL),
     ),
+    "mib": _schema(
+        *_KEYS, ("cpr", _F64), ("cmd", _F64), ("clean_metric", _F64), ("empty_metric", _F64),
+        ("n_fractions", _I64), ("circuits", _I64), ("seconds", _F64), ("ablation", _STR),
+    ),
+    "mib_curves": _schema(
+        *_SHORT_KEYS, ("absolute", _BOOL), ("fraction", _F64), ("n_requested", _I64),
+        ("n_edges", _I64), ("metric", _F64), ("faithfulness", _F64),
+    ),
 }
 """Every table of the store and its Arrow schema (documented in ``docs/store.md``)."""
+
+_MIB_TABLES = ("mib", "mib_curves")  # added by version 7
+_V6_TABLES = tuple(name for name in TABLES if name not in _MIB_TABLES)
+_V5_TABLES = tuple(name for name in _V6_TABLES if name != "prompt_metrics")
 
 TABLES_BY_VERSION: dict[int, tuple[str, ...]] = {
     2: ("units", "task_metrics", "circuits", "edges", "nodes", "curves", "component_scores",
         "component_heads"),
-    3: tuple(t for t in TABLES if t != "prompt_metrics"),
-    4: tuple(t for t in TABLES if t != "prompt_metrics"),
-    5: tuple(t for t in TABLES if t != "prompt_metrics"),
-    6: tuple(TABLES),
+    3: _V5_TABLES,
+    4: _V5_TABLES,
+    5: _V5_TABLES,
+    6: _V6_TABLES,
+    7: tuple(TABLES),
 }
 """The tables a unit of each readable schema version holds."""
 

@@ -190,7 +190,7 @@ def report(
 
 def export(
     results: Annotated[Path, typer.Argument(help="Results directory.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="csv, parquet, eap-json.")] = "csv",
+    format: Annotated[str, typer.Option("--format", "-f", help="csv, parquet, eap-json, mib.")] = "csv",  # noqa: E501
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: <results>/exports/<format>).")] = None,  # noqa: E501
     table: Annotated[list[str] | None, typer.Option(help="Table(s) to export (csv/parquet).")] = None,  # noqa: E501
 ) -> None:

@@ -215,6 +215,12 @@ class CircuitConfig(_Strict):
         description="'paper': the paper's adaptive 25 -> 1600 scan; 'fast': the same answer in a "
         "few batched rounds; 'exhaustive': the smallest passing size.",
     )
+    mib: bool = Field(
+        default=False,
+        description="Also store the MIB circuit track's CPR and CMD and their faithfulness "
+        "curves (docs/mib.md): up to 19 more circuits per task, measured at 20-28 % of the "
+        "circuit analysis' time on the demo's models, hence off by default.",
+    )
 
 
 class ComponentsConfig(_Strict):

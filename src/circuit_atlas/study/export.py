@@ -1,4 +1,7 @@
-"""Export a results store: every table as CSV or Parquet, or EAP-IG graph JSON per (unit, task)."""
+"""Export a results store: every table as CSV or Parquet, EAP-IG graph JSON per (unit, task).
+
+Or, with format ``mib``, the MIB circuit track's submission folders, one set per checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +19,10 @@ from circuit_atlas.store import TABLES, ResultsStore
 
 __all__ = ["EXPORT_FORMATS", "ExportFormat", "eap_json", "export_store"]
 
-ExportFormat = Literal["csv", "parquet", "eap-json"]
+ExportFormat = Literal["csv", "parquet", "eap-json", "mib"]
 """What ``circuit-atlas export`` writes."""
 
-EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet", "eap-json")
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet", "eap-json", "mib")
 
 
 def _safe(name: str) -> str:
@@ -33,8 +36,10 @@ def export_store(store: ResultsStore, out_dir: str | os.PathLike[str], fmt: Expo
     Args:
         store: The results store.
         out_dir: Output directory (created).
-        fmt: ``csv`` or ``parquet`` (one file per table, every unit), or ``eap-json``
-            (``<model>/<task>/step<step>.json``, see :func:`eap_json`).
+        fmt: ``csv`` or ``parquet`` (one file per table, every unit), ``eap-json``
+            (``<model>/<task>/step<step>.json``, see :func:`eap_json`) or ``mib``
+            (``step<step>/<task>_<model>/importances.json``, MIB's submission format:
+            :mod:`circuit_atlas.mib_export`; underscores in model names become hyphens).
         tables: Tables to write for csv/parquet (default: all).
 
     Returns:
@@ -47,6 +52,8 @@ def export_store(store: ResultsStore, out_dir: str | os.PathLike[str], fmt: Expo
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "eap-json":
         return _export_eap(store, out)
+    if fmt == "mib":
+        return _export_mib(store, out)
     if fmt not in ("csv", "parquet"):
         raise StoreError(f"unknown export format {fmt!r}; valid formats: {EXPORT_FORMATS}")
     names = list(tables or TABLES)
@@ -114,5 +121,25 @@ def _export_eap(store: ResultsStore, out: Path) -> list[Path]:
             path = path.with_name(f"step{step}-{row.unit_id}.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(eap_json(store, row.unit_id, row.task)))
+        written.append(path)
+    return written
+
+
+def _export_mib(store: ResultsStore, out: Path) -> list[Path]:
+    from circuit_atlas.mib_export import IMPORTANCES_FILE, mib_folder_name
+
+    pairs = store.query("SELECT DISTINCT c.unit_id, c.model, c.step, c.task FROM circuits c "
+                        "ORDER BY c.model, c.task, c.step")
+    written = []
+    for row in pairs.itertuples(index=False):
+        step = "none" if row.step is None or row.step != row.step else int(row.step)
+        graph = eap_json(store, row.unit_id, row.task)
+        graph["nodes"] = {name: {"in_graph": bool(v)} for name, v in graph["nodes"].items()}
+        model = re.sub(r"[^A-Za-z0-9.-]+", "-", row.model)
+        path = out / f"step{step}" / mib_folder_name(row.task, model) / IMPORTANCES_FILE
+        if path.exists():  # two units of one model/step/task (different settings)
+            path = path.parent.with_name(f"{path.parent.name}-{row.unit_id}") / IMPORTANCES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(graph))
         written.append(path)
     return written

@@ -78,6 +78,12 @@ def _find_circuit(model: Any, data: Any, **kwargs: Any) -> Any:
     return find_circuit(model, data, **kwargs)
 
 
+def _mib_metrics(model: Any, data: Any, result: Any) -> Any:
+    from circuit_atlas.mib import mib_for_result
+
+    return mib_for_result(model, data, result)
+
+
 @dataclass(frozen=True)
 class Engine:
     """The functions a unit calls. :func:`default_engine` is circuit-atlas's own.
@@ -91,12 +97,15 @@ class Engine:
             {...}}`` of :func:`circuit_atlas.tasks.base.behaviour_metrics` dicts.
         find_circuit: ``find_circuit(model, data, method=, ig_steps=, threshold=, search=,
             ablation=, batch_size=)`` → :class:`circuit_atlas.result.CircuitResult`.
+        mib_metrics: ``mib_metrics(model, data, result)`` → :class:`circuit_atlas.mib.MibScores`
+            of a circuit result (:func:`circuit_atlas.mib.mib_for_result`).
     """
 
     load_model: Callable[..., Any] = _load_model
     make_dataset: Callable[..., Any] = _make_dataset
     behaviour: Callable[..., dict] = _behaviour
     find_circuit: Callable[..., Any] = _find_circuit
+    mib_metrics: Callable[..., Any] = _mib_metrics
 
 
 def default_engine() -> Engine:
@@ -198,6 +207,20 @@ def _circuit_tables(keys: dict, short: dict, task: str, res: Any, unit: Unit) ->
     return {"circuits": [circuit], "edges": edges, "nodes": nodes, "curves": curves}
 
 
+def _mib_tables(keys: dict, short: dict, task: str, scores: Any) -> dict[str, list]:
+    signed, absolute = scores.signed, scores.absolute
+    row = {**keys, "task": task, "cpr": _float(scores.cpr), "cmd": _float(scores.cmd),
+           "clean_metric": _float(signed.clean_metric), "empty_metric": _float(signed.empty_metric),
+           "n_fractions": len(signed.fractions), "circuits": int(scores.circuits),
+           "seconds": float(scores.seconds), "ablation": scores.ablation}
+    curves = [{**short, "task": task, "absolute": bool(p["absolute"]),
+               "fraction": float(p["fraction"]), "n_requested": int(p["n_requested"]),
+               "n_edges": int(p["n_edges"]), "metric": float(p["metric"]),
+               "faithfulness": _float(p["faithfulness"])}
+              for curve in (signed, absolute) for p in curve.rows()]
+    return {"mib": [row], "mib_curves": curves}
+
+
 def _versions() -> dict[str, str]:
     import torch
     import transformers
@@ -290,6 +313,12 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
                                       batch_size=ex.batch_size, baseline=result)
             for name, rows in _circuit_tables(keys, short, task.name, res, unit).items():
                 parts[name].append(rows)
+            if settings.mib:
+                t2 = time.perf_counter()
+                for name, rows in _mib_tables(keys, short, task.name,
+                                              engine.mib_metrics(model, data, res)).items():
+                    parts[name].append(rows)
+                timings[f"{task.name}.mib"] = time.perf_counter() - t2
             circuit_results[task.name] = res
             inside = res.in_circuit.detach().cpu().numpy().astype(bool)
             faithful = (res.faithfulness is not None and res.faithfulness >= settings.threshold

@@ -139,6 +139,9 @@ class UnitSettings:
     algorithm: str = "{}"
     """The algorithm settings as JSON (:class:`circuit_atlas.components.algorithm.
     AlgorithmSettings` fields), when ``algorithm`` is among the analyses."""
+    mib: bool = False
+    """Store the MIB metrics (``mib`` and ``mib_curves`` tables) with the circuits. Hashed into
+    the unit id only when on, so that units planned before the option keep their ids."""
 
     def component_settings(self) -> Any:
         """Return the :class:`~circuit_atlas.components.ComponentSettings` of this unit."""
@@ -184,6 +187,8 @@ class Unit:
         for key in ("components", "algorithm"):  # keeps the ids of units without them
             if settings[key] == "{}":
                 del settings[key]
+        if not settings["mib"]:  # the default: ids of units planned before the option stay
+            del settings["mib"]
         payload = {"checkpoint": self.checkpoint.identity(), "settings": settings}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -427,7 +432,7 @@ def plan_units(study: StudyConfig, *, device: str | None = None, batch_size: int
                 ablation=study.attribution.ablation, threshold=study.circuit.threshold,
                 search=study.circuit.search, precision=study.run.precision,
                 analyses=tuple(study.analyses), components=_components_json(study),
-                algorithm=_algorithm_json(study),
+                algorithm=_algorithm_json(study), mib=study.circuit.mib,
             )
             unit = Unit(ckpt, settings, execution)
             if unit.unit_id not in seen:
