@@ -28,8 +28,9 @@ Usage (one thread; ``--seconds`` stops a run early)::
         --span-min 3 --span-max 10 --rep-min 3 --rep-max 6 --steps 3000
     python benchmarks/induction_recipe.py --threads 1 --copy-frac 0.5 --source text ...
 
-Prints ``step tokens seconds | L: induction first/second | prev`` per evaluation and a final
-``best`` line.
+Prints ``step tokens wall-seconds cpu-seconds | L: induction first/second | prev | train`` per
+evaluation (wall time includes the evaluations; on a shared machine the CPU seconds of this
+process are the fairer cost) and a final ``best`` line.
 """
 
 from __future__ import annotations
@@ -197,10 +198,12 @@ def main() -> None:  # noqa: C901, PLR0915 (a flat experiment script)
                 best[L] = (ind, step)
             parts.append(f"{L}: {ind:.3f} {f:.2f}/{s:.2f}")
         prev = max(r[3] for r in res.values())
-        print(f"{step} {step * tokens_per_step / 1e6:.2f}M {seconds:.0f}s | "
+        cpu = time.process_time() - cpu0
+        print(f"{step} {step * tokens_per_step / 1e6:.2f}M {seconds:.0f}s cpu {cpu:.0f}s | "
               + " | ".join(parts) + f" | prev {prev:.2f} | train {train:.2f}",
               flush=True)  # fmt: skip
 
+    cpu0 = time.process_time()
     report(0, 0.0)
     start = time.perf_counter()
     train_time = 0.0
