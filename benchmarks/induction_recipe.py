@@ -10,10 +10,12 @@ and cached under ``--cache``).
 
 A copy row is ``BOS``, then segments ``span × r + BOS`` (span length uniform in
 ``--span-min``–``--span-max``, ``r`` uniform in ``--rep-min``–``--rep-max``), cut to
-``--copy-ctx``. Spans vary in length, so no fixed-offset head predicts the repeats; only a
-head that finds the earlier occurrence of the current token (induction) does. ``--source
-random`` draws span tokens uniformly from a pool of ``--pool`` ids (0: every non-special id);
-``--source text`` takes the span from the corpus (a natural-text chunk repeated).
+``--copy-ctx`` (with ``--long-frac``, that share of segments is a ``--long-min``–``--long-max``
+span repeated ``--long-rep`` times instead). Spans vary in length, so no fixed-offset head
+predicts the repeats; only a head that finds the earlier occurrence of the current token
+(induction) does. ``--source random`` draws span tokens uniformly from a pool of ``--pool``
+ids (0: every non-special id); ``--source text`` takes the span from the corpus (a
+natural-text chunk repeated).
 
 Every ``--eval-every`` steps it prints, for each ``L`` in ``--eval-lens``, the project's
 induction score (:func:`circuit_atlas.components.attention_scores.repeated_tokens` and
@@ -90,6 +92,11 @@ def main() -> None:  # noqa: C901, PLR0915 (a flat experiment script)
     a("--span-max", type=int, default=40)
     a("--rep-min", type=int, default=2)
     a("--rep-max", type=int, default=2)
+    a("--long-frac", type=float, default=0.0,
+      help="share of segments drawn with --long-min/--long-max spans repeated --long-rep times")
+    a("--long-min", type=int, default=20)
+    a("--long-max", type=int, default=60)
+    a("--long-rep", type=int, default=2)
     a("--lr", type=float, default=3e-3)
     a("--warmup", type=int, default=20)
     a("--wd", type=float, default=0.01)
@@ -143,8 +150,8 @@ def main() -> None:  # noqa: C901, PLR0915 (a flat experiment script)
     all_ids = list(range(2, vocab))
     pool = rng.sample(all_ids, args.pool) if args.pool else all_ids
 
-    def span() -> list[int]:
-        n = rng.randint(args.span_min, args.span_max)
+    def span(lo: int, hi: int) -> list[int]:
+        n = rng.randint(lo, hi)
         if args.source == "random":
             return [pool[rng.randrange(len(pool))] for _ in range(n)]
         start = rng.randrange(len(stream) - n)
@@ -153,7 +160,11 @@ def main() -> None:  # noqa: C901, PLR0915 (a flat experiment script)
     def copy_row() -> list[int]:
         ids = [0]
         while len(ids) < args.copy_ctx:
-            ids += span() * rng.randint(args.rep_min, args.rep_max) + [0]
+            if rng.random() < args.long_frac:
+                ids += span(args.long_min, args.long_max) * args.long_rep + [0]
+            else:
+                ids += span(args.span_min, args.span_max) * rng.randint(args.rep_min, args.rep_max)
+                ids += [0]
         return ids[: args.copy_ctx]
 
     def text_rows(n: int) -> torch.Tensor:
