@@ -4,7 +4,8 @@ A search harness beside ``benchmarks/induction_plateau.py`` (docs/training.md, "
 recipes on one core", 2026-12-04). A model of about the ``tiny`` shape (HF
 ``GPTNeoXForCausalLM`` from :meth:`circuit_atlas.training.ModelSize.hf_config`, optionally with
 tied embeddings or a sequential residual) is trained with AdamW on a batch of ``--rows`` rows:
-a ``--copy-frac`` share are *copy rows* of ``--copy-ctx`` tokens, the rest natural text of
+a ``--copy-frac`` share are *copy rows* of ``--copy-ctx`` tokens (all rows for the first
+``--open-steps`` steps), the rest natural text of
 ``--ctx`` tokens from the demo corpus (tokenized once with a corpus BPE of ``--vocab`` merges
 and cached under ``--cache``).
 
@@ -86,6 +87,7 @@ def main() -> None:  # noqa: C901, PLR0915 (a flat experiment script)
     a("--ctx", type=int, default=128, help="tokens per text row")
     a("--copy-frac", type=float, default=1.0)
     a("--copy-ctx", type=int, default=128, help="tokens per copy row")
+    a("--open-steps", type=int, default=0, help="opening phase: all rows are copy rows")
     a("--source", choices=("random", "text"), default="random")
     a("--pool", type=int, default=0, help="distinct random ids (0: all non-special)")
     a("--span-min", type=int, default=8)
@@ -223,12 +225,13 @@ def main() -> None:  # noqa: C901, PLR0915 (a flat experiment script)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss_sum, n_tok = 0.0, 0
-        if n_copy:
-            x = torch.tensor([copy_row() for _ in range(n_copy)])
+        k_copy = args.rows if step <= args.open_steps else n_copy
+        if k_copy:
+            x = torch.tensor([copy_row() for _ in range(k_copy)])
             loss_sum = model(input_ids=x, labels=x).loss * x[:, 1:].numel()
             n_tok += x[:, 1:].numel()
-        if n_text:
-            x = text_rows(n_text)
+        if args.rows - k_copy:
+            x = text_rows(args.rows - k_copy)
             loss_sum = loss_sum + model(input_ids=x, labels=x).loss * x[:, 1:].numel()
             n_tok += x[:, 1:].numel()
         loss = loss_sum / n_tok
