@@ -17,7 +17,10 @@ Usage (one thread; ≈ 5 minutes for tiny at 1000 × 16 × 128 tokens on this 2-
         --first-steps 500 --tasks ioi:3,greater-than:3,gender-pronoun,sva
     python benchmarks/ioi_recipe.py --out /tmp/ioi-c --size small ...
 
-Prints one line per checkpoint: ``step ioi greater_than gender_pronoun held_in_ioi``.
+Prints one line per checkpoint: ``step ioi greater_than gender_pronoun held_in_ioi
+induction_2x60 prev_token`` (the last two: the best head's induction score on the demo's
+2 × 60 repeated random tokens, and its previous-token score). ``--tied`` ties the input and
+output embeddings (a patch of ``ModelSize.hf_config`` inside this script only).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 import torch
 
 import circuit_atlas as ca
+from circuit_atlas.components.attention_scores import attention_scores
 from circuit_atlas.data import corpus_paths
 from circuit_atlas.tasks import evaluation_vocabulary
 from circuit_atlas.training import TrainConfig, build_vocabulary, train_suite
@@ -72,14 +76,29 @@ def main() -> None:
     parser.add_argument("--first", default="", help="Opening-phase weights, e.g. ioi.")
     parser.add_argument("--first-steps", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tied", action="store_true",
+                        help="tie input and output embeddings (benchmark-only patch of "
+                        "ModelSize.hf_config; docs/training.md, 2026-12-04)")  # fmt: skip
+    parser.add_argument("--n-even", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.tied:
+        from circuit_atlas.training import ModelSize
+
+        untied = ModelSize.hf_config
+
+        def tied(self, vocab_size, **kw):
+            cfg = untied(self, vocab_size, **kw)
+            cfg.tie_word_embeddings = True
+            return cfg
+
+        ModelSize.hf_config = tied
     config = TrainConfig(
         sizes=(args.size,),
         steps=args.steps,
         batch_size=args.batch_size,
         seq_len=args.seq_len,
-        n_even=5,
+        n_even=args.n_even,
         lr=args.lr,
         seed=args.seed,
         curriculum=parse_curriculum(
@@ -89,7 +108,8 @@ def main() -> None:
     start = time.time()
     manifest = train_suite(config, corpus_paths(), args.out)
     print(f"trained in {time.time() - start:.0f} s", flush=True)
-    print("step ioi greater_than gender_pronoun held_in_ioi", flush=True)
+    print("step ioi greater_than gender_pronoun held_in_ioi induction_2x60 prev_token",
+          flush=True)  # fmt: skip
     vocabulary = build_vocabulary(evaluation_vocabulary(), ("names",))
     for step in manifest.sizes[args.size].steps:
         if 0 < step < 64:
@@ -100,6 +120,9 @@ def main() -> None:
             result = ca.behaviour(model, ca.make_dataset(task, model.tokenizer))
             row.append(round(float(result["clean"]["metric"]), 3))
         row.append(round(held_in_ioi(model, vocabulary), 3))
+        scores = attention_scores(model, seq_len=60, batch=2)  # the demo's induction score
+        row += [round(float(scores["induction"].max()), 3),
+                round(float(scores["previous_token"].max()), 3)]  # fmt: skip
         print(*row, flush=True)
 
 

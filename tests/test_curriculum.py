@@ -104,6 +104,30 @@ def test_repeated_token_rows_repeat_their_span(pythia_tokenizer, data_dir: Path)
     assert not CURRICULA["repeated-tokens"].evaluated
 
 
+def test_repeated_span_rows_repeat_short_and_long_spans(pythia_tokenizer, data_dir: Path) -> None:
+    vocabulary = build_vocabulary(evaluation_vocabulary(data_dir))
+    config = CurriculumConfig(0.5, ("repeated-spans",))
+    sampler = CurriculumSampler(config, vocabulary, pythia_tokenizer, seed=1)
+    eos = pythia_tokenizer.eos_token_id
+    segments = []
+    for step in range(40):
+        row = sampler(step, 0, 400)
+        assert row[0] == eos and len(row) == 400
+        parts = [[int(t) for t in part.split(",") if t] for part in
+                 ",".join(str(t) for t in row[1:]).split(f",{eos},")]  # fmt: skip
+        segments += parts[:-1]  # the last one may be cut
+    shapes = set()
+    for seg in segments:
+        period = next(p for p in range(1, len(seg) + 1) if seg == (seg[:p] * len(seg))[: len(seg)])
+        assert len(seg) % period == 0
+        shapes.add((period, len(seg) // period))
+    short = {(p, r) for p, r in shapes if 10 <= p <= 20 and 3 <= r <= 6}
+    long = {(p, r) for p, r in shapes if 20 <= p <= 60 and r == 2}
+    assert short and long and short | long == shapes  # spans vary; both kinds occur
+    assert len({p for p, _ in shapes}) > 10
+    assert not CURRICULA["repeated-spans"].evaluated
+
+
 def _name_token_mismatches(templates: tuple[str, ...], tokenizer) -> list[str]:
     """Templates in which a name is not the space-prefixed token the evaluation's prompts use."""
     bad = []

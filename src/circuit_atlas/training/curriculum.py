@@ -327,6 +327,13 @@ REPEAT_SPAN = (8, 40)
 """Shortest and longest random span of a repeated-tokens segment, in tokens."""
 
 
+REPEAT_SHORT = ((10, 20), (3, 6))
+"""``repeated-spans``: a span of 10–20 random ids repeated 3–6 times (most segments)."""
+
+REPEAT_LONG = ((20, 60), 2, 0.3)
+"""``repeated-spans``: the share (0.3) of segments that are a 20–60-id span repeated twice."""
+
+
 def abba(template: str) -> str:
     """The ABBA form of a BABA IOI template: the first ``{B}`` and first ``{A}`` swap places."""
     return template.replace("{B}", "{X}", 1).replace("{A}", "{B}", 1).replace("{X}", "{A}", 1)
@@ -373,6 +380,21 @@ def _repeated_tokens(rng: random.Random, pool: Sequence[int]) -> list[int]:
     return span + span
 
 
+def _repeated_spans(rng: random.Random, pool: Sequence[int]) -> list[int]:
+    """A short random span repeated 3–6 times, or (30%) a long one repeated twice.
+
+    Measured (benchmarks/induction_recipe.py, docs/training.md, 2026-12-04): with tied
+    embeddings, rows of these segments grow an induction head in a 2 × 4 × 64 GPT-NeoX within
+    ≈ 1 M tokens; the long spans make it reach back 60 positions (the demo's 2 × 60 score).
+    """
+    (lo, hi), reps, share = REPEAT_LONG
+    if rng.random() >= share:
+        (lo, hi), (r_lo, r_hi) = REPEAT_SHORT
+        reps = rng.randint(r_lo, r_hi)
+    span = [pool[rng.randrange(len(pool))] for _ in range(rng.randint(lo, hi))]
+    return span * reps
+
+
 @dataclass(frozen=True)
 class CurriculumTask:
     """A registered curriculum: the task it helps and how its rows are made.
@@ -406,6 +428,16 @@ CURRICULA: Mapping[str, CurriculumTask] = {
             "repeated-tokens",
             (f"{{L random token ids}}{{the same L ids}}, L uniform in {list(REPEAT_SPAN)}",),
             generate_ids=_repeated_tokens,
+            evaluated=False,
+        ),
+        CurriculumTask(
+            "repeated-spans",
+            (
+                f"{{L random token ids}} × r, L uniform in {list(REPEAT_SHORT[0])}, r in "
+                f"{list(REPEAT_SHORT[1])}; or ({REPEAT_LONG[2]:.0%}) L in {list(REPEAT_LONG[0])}"
+                f", r = {REPEAT_LONG[1]}",
+            ),
+            generate_ids=_repeated_spans,
             evaluated=False,
         ),
     )
