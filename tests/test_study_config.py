@@ -179,6 +179,39 @@ def test_paper_example_validates():
     assert f"{len(units)} units" in paper_md
 
 
+def test_polypythias_example_validates_and_states_its_cost():
+    study = load_study(EXAMPLES / "polypythias.toml")
+    units = plan_units(study)
+    per_model = estimate_cost(units)["per_model"]
+    assert {m: r["units"] for m, r in per_model.items()} == {
+        "pythia-160m": 43, "pythia-160m-seed1": 43, "pythia-160m-seed2": 43}
+    assert sorted({u.checkpoint.seed for u in units}) == [0, 1, 2]
+    text = (EXAMPLES / "polypythias.toml").read_text()
+    assert f"{len(units)} units" in text and "516 task runs" in text
+    assert sum(len(u.settings.tasks) for u in units) == 516
+
+
+def test_olmo_example_plans_from_a_cached_branch_list(tmp_path):
+    """The OLMo example plans its ten checkpoints from the branch list cached in its results."""
+    import shutil
+
+    (tmp_path / "examples").mkdir()
+    shutil.copy(EXAMPLES / "olmo.toml", tmp_path / "examples" / "olmo.toml")
+    revisions = tmp_path / "results" / "olmo-1b" / "revisions"
+    revisions.mkdir(parents=True)
+    steps = list(range(0, 20001, 1000))
+    branches = ["main", *(f"step{s}-tokens{round(s * 4.194304)}B" for s in steps)]
+    (revisions / "allenai--OLMo-1B-hf.json").write_text(json.dumps(
+        {"repo_id": "allenai/OLMo-1B-hf", "fetched_at": "2025-01-01T00:00:00+00:00",
+         "branches": branches}))  # fmt: skip
+    units = plan_units(load_study(tmp_path / "examples" / "olmo.toml"))
+    assert len(units) == 10 and {u.checkpoint.model for u in units} == {"olmo-1b"}
+    assert all(u.checkpoint.revision.startswith(f"step{u.checkpoint.step}-tokens")
+               for u in units)
+    assert sum(len(u.settings.tasks) for u in units) == 20
+    assert "10 units, 20 task runs" in (EXAMPLES / "olmo.toml").read_text()
+
+
 def test_local_suite_example_parses():
     study = parse_study(EXAMPLES / "local_suite.toml")
     assert study.models[0].kind == "suite" and len(study.tasks) == 4
