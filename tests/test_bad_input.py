@@ -232,7 +232,8 @@ STUDY_CASES = [
                          "steps: 10, 20"]),
     ("unknown-task.toml", ["unknown-task.toml:15: tasks[1].name: unknown task 'gender-pronon'"]),
     ("toml-syntax.toml", ["toml-syntax.toml: invalid TOML", "line 20"]),
-    ("yaml-syntax.yaml", ["yaml-syntax.yaml: invalid YAML", "line 4"]),
+    ("yaml-syntax.yaml", ["yaml-syntax.yaml: invalid YAML at line 4, column 4: while parsing "
+                          "a block collection, expected <block end>"]),
     ("unknown-pythia.toml", ["unknown Pythia model 'pythia-15m'"]),
     ("missing-suite.toml", ["missing-suite.toml:7: models[0].path: suite directory",
                             "no-suite' does not exist"]),

@@ -383,7 +383,14 @@ def _read(path: Path) -> tuple[str, str, Any]:
         try:
             return text, "yaml", yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+            mark = getattr(exc, "problem_mark", None)
+            if mark is None:
+                raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+            context = getattr(exc, "context", None)
+            what = f"{context}, {exc.problem}" if context else exc.problem
+            raise ConfigError(
+                f"{path}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
+            ) from exc
     raise ConfigError(f"study file {str(path)!r} must end in .toml, .yaml or .yml")
 
 
