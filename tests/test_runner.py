@@ -50,6 +50,7 @@ def test_run_end_to_end(root, reference):
     assert units["tokens_seen"].tolist() == [s * 1000 for s in SUITE_STEPS]
     assert set(units["model"]) == {"tiny-a"} and set(units["status"]) == {"complete"}
     assert set(units["source_kind"]) == {"suite"}
+    assert set(units["suite"]) == {"tiny"} and set(units["tokens_per_step"]) == {1000}
     assert json.loads(units["spec"].iloc[0])["n_layers"] == 2
     metrics = store.table("task_metrics")
     assert len(metrics) == 6 and set(metrics["task"]) == {"ioi", "gender-pronoun"}

@@ -21,7 +21,7 @@ def unit_tables(unit_id: str, step: int = 1000, faithfulness: float | None = 0.9
         "timings": json.dumps({"total": 1.5}), "duration_s": 1.5, "status": "complete",
         "errors": "{}", "device": "cpu", "host": "h",
         "finished_at": pd.Timestamp("2024-01-01", tz="UTC"), "weights_fingerprint": f"{step:064x}",
-        "seed": 2, "base_model": "tiny",
+        "seed": 2, "base_model": "tiny", "suite": "tiny", "tokens_per_step": 2_097_152,
     }]
     metrics, circuits, edges, nodes, curves = [], [], [], [], []
     for task in ("ioi", "sva"):
@@ -237,7 +237,8 @@ def _downgrade(store: ResultsStore, unit_id: str, version: int) -> None:
 
     Version 2 had the first eight tables and no algorithm tables; versions 2 and 3 had no
     ``units.weights_fingerprint`` column, versions 2-4 no ``units.seed`` and
-    ``units.base_model``. Their other schemas are the current ones.
+    ``units.base_model``, versions 2-7 no ``units.suite`` and ``units.tokens_per_step``. Their
+    other schemas are the current ones.
     """
     from circuit_atlas.store import ADDED_COLUMNS, TABLES_BY_VERSION
 
@@ -267,7 +268,7 @@ def _algorithm_rows(unit_id: str) -> list[dict]:
 
 
 def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
     old = ResultsStore(tmp_path / "old", create=True)
     old.write_unit("u1", unit_tables("u1", step=1000))
     _downgrade(old, "u1", 2)
@@ -329,6 +330,30 @@ def test_schema_v4_units_read_with_a_null_seed(tmp_path):
     assert both["seed"].isna().to_dict() == {"u1": True, "u2": False}
     assert both.loc["u2", "seed"] == 2 and both.loc["u2", "base_model"] == "tiny"
     assert json.loads((tmp_path / "v4" / "store.json").read_text())["upgraded_from"] == 4
+
+
+def test_schema_v7_units_read_with_a_null_suite_that_the_analyses_derive(tmp_path):
+    from circuit_atlas.analyses import suite_map
+
+    old = ResultsStore(tmp_path / "v7", create=True)
+    old.write_unit("u1", unit_tables("u1", step=1000))
+    _downgrade(old, "u1", 7)
+    assert "suite" not in pq.read_schema(old.units_dir / "u1" / "units.parquet").names
+    store = ResultsStore(tmp_path / "v7")
+    store.verify()  # checked against v7's units schema (no suite, no tokens_per_step)
+    units = store.table("units")
+    assert list(units.columns) == TABLES["units"].names
+    assert units["suite"].isna().all() and units["tokens_per_step"].isna().all()
+    assert units["seed"].tolist() == [2]  # v7 kept its seed
+    derived = suite_map(units)  # model "tiny-a", size "a": suite "tiny"; 2,097,152 per step
+    assert derived[["suite", "tokens_per_step"]].values.tolist() == [["tiny", 2_097_152]]
+    assert store.write_unit("u2", unit_tables("u2", step=2000))  # a v8 unit joins
+    both = ResultsStore(tmp_path / "v7")
+    both.verify()
+    rows = both.table("units").set_index("unit_id")
+    assert rows["suite"].isna().to_dict() == {"u1": True, "u2": False}
+    assert rows.loc["u2", "suite"] == "tiny" and rows.loc["u2", "tokens_per_step"] == 2_097_152
+    assert json.loads((tmp_path / "v7" / "store.json").read_text())["upgraded_from"] == 7
 
 
 def test_schema_v1_store_is_refused(store):

@@ -25,6 +25,7 @@ import pandas as pd
 
 import circuit_atlas
 from circuit_atlas import analyses, figures
+from circuit_atlas import report_suites as suites
 from circuit_atlas import report_uncertainty as uncertainty
 from circuit_atlas.report_frames import (
     ReportFrames,
@@ -167,18 +168,22 @@ def _noise_columns(task_metrics: pd.DataFrame, options: ReportOptions) -> dict:
 
 
 def _emergence(frames: ReportFrames, options: ReportOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
-    settings = dict(frac=options.emergence_frac, tolerance=options.emergence_tolerance)
+    # by suite: tokens seen come from each row's own suite (docs/suites.md, Comparing suites)
+    settings = dict(frac=options.emergence_frac, tolerance=options.emergence_tolerance,
+                    by=("suite", "model", "task"))
     metric = pd.DataFrame()
     if has_columns(frames.task_metrics, "model", "task", "step", "clean_metric"):
         metric = analyses.emergence_table(
-            frames.task_metrics, "clean_metric", baseline=options.emergence_baseline,
+            analyses.with_suites(frames.task_metrics, frames.units, what="task_metrics"),
+            "clean_metric", baseline=options.emergence_baseline,
             min_final=options.min_final_metric, **_noise_columns(frames.task_metrics, options),
             **settings,
         )  # fmt: skip
     size = pd.DataFrame()
     if has_columns(frames.circuits, "model", "task", "step", "n_nodes"):
         size = analyses.emergence_table(
-            frames.circuits, "n_nodes", baseline=options.size_emergence_baseline, **settings
+            analyses.with_suites(frames.circuits, frames.units, what="circuits"), "n_nodes",
+            baseline=options.size_emergence_baseline, **settings
         )
     return metric, size
 
@@ -224,7 +229,7 @@ def _emergence_section(metric: pd.DataFrame, size: pd.DataFrame, options) -> str
             else "."
         )
     )
-    cols = ["model", "task", "emerged", "step", "tokens_seen", "value_at_emergence",
+    cols = ["suite", "model", "task", "emerged", "step", "tokens_seen", "value_at_emergence",
             "final_value", "n_checkpoints", "reason"]  # fmt: skip
     pick = lambda f: f[[c for c in cols if c in f.columns]] if not f.empty else f  # noqa: E731
     return (
@@ -232,6 +237,7 @@ def _emergence_section(metric: pd.DataFrame, size: pd.DataFrame, options) -> str
         + html_table(pick(metric))
         + f"<h3>Circuit size (nodes; baseline: {esc(options.size_emergence_baseline)})</h3>"
         + html_table(pick(size))
+        + suites.emergence_suites_html(metric, size)
     )
 
 
@@ -252,7 +258,8 @@ def _not_emerged_section(frames: ReportFrames, metric: pd.DataFrame) -> str:
             parts.append(f"<li><b>{esc(task)}</b>: {esc(verdict)}</li>")
         parts = ["<ul>", *parts, "</ul>"]
         if not failed.empty:
-            parts.append(html_table(failed[["model", "task", "final_value", "reason"]]))
+            parts.append(html_table(failed[[c for c in ("suite", "model", "task", "final_value",
+                                                         "reason") if c in failed.columns]]))
     if has_columns(frames.units, "model", "step", "errors"):
         errors = []
         for _, unit in frames.units.iterrows():
@@ -273,6 +280,7 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
         return missing, missing
     sizes = analyses.circuit_size(frames.circuits)
     means = analyses.mean_circuit_size(frames.circuits, min_step=options.mean_size_min_step)
+    means = suites.suite_column(means, frames.units)
     note = ""
     lacking = (
         sizes.groupby(["model", "task"]).size().index.difference(
@@ -281,7 +289,8 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
     )  # fmt: skip
     if len(lacking):
         fallback = analyses.mean_circuit_size(frames.circuits, min_step=None)
-        keyed = fallback.set_index(["model", "task"]).loc[lacking].reset_index()
+        keyed = suites.suite_column(
+            fallback.set_index(["model", "task"]).loc[lacking].reset_index(), frames.units)
         means = pd.concat([means, keyed], ignore_index=True)
         note = (
             f'<p class="warn">No checkpoint at step ≥ {options.mean_size_min_step} for '
@@ -295,21 +304,7 @@ def _size_section(frames: ReportFrames, options: ReportOptions) -> tuple[str, st
         + html_table(means)
         + note
     )
-    corr = analyses.size_scale_correlation(means)
-    few = corr["n_models"].max() < 3 if not corr.empty else True
-    caution = (
-        '<p class="warn">Fewer than three models: a correlation is ±1 or undefined and '
-        "carries no evidence.</p>"
-        if few
-        else ""
-    )
-    scaling_html = (
-        "<p>Pearson and Spearman correlation between each model's mean circuit size in nodes "
-        "and its parameter count, per task (PAPER.md §7.3, with correct parameter counts).</p>"
-        + html_table(corr)
-        + caution
-    )
-    return size_html, scaling_html
+    return size_html, suites.scaling_html(means)
 
 
 def _stability_section(frames: ReportFrames, options: ReportOptions) -> str:
@@ -340,7 +335,7 @@ def _stability_section(frames: ReportFrames, options: ReportOptions) -> str:
         f"{uncertainty.NO_BAND_SETS}</p>"
         + png_image(figure, options.dpi, "EWMA Jaccard")
         + "<h3>Summary of the smoothed series</h3>"
-        + html_table(pd.DataFrame(rows))
+        + html_table(suites.suite_column(pd.DataFrame(rows), frames.units))
     )
 
 

@@ -25,18 +25,21 @@ __all__ = [
     "table_schema",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Version of the table schemas this circuit-atlas writes (3 added the algorithm tables, 4 the
 ``units.weights_fingerprint`` column, 5 ``units.seed`` and ``units.base_model``, 6 the
-``prompt_metrics`` table, 7 the MIB tables ``mib`` and ``mib_curves``)."""
+``prompt_metrics`` table, 7 the MIB tables ``mib`` and ``mib_curves``, 8 ``units.suite`` and
+``units.tokens_per_step``)."""
 
-READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5, 6, 7)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
 """Schema versions this circuit-atlas reads; a store or unit of another version is refused.
 A version-2 unit has no algorithm tables: they read as empty for it; a unit older than version 4
 has no ``weights_fingerprint``, one older than 5 no ``seed`` and ``base_model``: they read as
 null (the analyses then take ``base_model`` to be ``model``); a unit older than 6 has no
 ``prompt_metrics`` table: it reads as empty for it (no bootstrap intervals for that unit); one
-older than 7 has no MIB tables: they read as empty for it."""
+older than 7 has no MIB tables: they read as empty for it; one older than 8 has no ``suite`` and
+``tokens_per_step``: they read as null (:func:`circuit_atlas.analyses.suites.suite_map` then
+derives the suite from ``source_kind``, ``model`` and ``size``)."""
 
 _I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -60,6 +63,7 @@ TABLES: dict[str, pa.Schema] = {
         ("duration_s", _F64), ("status", _STR), ("errors", _STR), ("device", _STR),
         ("host", _STR), ("finished_at", pa.timestamp("us", tz="UTC")),
         ("weights_fingerprint", _STR), ("seed", _I64), ("base_model", _STR),
+        ("suite", _STR), ("tokens_per_step", _I64),
     ),
     "task_metrics": _schema(
         *_KEYS, ("metric_kind", _STR), ("clean_metric", _F64), ("corrupted_metric", _F64),
@@ -140,12 +144,14 @@ TABLES_BY_VERSION: dict[int, tuple[str, ...]] = {
     5: _V5_TABLES,
     6: _V6_TABLES,
     7: tuple(TABLES),
+    8: tuple(TABLES),
 }
 """The tables a unit of each readable schema version holds."""
 
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     4: {"units": ("weights_fingerprint",)},
     5: {"units": ("seed", "base_model")},
+    8: {"units": ("suite", "tokens_per_step")},
 }
 """Schema version → table → the columns that version added to a table older units already had
 (they read as null for the older units)."""

@@ -14,6 +14,9 @@ Every function is pure: it takes pandas DataFrames with the columns of the resul
   training and across sizes (§5; docs/algorithm.md).
 - :mod:`.integrity` — distinct checkpoints whose weights fingerprints are equal (duplicated
   checkpoints, e.g. hub branches holding the same weights).
+- :mod:`.suites` — which suite each model comes from, tokens seen filled per suite, checkpoints
+  of two suites paired at matched tokens seen, emergence per suite (per-suite size–scale
+  correlation: :func:`size_scale_correlation_by_suite`).
 - :mod:`.seeds` — curves and emergence points as mean ± spread over training seeds, and the
   Jaccard between seeds at one step next to the Jaccard between consecutive steps.
 - :mod:`.uncertainty` — seeded percentile bootstrap intervals over prompts (task metrics and
@@ -53,6 +56,7 @@ from circuit_atlas.analyses.performance import (
 from circuit_atlas.analyses.scaling import (
     pearson,
     size_scale_correlation,
+    size_scale_correlation_by_suite,
     size_scale_correlation_from_circuits,
     spearman,
 )
@@ -83,6 +87,15 @@ from circuit_atlas.analyses.stability import (
     normalized_abs_scores,
     weighted_jaccard,
 )
+from circuit_atlas.analyses.suites import (
+    POOLED_SUITE,
+    SUITE_COLUMNS,
+    UNRECORDED_SUITE,
+    emergence_by_suite,
+    match_tokens_seen,
+    suite_map,
+    with_suites,
+)
 from circuit_atlas.analyses.uncertainty import (
     CI_LEVEL,
     INTERVAL_COLUMNS,
@@ -106,7 +119,10 @@ __all__ = [
     "PAPER_FIG3_FRACTION",
     "PAPER_JACCARD_CHECKPOINTS",
     "PAPER_MEAN_SIZE_MIN_STEP",
+    "POOLED_SUITE",
     "SEED_COLUMNS",
+    "SUITE_COLUMNS",
+    "UNRECORDED_SUITE",
     "Baseline",
     "BootstrapCI",
     "EmergencePoint",
@@ -123,6 +139,7 @@ __all__ = [
     "cross_size_table",
     "edge_jaccard",
     "emergence_across_seeds",
+    "emergence_by_suite",
     "emergence_point",
     "emergence_table",
     "ewma",
@@ -135,6 +152,7 @@ __all__ = [
     "identical_weights",
     "jaccard",
     "jaccard_over_time",
+    "match_tokens_seen",
     "mean_circuit_size",
     "metric_intervals",
     "model_order",
@@ -146,9 +164,12 @@ __all__ = [
     "seed_map",
     "share_similarity",
     "size_scale_correlation",
+    "size_scale_correlation_by_suite",
     "size_scale_correlation_from_circuits",
     "spearman",
     "step_tokens",
+    "suite_map",
     "task_performance",
     "weighted_jaccard",
+    "with_suites",
 ]

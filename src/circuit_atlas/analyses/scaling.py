@@ -14,9 +14,16 @@ import pandas as pd
 
 from circuit_atlas.analyses._frames import require_columns, sort_series
 from circuit_atlas.analyses.size import PAPER_MEAN_SIZE_MIN_STEP, SizeMeasure, mean_circuit_size
+from circuit_atlas.analyses.suites import POOLED_SUITE
 from circuit_atlas.errors import AnalysisError
 
-__all__ = ["pearson", "size_scale_correlation", "size_scale_correlation_from_circuits", "spearman"]
+__all__ = [
+    "pearson",
+    "size_scale_correlation",
+    "size_scale_correlation_by_suite",
+    "size_scale_correlation_from_circuits",
+    "spearman",
+]
 
 
 def _paired(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +122,45 @@ def size_scale_correlation(mean_sizes: pd.DataFrame, *, value: str = "mean_size"
         )
     columns = ["task", "n_models", "pearson", "spearman"]
     return sort_series(pd.DataFrame(rows, columns=columns), extra=())
+
+
+def size_scale_correlation_by_suite(
+    mean_sizes: pd.DataFrame, *, value: str = "mean_size", pooled: bool = True
+) -> pd.DataFrame:
+    """Per suite and task, the correlation between mean circuit size and parameter count.
+
+    Models of different suites differ in more than size (data, tokenizer, tokens per step,
+    architecture), so a correlation over Pythia and OLMo models together mixes scale with
+    suite. This computes :func:`size_scale_correlation` on each suite's models alone and, when
+    there are several suites and ``pooled``, once more over every model, labelled
+    :data:`~circuit_atlas.analyses.suites.POOLED_SUITE`.
+
+    Args:
+        mean_sizes: :func:`~circuit_atlas.analyses.size.mean_circuit_size` rows with a ``suite``
+            column (add it with :func:`~circuit_atlas.analyses.suites.with_suites`).
+        value: The size column to correlate.
+        pooled: Add the pooled rows (only when there are two or more suites).
+
+    Returns:
+        Columns ``suite``, ``task``, ``n_models``, ``pearson``, ``spearman`` and ``pooled``
+        (True on the pooled rows): each suite's rows in suite-name order, then the pooled rows.
+
+    Raises:
+        AnalysisError: If a required column is missing or a suite is null.
+    """
+    require_columns(mean_sizes, ("suite", "model", "params", "task", value), "mean_sizes")
+    if mean_sizes["suite"].isna().any():
+        models = sorted(mean_sizes.loc[mean_sizes["suite"].isna(), "model"].astype(str).unique())
+        raise AnalysisError(f"mean_sizes: null suite for model(s) {models}")
+    parts = [size_scale_correlation(group, value=value).assign(suite=suite, pooled=False)
+             for suite, group in mean_sizes.groupby("suite", sort=True)]
+    if pooled and len(parts) > 1:
+        parts.append(size_scale_correlation(mean_sizes, value=value).assign(
+            suite=POOLED_SUITE, pooled=True))
+    columns = ["suite", "task", "n_models", "pearson", "spearman", "pooled"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def size_scale_correlation_from_circuits(

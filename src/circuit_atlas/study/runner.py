@@ -368,6 +368,7 @@ def _compute(unit: Unit, engine: Engine, on_progress: Progress | None) -> dict[s
         "host": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
         "weights_fingerprint": source.get("weights_fingerprint"),
         "seed": ckpt.seed, "base_model": ckpt.base_model or ckpt.model,
+        "suite": ckpt.suite, "tokens_per_step": ckpt.tokens_per_step,
     }])
     return {name: _concat(name, items) for name, items in parts.items()}
 

@@ -36,6 +36,7 @@ __all__ = [
     "BYTES_PER_PARAM",
     "CheckpointRef",
     "Execution",
+    "LOCAL_SUITE",
     "TaskSettings",
     "Unit",
     "UnitSettings",
@@ -48,6 +49,9 @@ BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 HUB_BYTES_PER_PARAM = 2
 """Bytes per parameter of a Pythia checkpoint download (fp16 safetensors)."""
+
+LOCAL_SUITE = "local"
+"""The ``suite`` of explicit local checkpoints (a ``kind = "local"`` source)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,13 @@ class CheckpointRef:
         seed: Training seed when the source lists ``seeds``, else None.
         base_model: The model name shared by every seed (``pythia-160m`` for
             ``pythia-160m-seed1``); None when the source lists no seeds.
+        suite: The checkpoint suite the model belongs to: the registry name of a Pythia or hub
+            source (``pythia``, ``olmo``, ...), the prefix of a local suite (the source's
+            ``name``, else the ``suite.json`` name, else the directory name), ``local`` for
+            explicit local checkpoints. Not part of the identity.
+        tokens_per_step: Training tokens per optimiser step of the model, where the registry
+            or the ``suite.json`` gives it (tokens), else None (OLMo: its tokens seen come from
+            the branch names). Not part of the identity.
     """
 
     kind: str
@@ -83,6 +94,8 @@ class CheckpointRef:
     revision: str | None = None
     seed: int | None = None
     base_model: str | None = None
+    suite: str | None = None
+    tokens_per_step: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """Return the fields that identify the checkpoint (hashed into the unit id).
@@ -251,7 +264,7 @@ def _expand(ckpt_for_step, steps_by_task: dict[str, list[int]]) -> list[tuple[An
 
 
 def _pythia_units(source: PythiaSource, study: StudyConfig, index: int, revisions_dir: Path):
-    from circuit_atlas.models.pythia import get_pythia, steps_to_tokens
+    from circuit_atlas.models.pythia import TOKENS_PER_STEP, get_pythia, steps_to_tokens
 
     out = []
     for name in source.model_names():
@@ -262,7 +275,8 @@ def _pythia_units(source: PythiaSource, study: StudyConfig, index: int, revision
         by_task = _steps_by_task(source, study, index, entry.steps, entry.name)
         out += _expand(lambda step, e=entry: CheckpointRef(
             "pythia", e.name, e.size, step, name=e.name, params=e.n_params,
-            tokens_seen=steps_to_tokens(step), repo_id=e.repo_id), by_task)
+            tokens_seen=steps_to_tokens(step), repo_id=e.repo_id, suite="pythia",
+            tokens_per_step=TOKENS_PER_STEP), by_task)
     return out
 
 
@@ -314,8 +328,8 @@ def _hub_units(source: HubSource, study: StudyConfig, index: int, revisions_dir:
             out += _expand(lambda step, h=hub, e=entry, c=checkpoints, s=seeded: CheckpointRef(
                 "pythia" if e is not None else "hub", h.name, h.size, step, name=h.name,
                 params=None if e is None else e.n_params, tokens_seen=c[step].tokens,
-                repo_id=h.repo_id, revision=None if e is not None else c[step].revision, **s),
-                by_task)
+                repo_id=h.repo_id, revision=None if e is not None else c[step].revision,
+                suite=h.suite.name, tokens_per_step=h.tokens_per_step, **s), by_task)
     return out
 
 
@@ -363,7 +377,8 @@ def _one_suite_units(source: SuiteSource, study: StudyConfig, index: int, root: 
                                  + ("" if seed is None else f" seed {seed}"))
         out += _expand(lambda step, s=size, t=per_step, m=model, x=seeded: CheckpointRef(
             "suite", m, s, step, name=s, path=str(root),
-            tokens_seen=None if t is None else step * t, **x), by_task)
+            tokens_seen=None if t is None else step * t, suite=prefix, tokens_per_step=t, **x),
+            by_task)
     return out
 
 
@@ -376,7 +391,7 @@ def _local_units(source: LocalSource, study: StudyConfig, index: int, revisions_
             raise _Located(f"checkpoint directory {str(path)!r} has no config.json",
                            ["models", index, "checkpoints", j, "path"])
         out.append((CheckpointRef("local", source.name, None, ckpt.step, path=str(path),
-                                  tokens_seen=ckpt.tokens_seen), tasks))
+                                  tokens_seen=ckpt.tokens_seen, suite=LOCAL_SUITE), tasks))
     return out
 
 
