@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from circuit_atlas.analyses._frames import attach_tokens, model_order
 
@@ -34,6 +34,7 @@ __all__ = [
     "circuit_size_figure",
     "faithfulness_figure",
     "figure_to_png",
+    "format_count",
     "jaccard_figure",
     "model_colors",
     "performance_figure",
@@ -58,6 +59,26 @@ def _new_figure(n_panels: int, n_rows: int = 1, *, width: float = 3.6, height: f
     FigureCanvasAgg(figure)
     axes = figure.subplots(n_rows, max(n_panels, 1), squeeze=False)
     return figure, axes
+
+
+def _panel_grid(n_panels: int, *, max_columns: int = 3, width: float = 3.6,
+                height: float = 2.8) -> tuple[Figure, list]:
+    """A figure with ``n_panels`` axes wrapped into rows of at most ``max_columns``.
+
+    The rows are balanced (four panels: two rows of two) and unused axes are removed, so wide
+    studies (many tasks or component types) keep panels readable on the page.
+
+    Returns:
+        The figure and its axes, in reading order.
+    """
+    n = max(n_panels, 1)
+    rows = math.ceil(n / max_columns)
+    columns = math.ceil(n / rows)
+    figure, axes = _new_figure(columns, rows, width=width, height=height)
+    flat = list(axes.flat)
+    for axis in flat[n:]:
+        axis.remove()
+    return figure, flat[:n]
 
 
 def model_colors(frame: pd.DataFrame) -> dict[str, tuple[float, float, float, float]]:
@@ -95,11 +116,39 @@ def _legend(figure: Figure, colors: Mapping[str, object], title: str = "model") 
         figure.legend(handles=handles, title=title, loc="outside right center", fontsize=8)
 
 
+def format_count(value: float) -> str:
+    """A count in three significant digits with a K/M/B/T suffix (``614K``, ``8.39B``).
+
+    Used for token counts and parameter counts in tick labels and the report's summary; a value
+    that is not finite is ``—``.
+    """
+    value = float(value)
+    if not math.isfinite(value):
+        return "—"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _short_count(value: float, _position=None) -> str:
+    return format_count(value)
+
+
 def _log_tokens(axis, label: str = "tokens seen") -> None:
     x0, x1 = axis.dataLim.intervalx
     if not (math.isfinite(x0) and math.isfinite(x1) and x0 > 0 and x1 > 0):
         axis.set_xlim(1.0, 10.0)  # nothing finite was drawn (e.g. every value undefined)
     axis.set_xscale("log")
+    x0, x1 = axis.dataLim.intervalx
+    if x0 > 0 and x1 > 0 and math.isfinite(x0) and math.isfinite(x1):
+        powers = math.floor(math.log10(x1)) - math.ceil(math.log10(x0)) + 1
+        if powers >= 2:  # labelled decades: minor labels (2×10⁴, 3×10⁴, …) would crowd
+            axis.xaxis.set_minor_formatter(NullFormatter())
+        else:  # under two decades: a few short labels (400K, 500K, …) instead of 4 × 10⁵, …
+            axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.xaxis.set_major_formatter(FuncFormatter(_short_count))
+            axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_xlabel(label)
     axis.grid(True, which="major", alpha=0.3, lw=0.5)
 
@@ -154,8 +203,8 @@ def performance_figure(
     rows = _positive_tokens(performance[performance["metric"] == metric])
     tasks = sorted(rows["task"].unique())
     colors = model_colors(performance)
-    figure, axes = _new_figure(len(tasks))
-    for axis, task in zip(axes[0], tasks, strict=False):
+    figure, panels = _panel_grid(len(tasks))
+    for axis, task in zip(panels, tasks, strict=False):
         part = rows[rows["task"] == task]
         for model, color in colors.items():
             series = part[part["model"] == model].sort_values("step")
@@ -177,7 +226,7 @@ def performance_figure(
         axis.set_ylabel(label)
         _log_tokens(axis)
     if not tasks:
-        _empty_panel(axes[0][0], f"no {metric} data with tokens > 0")
+        _empty_panel(panels[0], f"no {metric} data with tokens > 0")
     _legend(figure, colors)
     return figure
 
@@ -307,7 +356,7 @@ def faithfulness_figure(
             low, high = min(0.0, values.min()), max(1.0, values.max())
             margin = 0.08 * (high - low)
             axis.set_ylim(low - margin, high + margin)  # a ratio's band can be unbounded
-        axis.set_title(f"{task}: faithfulness of the circuit")
+        axis.set_title(f"{task}:\nfaithfulness of the circuit")
         axis.set_ylabel("faithfulness")
         if has_curves:
             _final_curves(axes[1][col], curves[curves["task"] == task], colors)

@@ -35,6 +35,7 @@ from circuit_atlas.report_frames import (
     html_table,
     png_image,
 )
+from circuit_atlas.report_summary import summary_section
 
 __all__ = ["SECTIONS", "ReportFrames", "ReportOptions", "write_report"]
 
@@ -67,50 +68,26 @@ _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0 auto;
 max-width:1280px;padding:0 24px 48px;color:#222;line-height:1.45}
 h1{margin-top:24px}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:36px}
-img{max-width:100%;height:auto;border:1px solid #eee}
-table.data{border-collapse:collapse;font-size:13px;margin:8px 0}
+img{max-width:100%;height:auto;border:1px solid #eee}img.figure{display:block;margin:8px 0}
+div.table{overflow-x:auto;max-width:100%}
+table.data{border-collapse:collapse;font-size:14px;margin:8px 0}
 table.data th,table.data td{border:1px solid #ddd;padding:3px 8px;text-align:right}
-table.data th{background:#f3f3f3}
+table.data th{background:#f3f3f3}table.data td{white-space:nowrap}
+table.data td:last-child{white-space:normal}
+table.data tbody tr:nth-child(even){background:#fafafa}
 pre{background:#f7f7f7;padding:10px;overflow-x:auto;font-size:12px}
 .muted{color:#666}.warn{color:#9a3412}
 details{margin:6px 0}summary{cursor:pointer;font-weight:600}
-.grid{display:flex;flex-wrap:wrap;gap:8px}.grid img{max-width:420px}
+details.table>summary{font-weight:normal;color:#1d4ed8}
+#summary{background:#f6f8fa;border:1px solid #d8dee4;border-radius:6px;padding:4px 16px 8px}
+#summary h2{margin-top:12px}ul.summary li{margin:4px 0}
+table.summary{font-size:14px;background:#fff}
+table.summary th,table.summary td{text-align:left;vertical-align:top}
+table.summary tbody th{background:#fff}table.summary th .muted{font-weight:normal}
+table.summary td{white-space:normal}table.summary tr.group th{background:#e8eef5}
+.grid{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}
 nav ol{columns:2}
 """
-
-
-def _summary(frames: ReportFrames) -> str:
-    source = next(
-        (f for f in (frames.units, frames.circuits, frames.task_metrics)
-         if has_columns(f, "model")),
-        pd.DataFrame(),
-    )
-    if source.empty:
-        return '<p class="warn">The store holds no results.</p>'
-    stats = {"n_checkpoints": ("step", "nunique"), "first_step": ("step", "min"),
-             "last_step": ("step", "max")}  # fmt: skip
-    if "params" in source.columns:
-        stats = {"params": ("params", "max"), **stats}
-    per_model = source.groupby("model").agg(**stats)
-    per_model = per_model.reindex(analyses.model_order(source)).reset_index()
-    tasks = sorted(set(frames.task_metrics.get("task", [])) | set(frames.circuits.get("task", [])))
-    single = per_model.loc[per_model["n_checkpoints"] < 2, "model"].tolist()
-    note = (
-        f'<p class="warn">Only one checkpoint for: {esc(", ".join(single))} — no stability or '
-        "emergence over training can be measured for them.</p>"
-        if single
-        else ""
-    )
-    duplicates = analyses.identical_weights(frames.units) if has_columns(frames.units,
-                                                                   "weights_fingerprint") else None
-    if duplicates is not None and not duplicates.empty:
-        note += (f'<p class="warn">{len(duplicates)} group(s) of checkpoints hold identical '
-                 'weights; see <a href="#integrity">Checkpoint integrity</a>.</p>')
-    return (
-        f"<p>{len(per_model)} model(s), tasks: {esc(', '.join(tasks) or 'none')}.</p>"
-        + html_table(per_model)
-        + note
-    )
 
 
 def _integrity_section(frames: ReportFrames) -> str:
@@ -391,7 +368,7 @@ def _diagrams_section(frames: ReportFrames, options: ReportOptions) -> str:
         edges, units=frames.units, per_series=options.diagrams_per_series
     ):
         blocks.setdefault((model, task), []).append(
-            png_image(figure, options.dpi, f"{model} {task} step {step}")
+            png_image(figure, options.dpi, f"{model} {task} step {step}", grid=True)
         )
     return (
         "<p>In-circuit edges drawn by layer (input at the bottom, logits at the top; each "
@@ -559,6 +536,7 @@ def write_report(
         "config": _config_section(frames, config_text),
         "versions": _versions_section(frames, versions),
     }
+    summary = summary_section(frames, metric_emergence, options)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     explorer = (  # written next to the report by `circuit-atlas explore` or the demo
         '<p><a href="explorer.html">Open the interactive circuit explorer</a> (checkpoints, '
@@ -573,7 +551,9 @@ def write_report(
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1>{esc(title)}</h1><p class="muted">Generated {generated} by circuit-atlas '
-        f"{esc(circuit_atlas.__version__)}.</p>{explorer}{_summary(frames)}"
+        f"{esc(circuit_atlas.__version__)}.</p>{explorer}"
+        f'<section id="summary"><h2>Summary</h2>{summary}</section>'
+
         f"<nav><ol>{contents}</ol></nav>{sections}</body></html>\n"
     )
     out = Path(out_path)

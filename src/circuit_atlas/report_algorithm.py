@@ -19,10 +19,10 @@ from circuit_atlas.report_frames import (
     png_image,
 )
 
-__all__ = ["algorithm_section", "role_circuit_section", "self_repair_section",
+__all__ = ["REASONS", "algorithm_section", "role_circuit_section", "self_repair_section",
            "stability_section"]  # fmt: skip
 
-_REASONS = {
+REASONS = {
     "gap_too_small": "the clean–corrupted logit difference is within noise",
     "no_faithful_circuit": "no faithful IOI circuit (the % is relative to its heads)",
     "no_name_movers": "no name mover (copy score > 10 % and negative direct effect)",
@@ -35,7 +35,7 @@ _REASONS = {
 
 
 def _explain(frame: pd.DataFrame, column: str = "reason") -> pd.DataFrame:
-    return frame.assign(meaning=frame[column].map(lambda r: _REASONS.get(str(r), str(r))))
+    return frame.assign(meaning=frame[column].map(lambda r: REASONS.get(str(r), str(r))))
 
 
 def algorithm_section(frames: ReportFrames, options: ReportOptions) -> str:
@@ -111,7 +111,7 @@ def role_circuit_section(frames: ReportFrames, options: ReportOptions) -> str:
         n_layers, n_heads = shapes.get(unit, (None, None))
         figure = role_diagram(part, roles, n_layers=n_layers, n_heads=n_heads,
                               title=f"{model} · ioi · step {step} · {len(part)} edges")
-        parts.append(png_image(figure, options.dpi, f"{model} IOI circuit by role"))
+        parts.append(png_image(figure, options.dpi, f"{model} IOI circuit by role", grid=True))
         named = mine[mine["role"].notna()]
         rows.append({"model": model, "drawn step": step, "last step": final,
                      "note": "" if step == final else "the last checkpoint has no faithful "

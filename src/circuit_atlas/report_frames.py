@@ -19,6 +19,10 @@ from circuit_atlas.analyses.emergence import Baseline
 from circuit_atlas.errors import AnalysisError
 
 __all__ = [
+    "COLLAPSE_ROWS",
+    "FIGURE_PX_PER_INCH",
+    "GRID_MIN_PX",
+    "GRID_PX_PER_INCH",
     "TABLES",
     "ReportFrames",
     "ReportOptions",
@@ -33,6 +37,23 @@ TABLES: tuple[str, ...] = ("units", "task_metrics", "circuits", "edges", "nodes"
                            "fingerprints", "self_repair", "self_repair_heads", "prompt_metrics",
                            "mib")
 """Store tables the report reads (``faithfulness`` is accepted as another name of ``curves``)."""
+
+COLLAPSE_ROWS = 15
+"""A table with more rows than this is collapsed into ``<details>`` (:func:`html_table`)."""
+
+FIGURE_PX_PER_INCH = 160
+"""Display scale of a main figure: CSS pixels per figure inch, capped at the content width.
+
+At 160 a two-panel figure (7.2 in) spans about the page's 1,232 px content width and 10 pt text
+shows at about 22 px, whatever ``ReportOptions.dpi`` the PNG was rendered at."""
+
+GRID_PX_PER_INCH = 115
+"""Display scale of a small multiple in a ``grid`` (circuit diagrams), at least
+:data:`GRID_MIN_PX` wide: two diagrams of a small model fit side by side."""
+
+GRID_MIN_PX = 560
+"""Narrowest a small multiple is shown (CSS pixels)."""
+
 
 @dataclass(frozen=True)
 class ReportOptions:
@@ -65,7 +86,8 @@ class ReportOptions:
             docs/uncertainty.md).
         bootstrap_seed: Seed of the bootstrap generator (the same for every point).
         ci_level: Coverage of the bootstrap intervals (0.95, percentile method).
-        dpi: Resolution of the embedded PNGs.
+        dpi: Resolution of the embedded PNGs, in pixels per figure inch (their sharpness; the
+            size they are shown at is set by ``report_frames.FIGURE_PX_PER_INCH``).
     """
 
     emergence_frac: float = 0.8
@@ -84,7 +106,7 @@ class ReportOptions:
     bootstrap_resamples: int = analyses.N_RESAMPLES
     bootstrap_seed: int = 0
     ci_level: float = analyses.CI_LEVEL
-    dpi: int = 100
+    dpi: int = FIGURE_PX_PER_INCH
 
 
 @dataclass(frozen=True)
@@ -148,8 +170,20 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def html_table(frame: pd.DataFrame, *, empty: str = "No data.") -> str:
-    """A DataFrame as an HTML table (steps as integers, missing values as —), or ``empty``."""
+def html_table(frame: pd.DataFrame, *, empty: str = "No data.",
+               max_rows: int | None = COLLAPSE_ROWS) -> str:
+    """A DataFrame as an HTML table (steps as integers, missing values as —), or ``empty``.
+
+    Args:
+        frame: The table.
+        empty: Sentence shown instead of an empty table.
+        max_rows: A table with more rows is shown collapsed, whole, inside ``<details>`` whose
+            summary line gives its numbers of rows and columns (a click opens it); None never
+            collapses (for a table that already sits in its own ``<details>``).
+
+    Returns:
+        The HTML fragment.
+    """
     if frame is None or frame.empty:
         return f'<p class="muted">{esc(empty)}</p>'
     shown = frame.copy()
@@ -157,17 +191,39 @@ def html_table(frame: pd.DataFrame, *, empty: str = "No data.") -> str:
         if column in ("step", "step_from", "step_to", "n_checkpoints", "n_models", "params"):
             numbers = pd.to_numeric(shown[column], errors="coerce")
             shown[column] = [f"{int(v)}" if pd.notna(v) else "—" for v in numbers]
-    return shown.to_html(
+    table = shown.to_html(
         index=False, escape=True, na_rep="—", border=0, classes="data",
         float_format=lambda x: f"{x:.4g}",
     )  # fmt: skip
+    table = f'<div class="table">{table}</div>'
+    if max_rows is None or len(shown) <= max_rows:
+        return table
+    return (f'<details class="table"><summary>Table: {len(shown)} rows × {len(shown.columns)} '
+            f"columns (click to show)</summary>{table}</details>")
 
 
-def png_image(figure, dpi: int, alt: str) -> str:
-    """A Matplotlib figure as an inline base64 PNG ``<img>``; the figure is cleared."""
+def png_image(figure, dpi: int, alt: str, *, grid: bool = False) -> str:
+    """A Matplotlib figure as an inline base64 PNG ``<img>``; the figure is cleared.
+
+    Args:
+        figure: The figure.
+        dpi: Resolution of the PNG (its sharpness; not its size on the page).
+        alt: The image's alternative text.
+        grid: A small multiple shown in a ``grid`` (:data:`GRID_PX_PER_INCH`) rather than a
+            main figure (:data:`FIGURE_PX_PER_INCH`).
+
+    Returns:
+        The ``<img>`` element; its ``width`` is the figure's width in inches times the display
+        scale (the page's CSS caps it at the content width and keeps the aspect ratio).
+    """
+    inches = float(figure.get_size_inches()[0])
+    width = (max(GRID_MIN_PX, round(inches * GRID_PX_PER_INCH)) if grid
+             else round(inches * FIGURE_PX_PER_INCH))
     data = figures.figure_to_png(figure, dpi=dpi)
     figure.clear()
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+    kind = "small" if grid else "figure"
+    return (f'<img class="{kind}" width="{width}" alt="{esc(alt)}" '
+            f'src="data:image/png;base64,{data}">')
 
 
 def has_columns(frame: pd.DataFrame, *columns: str) -> bool:

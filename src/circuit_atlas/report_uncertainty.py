@@ -156,8 +156,8 @@ def band_caption(curve: pd.DataFrame, options: ReportOptions, what: str) -> str:
 def curve_table(curve: pd.DataFrame) -> str:
     """The plotted values and bands as a collapsible table (the figure's data)."""
     shown = curve.assign(band=curve["band"].map(BAND_KINDS))
-    return ("<details><summary>The plotted values and intervals</summary>"
-            + html_table(shown.drop(columns=["params"])) + "</details>")
+    return (f"<details><summary>The plotted values and intervals ({len(shown)} rows)</summary>"
+            + html_table(shown.drop(columns=["params"]), max_rows=None) + "</details>")
 
 
 def seeds_section(frames: ReportFrames, metric_emergence: pd.DataFrame,
@@ -223,10 +223,10 @@ def seeds_section(frames: ReportFrames, metric_emergence: pd.DataFrame,
             "<code>step_jaccard</code>: Jaccard between a seed's circuit and its circuit at the "
             "previous analysed step (mean over seeds). A change between steps no larger than "
             "the difference between seeds is within run-to-run noise.</p>", note,
-            html_table(summary), "<details><summary>Per step</summary>",
+            html_table(summary), f"<details><summary>Per step ({len(jac)} rows)</summary>",
             html_table(jac[["set", "model", "task", "step", "n_seeds", "n_pairs",
                             "seed_jaccard", "seed_jaccard_min", "seed_jaccard_max",
-                            "step_jaccard", "step_jaccard_std"]]),
+                            "step_jaccard", "step_jaccard_std"]], max_rows=None),
             "</details>",
         ]
     else:

@@ -23,7 +23,7 @@ from circuit_atlas.figures import (
     _empty_panel,
     _legend,
     _log_tokens,
-    _new_figure,
+    _panel_grid,
     _positive_tokens,
     model_colors,
 )
@@ -74,9 +74,9 @@ def representative_heads_figure(
     Returns:
         The figure; a panel without any candidate says so.
     """
-    figure, axes = _new_figure(len(panels))
+    figure, axes = _panel_grid(len(panels))
     colors = model_colors(params if params is not None else heads)
-    for axis, (component, task) in zip(axes[0], panels, strict=False):
+    for axis, (component, task) in zip(axes, panels, strict=False):
         chosen = representative_heads(heads, component=component, task=task, frac=frac,
                                       rule=rule)  # fmt: skip
         series = _series(heads, tokens, component, task)
@@ -120,15 +120,15 @@ def component_heads_figure(
     Returns:
         The figure.
     """
-    figure, axes = _new_figure(len(panels))
-    for axis, (component, task) in zip(axes[0], panels, strict=False):
+    figure, axes = _panel_grid(len(panels))
+    for axis, (component, task) in zip(axes, panels, strict=False):
         chosen = frequent_heads(heads, model=model, component=component, task=task, n=n)
         series = _series(heads[heads["model"] == model], tokens, component, task)
         for _, pick in chosen.iterrows():
             line = series[(series["layer"] == pick["layer"]) & (series["head"] == pick["head"])]
             axis.plot(line["tokens_seen"], line["score"], lw=1.4,
                       label=f"{pick['node']} (in circuit at {pick['n_in_circuit']})")  # fmt: skip
-        axis.set_title(f"{model}: {component} ({task})", fontsize=10)
+        axis.set_title(f"{model}:\n{component} ({task})", fontsize=10)
         if len(chosen):
             _log_tokens(axis)
             axis.set_ylabel(LABELS.get(component, component))
