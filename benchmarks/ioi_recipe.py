@@ -80,6 +80,15 @@ def main() -> None:
                         help="tie input and output embeddings (benchmark-only patch of "
                         "ModelSize.hf_config; docs/training.md, 2026-12-04)")  # fmt: skip
     parser.add_argument("--n-even", type=int, default=5)
+    parser.add_argument("--vocab", type=int, default=4096, help="BPE merges target")
+    parser.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
+    parser.add_argument("--attn", default="", help="HF attention implementation (eager, sdpa)")
+    parser.add_argument("--copy-init", action="store_true",
+                        help="untied, but the unembedding starts equal to the embedding")  # fmt: skip
+    parser.add_argument("--phases", default="",
+                        help="opening phases before the main mixture, e.g. "
+                        "'450=repeated-spans:1;950=ioi:1' (steps < 450 draw only repeated "
+                        "spans, steps < 950 only IOI; every task named must be in --tasks)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.tied:
@@ -93,6 +102,48 @@ def main() -> None:
             return cfg
 
         ModelSize.hf_config = tied
+    if args.copy_init:
+        from circuit_atlas.training import trainer
+
+        plain_init = trainer._init_model
+
+        def copy_init(*a, **kw):
+            model = plain_init(*a, **kw)
+            out = model.get_output_embeddings().weight
+            with torch.no_grad():
+                out.copy_(model.get_input_embeddings().weight)
+            return model
+
+        trainer._init_model = copy_init
+    if args.attn:
+        from circuit_atlas.training import trainer
+
+        base_init = trainer._init_model
+
+        def attn_init(*a, **kw):
+            model = base_init(*a, **kw)
+            model.set_attn_implementation(args.attn)
+            return model
+
+        trainer._init_model = attn_init
+    if args.phases:
+        from circuit_atlas.training.config import CurriculumConfig
+
+        names = [t.split(":")[0] for t in args.tasks.split(",")]
+        phases = []
+        for part in args.phases.split(";"):
+            end, spec = part.split("=")
+            weights = dict((w.split(":")[0], float(w.split(":")[1])) for w in spec.split(","))
+            phases.append((int(end), tuple(weights.get(n, 0.0) for n in names)))
+        main_weights = CurriculumConfig.task_weights
+
+        def phased(self, step=None):
+            for end, weights in phases:
+                if step is not None and step < end:
+                    return weights
+            return main_weights(self, step)
+
+        CurriculumConfig.task_weights = phased
     config = TrainConfig(
         sizes=(args.size,),
         steps=args.steps,
@@ -101,6 +152,8 @@ def main() -> None:
         n_even=args.n_even,
         lr=args.lr,
         seed=args.seed,
+        weight_decay=args.wd,
+        vocab_size=args.vocab,
         curriculum=parse_curriculum(
             args.fraction, args.tasks, "names", args.first, args.first_steps
         ),
