@@ -190,3 +190,18 @@ def test_figures_are_shown_large(study):
     assert min(widths["figure"]) >= round(4.5 * FIGURE_PX_PER_INCH)
     assert widths["small"] and min(widths["small"]) >= GRID_MIN_PX  # diagrams in a grid
     assert "max-width:420px" not in text
+
+
+def test_summary_headers_name_the_suite_only_when_there_are_several(tmp_path):
+    frames = synthetic_frames(steps=(64, 1000, 143000))
+    models = sorted(frames["units"]["model"].unique())
+    one = section(write_report(frames, tmp_path / "one.html", options=OPTIONS).read_text(),
+                  "summary")
+    assert "suite " not in _text(one.split("</thead>")[0])
+    units = frames["units"].copy()
+    units["suite"] = ["pythia" if m == models[0] else "olmo" for m in units["model"]]
+    frames = {**frames, "units": units}
+    two = section(write_report(frames, tmp_path / "two.html", options=OPTIONS).read_text(),
+                  "summary")
+    header = _text(two.split("</thead>")[0])
+    assert "suite pythia" in header and "suite olmo" in header

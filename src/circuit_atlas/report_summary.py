@@ -181,10 +181,21 @@ def _component_rows(best: pd.DataFrame, models: list[str]) -> list[str]:
     return out
 
 
+def _suites(frames: ReportFrames) -> dict[str, str]:
+    """Model → suite when the store holds more than one suite (else empty: nothing to tell)."""
+    if not has_columns(frames.units, "model") or frames.units.empty:
+        return {}
+    suites = analyses.suite_map(frames.units).set_index("model")["suite"]
+    return suites.to_dict() if suites.nunique() > 1 else {}
+
+
 def _summary_table(frames: ReportFrames, by_task: dict[str, pd.DataFrame], best: pd.DataFrame,
                    models: list[str], params: pd.Series | None,
                    options: ReportOptions) -> tuple[str, bool]:
-    """The compact table: tasks, then component heads, one column per model."""
+    """The compact table: tasks, then component heads, one column per model.
+
+    With several suites in the store, each model's column header also names its suite.
+    """
     task_rows, any_interval = _task_rows(frames, by_task, models, options)
     span = len(models) + 1
     rows = []
@@ -206,7 +217,11 @@ def _summary_table(frames: ReportFrames, by_task: dict[str, pd.DataFrame], best:
         rows += _component_rows(best, models)
     if not rows:
         return "", any_interval
-    header = "".join(f"<th>{esc(_model_label(m, params))}</th>" for m in models)
+    suites = _suites(frames)
+    header = "".join(
+        f"<th>{esc(_model_label(m, params))}"
+        + (f'<br><span class="muted">suite {esc(suites[m])}</span>' if m in suites else "")
+        + "</th>" for m in models)
     return (f'<div class="table"><table class="data summary"><thead><tr><th></th>{header}</tr>'
             f"</thead><tbody>{''.join(rows)}</tbody></table></div>", any_interval)
 
