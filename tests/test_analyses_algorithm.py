@@ -47,6 +47,13 @@ def algorithm_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]
                 "heads": f"a{n_layers - 1}.h0", "clean_logit_diff": progress,
                 "corrupted_logit_diff": -progress,
             })  # fmt: skip
+            if model != "tiny-a":  # tiny-a's units predate the intervals (schema v9)
+                value = tables["algorithm"][-1]["pct_effect"]
+                tables["algorithm"][-1].update({
+                    "pct_effect_ci_low": None if value is None else value - 5.0,
+                    "pct_effect_ci_high": None if value is None else value + 7.0,
+                    "ci_reason": reason, "n_examples": 40, "ci_n_resamples": 1000,
+                    "ci_seed": 0})  # fmt: skip
         for layer in range(n_layers):
             for head in range(n_heads):
                 role = None
@@ -129,6 +136,20 @@ def test_algorithm_series_keeps_undefined_points():
     assert early["pct_effect"].isna().all() and set(early["reason"]) == {"gap_too_small"}
     late = series[(series["step"] == max(STEPS)) & (series["panel"] == "direct")]
     assert late["pct_effect"].tolist() == pytest.approx([80.0])
+    # tiny-a's rows have no interval columns: every defined point says so, none has bounds.
+    assert series["ci_low"].isna().all() and series["ci_high"].isna().all()
+    defined = series["pct_effect"].notna()
+    assert (series.loc[defined, "ci_reason"] == "not_computed").all()
+    assert series.loc[~defined, "ci_reason"].isna().all()
+
+
+def test_algorithm_series_passes_the_stored_intervals_through():
+    frames = synthetic_frames(models={"tiny-b": MODELS["tiny-b"]}, tasks={"ioi": "logit_diff"})
+    series = analyses.algorithm_series(algorithm_frames(frames)["algorithm"])
+    defined = series[series["pct_effect"].notna()]
+    assert (defined["ci_low"] == defined["pct_effect"] - 5).all()
+    assert (defined["ci_high"] == defined["pct_effect"] + 7).all()
+    assert defined["ci_reason"].isna().all() and set(defined["ci_n_resamples"]) == {1000}
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +175,16 @@ def test_report_renders_the_algorithm_sections(report_text):
     assert "Across sizes at matched tokens seen" in text and "tiny-b" in text
     assert "a2.h1" in text and "backup_heads" in text  # tiny-b's backup head
     assert "Checkpoints without such a name mover" in text
+    # Figure 4's intervals: how they are computed, their values, and why tiny-a has none.
+    from tests.report_html import section as report_section
+
+    algo = report_section(text, "algorithm")
+    assert "No interval: each share" not in algo
+    assert "Vertical bars: 95 % percentile bootstrap interval over prompts" in algo
+    assert "1000 resamples of the IOI prompts with replacement, seed 0" in algo
+    assert "The plotted values and intervals" in algo
+    assert "No interval at tiny-a/direct, tiny-a/s_inhibition, tiny-a/tertiary" in algo
+    assert "written before schema v9" in algo
     # Figure 4 B-D, one role diagram per model, the stability figure; plus the earlier sections.
     plain = synthetic_frames(tasks={"ioi": "logit_diff"})
     assert len(_images(text)) == 1 + len(MODELS) + 1 + _image_count(plain)

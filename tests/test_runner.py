@@ -141,6 +141,22 @@ def test_algorithm_tables_are_part_of_every_ioi_unit(root, data_dir, reference):
     assert set(algorithm["denominator"]) == {"all"}
     # a number, or None with a reason -- never both, never neither
     assert (algorithm["pct_effect"].isna() == algorithm["reason"].notna()).all()
+    # Bootstrap intervals over the IOI prompts (schema v9): seeded, 1,000 resamples; one per
+    # defined share (the direct-effect sweep's and the S-inhibition sweep's per-prompt effects
+    # are kept), none for an undefined one.
+    from circuit_atlas.store import ALGORITHM_CI_COLUMNS
+
+    assert set(ALGORITHM_CI_COLUMNS) <= set(algorithm.columns)
+    assert set(algorithm["ci_n_resamples"]) == {1000} and set(algorithm["ci_seed"]) == {0}
+    assert (algorithm["n_examples"] > 1).all()
+    defined = algorithm[algorithm["pct_effect"].notna()]
+    assert (defined["pct_effect_ci_low"].notna() | defined["ci_reason"].notna()).all()
+    with_ci = defined[defined["pct_effect_ci_low"].notna()]
+    assert (with_ci["pct_effect_ci_low"] <= with_ci["pct_effect_ci_high"]).all()
+    assert (with_ci["ci_n_valid"] > 0).all()
+    assert algorithm.loc[algorithm["pct_effect"].isna(), "pct_effect_ci_low"].isna().all()
+    direct = algorithm.iloc[0]  # the direct-effect sweep always keeps its per-prompt effects
+    assert pd.isna(direct["pct_effect"]) or pd.notna(direct["pct_effect_ci_low"])
     assert len(store.table("algorithm_heads")) == 2 * 4
     fingerprints = store.table("fingerprints")
     assert set(fingerprints["task"]) == {"ioi"}  # gender-pronoun has no fingerprint roles

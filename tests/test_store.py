@@ -237,8 +237,8 @@ def _downgrade(store: ResultsStore, unit_id: str, version: int) -> None:
 
     Version 2 had the first eight tables and no algorithm tables; versions 2 and 3 had no
     ``units.weights_fingerprint`` column, versions 2-4 no ``units.seed`` and
-    ``units.base_model``, versions 2-7 no ``units.suite`` and ``units.tokens_per_step``. Their
-    other schemas are the current ones.
+    ``units.base_model``, versions 2-7 no ``units.suite`` and ``units.tokens_per_step``,
+    versions 3-8 no interval columns in ``algorithm``. Their other schemas are the current ones.
     """
     from circuit_atlas.store import ADDED_COLUMNS, TABLES_BY_VERSION
 
@@ -247,10 +247,13 @@ def _downgrade(store: ResultsStore, unit_id: str, version: int) -> None:
     for name in set(TABLES) - set(TABLES_BY_VERSION[version]):
         (unit / f"{name}.parquet").unlink()
         del marker["files"][f"{name}.parquet"]
-    units_file = unit / "units.parquet"
-    later = [c for v, tables in ADDED_COLUMNS.items() if v > version for c in tables["units"]]
-    pq.write_table(pq.read_table(units_file).drop(later), units_file)
-    marker["files"]["units.parquet"]["bytes"] = units_file.stat().st_size
+    for name in TABLES_BY_VERSION[version]:
+        later = [c for v, tables in ADDED_COLUMNS.items() if v > version
+                 for c in tables.get(name, ())]  # fmt: skip
+        path = unit / f"{name}.parquet"
+        if later and path.exists():
+            pq.write_table(pq.read_table(path).drop(later), path)
+            marker["files"][f"{name}.parquet"]["bytes"] = path.stat().st_size
     marker["schema_version"] = version
     (unit / MARKER).write_text(json.dumps(marker))
     manifest = json.loads((store.root / "store.json").read_text())
@@ -264,11 +267,13 @@ def _algorithm_rows(unit_id: str) -> list[dict]:
              "pct_effect": None, "reason": "gap_too_small", "denominator": "circuit",
              "identified_effect": None, "total_effect": None, "n_identified": 0,
              "n_denominator": 0, "heads": "", "clean_logit_diff": 0.1,
-             "corrupted_logit_diff": 0.1}]  # fmt: skip
+             "corrupted_logit_diff": 0.1, "pct_effect_ci_low": None, "pct_effect_ci_high": None,
+             "ci_reason": "gap_too_small", "n_examples": 10, "ci_n_resamples": 1000,
+             "ci_n_valid": 0, "ci_seed": 0, "ci_level": 0.95}]  # fmt: skip
 
 
 def test_schema_v2_store_stays_readable_and_is_upgraded_by_a_new_unit(tmp_path):
-    assert SCHEMA_VERSION == 8
+    assert SCHEMA_VERSION == 9
     old = ResultsStore(tmp_path / "old", create=True)
     old.write_unit("u1", unit_tables("u1", step=1000))
     _downgrade(old, "u1", 2)
@@ -423,3 +428,42 @@ def test_schema_v5_units_read_without_mib_rows(tmp_path):
     both.verify()
     assert both.table("mib")["unit_id"].tolist() == ["u2"]
     assert json.loads((tmp_path / "v5" / "store.json").read_text())["upgraded_from"] == 5
+
+
+def _defined_algorithm_rows(unit_id: str, step: int) -> list[dict]:
+    row = {**_algorithm_rows(unit_id)[0], "step": step, "tokens_seen": step * 2_097_152,
+           "pct_effect": 75.0, "reason": None, "identified_effect": -0.75, "total_effect": -1.0,
+           "n_identified": 1, "n_denominator": 4, "heads": "a1.h0", "pct_effect_ci_low": 60.0,
+           "pct_effect_ci_high": 88.0, "ci_reason": None, "ci_n_valid": 1000}
+    return [row]
+
+
+def test_schema_v8_units_read_with_null_algorithm_intervals(tmp_path):
+    from circuit_atlas import analyses
+    from circuit_atlas.store import ALGORITHM_CI_COLUMNS
+
+    old = ResultsStore(tmp_path / "v8", create=True)
+    old.write_unit("u1", {**unit_tables("u1", step=1000),
+                          "algorithm": _defined_algorithm_rows("u1", 1000)})
+    _downgrade(old, "u1", 8)
+    names = pq.read_schema(old.units_dir / "u1" / "algorithm.parquet").names
+    assert "pct_effect" in names and not set(ALGORITHM_CI_COLUMNS) & set(names)
+    store = ResultsStore(tmp_path / "v8")
+    store.verify()  # checked against v8's algorithm schema (no interval columns)
+    algorithm = store.table("algorithm")
+    assert list(algorithm.columns) == TABLES["algorithm"].names
+    assert algorithm[list(ALGORITHM_CI_COLUMNS)].isna().all().all()
+    assert algorithm["pct_effect"].tolist() == [75.0]
+    assert store.write_unit("u2", {**unit_tables("u2", step=2000),
+                                   "algorithm": _defined_algorithm_rows("u2", 2000)})
+    both = ResultsStore(tmp_path / "v8")
+    both.verify()
+    rows = both.table("algorithm").set_index("unit_id")
+    assert rows["pct_effect_ci_low"].isna().to_dict() == {"u1": True, "u2": False}
+    assert rows.loc["u2", ["pct_effect_ci_low", "pct_effect_ci_high"]].tolist() == [60.0, 88.0]
+    assert json.loads((tmp_path / "v8" / "store.json").read_text())["upgraded_from"] == 8
+    # The Figure 4 series says why the older unit's defined share has no interval.
+    series = analyses.algorithm_series(both.table("algorithm")).set_index("step")
+    assert series.loc[1000, "ci_reason"] == "not_computed"
+    assert pd.isna(series.loc[1000, "ci_low"]) and pd.isna(series.loc[2000, "ci_reason"])
+    assert series.loc[2000, "ci_high"] == 88.0

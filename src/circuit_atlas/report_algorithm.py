@@ -57,12 +57,15 @@ def algorithm_section(frames: ReportFrames, options: ReportOptions) -> str:
         "effects through the pure S-inhibition heads' values, carried by induction and "
         f"duplicate-token heads. Denominator: <code>{esc(denominators)}</code> (Σ effect of "
         "the IOI circuit's heads, or of all heads; docs/algorithm.md). Gaps are undefined "
-        "points (table below). No interval: each share is a ratio of path-patching effects on the "
-        "mean logit difference over all prompts; per-prompt effects are not stored, so there "
-        "is nothing to resample "
-        "(docs/uncertainty.md).</p>",
+        f"points (table below). {_interval_caption(series)}</p>",
         png_image(algorithm_figure(series, params=params), options.dpi, "Figure 4 B-D"),
     ]
+    with_ci = series[series["ci_low"].notna()]
+    if not with_ci.empty:
+        cols = [c for c in ("model", "panel", "step", "tokens_seen", "pct_effect", "ci_low",
+                            "ci_high", "n_examples") if c in with_ci.columns]  # fmt: skip
+        parts.append(f"<details><summary>The plotted values and intervals ({len(with_ci)} rows)"
+                     "</summary>" + html_table(with_ci[cols], max_rows=None) + "</details>")
     undefined = series[series["pct_effect"].isna()]
     if not undefined.empty:
         counts = (undefined.groupby(["model", "panel", "reason"], dropna=False)["step"]
@@ -77,6 +80,36 @@ def algorithm_section(frames: ReportFrames, options: ReportOptions) -> str:
     wide.columns.name = None
     parts += ["<h3>% effect at each model's last checkpoint</h3>", html_table(wide)]
     return "".join(parts)
+
+
+def _interval_caption(series: pd.DataFrame) -> str:
+    """What the Figure 4 bars are, and which defined points have none and why."""
+    from circuit_atlas.components.algorithm.intervals import CI_REASONS
+
+    defined = series[series["pct_effect"].notna()]
+    with_ci = defined[defined["ci_low"].notna()]
+    parts = []
+    if not with_ci.empty:
+        resamples = ", ".join(str(int(r)) for r in sorted(set(with_ci["ci_n_resamples"].dropna())))
+        seeds = ", ".join(str(int(r)) for r in sorted(set(with_ci["ci_seed"].dropna())))
+        parts.append(
+            "Vertical bars: 95 % percentile bootstrap interval over prompts, computed when the "
+            f"unit ran ({resamples or '?'} resamples of the IOI prompts with replacement, seed "
+            f"{seeds or '?'}); each resample recomputes the share as the ratio of its mean "
+            "summed effect of the role's heads to its mean summed effect of the denominator "
+            "heads (numerator and denominator on the same prompts), with the heads of each "
+            "role fixed (docs/uncertainty.md).")
+    lacking = defined[defined["ci_low"].isna()]
+    if not lacking.empty:
+        why = []
+        for reason, part in lacking.groupby(lacking["ci_reason"].fillna("not_computed")):
+            what = ", ".join(sorted({f"{m}/{p}" for m, p in zip(part["model"], part["panel"],
+                                                                  strict=True)}))  # fmt: skip
+            why.append(f"{esc(what)}: {esc(CI_REASONS.get(str(reason), str(reason)))}")
+        parts.append("No interval at " + "; ".join(why) + ".")
+    if defined.empty:
+        parts.append("No interval: no share is defined.")
+    return " ".join(parts)
 
 
 def role_circuit_section(frames: ReportFrames, options: ReportOptions) -> str:

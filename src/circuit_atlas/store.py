@@ -35,6 +35,7 @@ from circuit_atlas._faults import fault_point
 from circuit_atlas.errors import StoreError
 from circuit_atlas.store_schema import (
     ADDED_COLUMNS,
+    ALGORITHM_CI_COLUMNS,
     READABLE_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     TABLES,
@@ -45,6 +46,7 @@ from circuit_atlas.store_schema import (
 
 __all__ = [
     "ADDED_COLUMNS",
+    "ALGORITHM_CI_COLUMNS",
     "DAMAGED",
     "MANIFEST",
     "MARKER",

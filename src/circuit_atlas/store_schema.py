@@ -18,6 +18,7 @@ from circuit_atlas.errors import StoreError
 
 __all__ = [
     "ADDED_COLUMNS",
+    "ALGORITHM_CI_COLUMNS",
     "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "TABLES",
@@ -25,13 +26,13 @@ __all__ = [
     "table_schema",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """Version of the table schemas this circuit-atlas writes (3 added the algorithm tables, 4 the
 ``units.weights_fingerprint`` column, 5 ``units.seed`` and ``units.base_model``, 6 the
 ``prompt_metrics`` table, 7 the MIB tables ``mib`` and ``mib_curves``, 8 ``units.suite`` and
-``units.tokens_per_step``)."""
+``units.tokens_per_step``, 9 the bootstrap interval columns of ``algorithm``)."""
 
-READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9)
 """Schema versions this circuit-atlas reads; a store or unit of another version is refused.
 A version-2 unit has no algorithm tables: they read as empty for it; a unit older than version 4
 has no ``weights_fingerprint``, one older than 5 no ``seed`` and ``base_model``: they read as
@@ -39,9 +40,16 @@ null (the analyses then take ``base_model`` to be ``model``); a unit older than 
 ``prompt_metrics`` table: it reads as empty for it (no bootstrap intervals for that unit); one
 older than 7 has no MIB tables: they read as empty for it; one older than 8 has no ``suite`` and
 ``tokens_per_step``: they read as null (:func:`circuit_atlas.analyses.suites.suite_map` then
-derives the suite from ``source_kind``, ``model`` and ``size``)."""
+derives the suite from ``source_kind``, ``model`` and ``size``); one older than 9 has no
+interval columns in ``algorithm`` (:data:`ALGORITHM_CI_COLUMNS`): they read as null (no interval
+for that unit's Figure 4 points)."""
 
 _I64, _F64, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
+
+ALGORITHM_CI_COLUMNS: tuple[str, ...] = ("pct_effect_ci_low", "pct_effect_ci_high", "ci_reason",
+                                         "n_examples", "ci_n_resamples", "ci_n_valid", "ci_seed",
+                                         "ci_level")
+"""The ``algorithm`` table's bootstrap interval columns (schema v9; docs/uncertainty.md)."""
 
 
 def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:
@@ -99,7 +107,9 @@ TABLES: dict[str, pa.Schema] = {
         *_KEYS, ("panel", _STR), ("pct_effect", _F64), ("reason", _STR), ("denominator", _STR),
         ("identified_effect", _F64), ("total_effect", _F64), ("n_identified", _I64),
         ("n_denominator", _I64), ("heads", _STR), ("clean_logit_diff", _F64),
-        ("corrupted_logit_diff", _F64),
+        ("corrupted_logit_diff", _F64), ("pct_effect_ci_low", _F64),
+        ("pct_effect_ci_high", _F64), ("ci_reason", _STR), ("n_examples", _I64),
+        ("ci_n_resamples", _I64), ("ci_n_valid", _I64), ("ci_seed", _I64), ("ci_level", _F64),
     ),
     "algorithm_heads": _schema(
         *_SHORT_KEYS, ("layer", _I64), ("head", _I64), ("node", _STR), ("role", _STR),
@@ -145,6 +155,7 @@ TABLES_BY_VERSION: dict[int, tuple[str, ...]] = {
     6: _V6_TABLES,
     7: tuple(TABLES),
     8: tuple(TABLES),
+    9: tuple(TABLES),
 }
 """The tables a unit of each readable schema version holds."""
 
@@ -152,6 +163,7 @@ ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     4: {"units": ("weights_fingerprint",)},
     5: {"units": ("seed", "base_model")},
     8: {"units": ("suite", "tokens_per_step")},
+    9: {"algorithm": ALGORITHM_CI_COLUMNS},
 }
 """Schema version → table → the columns that version added to a table older units already had
 (they read as null for the older units)."""

@@ -56,8 +56,11 @@ def algorithm_series(algorithm: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         Columns ``model``, ``params``, ``task``, ``panel``, ``step``, ``tokens_seen``,
-        ``pct_effect`` (NaN = undefined), ``reason``, ``heads``, ``n_identified``; sorted by model
-        size, task, panel, step.
+        ``pct_effect`` (NaN = undefined), ``reason``, ``heads``, ``n_identified``, and the
+        bootstrap interval ``ci_low``, ``ci_high`` (NaN without one: undefined share, or a unit
+        older than schema v9) with ``ci_reason`` (why a defined share has none; ``not_computed``
+        for older units), ``n_examples``, ``ci_n_resamples``, ``ci_seed`` where stored; sorted
+        by model size, task, panel, step.
 
     Raises:
         AnalysisError: If a column is missing.
@@ -65,9 +68,20 @@ def algorithm_series(algorithm: pd.DataFrame) -> pd.DataFrame:
     need = ("model", "task", "panel", "step", "tokens_seen", "pct_effect", "reason")
     require_columns(algorithm, need, "algorithm")
     cols = [c for c in ("model", "params", "task", "panel", "step", "tokens_seen", "pct_effect",
-                        "reason", "heads", "n_identified") if c in algorithm.columns]  # fmt: skip
-    out = algorithm[cols].copy()
-    out["pct_effect"] = pd.to_numeric(out["pct_effect"], errors="coerce")
+                        "reason", "heads", "n_identified", "pct_effect_ci_low",
+                        "pct_effect_ci_high", "ci_reason", "n_examples", "ci_n_resamples",
+                        "ci_seed") if c in algorithm.columns]  # fmt: skip
+    out = algorithm[cols].copy().rename(columns={"pct_effect_ci_low": "ci_low",
+                                                 "pct_effect_ci_high": "ci_high"})
+    for column in ("pct_effect", "ci_low", "ci_high"):
+        out[column] = pd.to_numeric(out[column], errors="coerce") if column in out.columns \
+            else math.nan  # fmt: skip
+    if "ci_reason" not in out.columns:
+        out["ci_reason"] = None
+    # A defined share without interval columns was written before schema v9.
+    older = out["pct_effect"].notna() & out["ci_low"].isna() & out["ci_reason"].isna()
+    out["ci_reason"] = out["ci_reason"].astype(object).where(~older, "not_computed")
+    out.loc[out["pct_effect"].isna(), "ci_reason"] = None
     return sort_series(out, extra=("panel", "step"))
 
 

@@ -18,6 +18,10 @@ unit × task × run × example, run ∈ ``clean``, ``corrupted``, ``empty``, ``c
   of the redrawn means, as in the paper's definition (PAPER.md §3.4), never a mean of per-prompt
   ratios.
 
+The IOI algorithm shares (Figure 4 B–D) are bootstrapped with the same routine as a ratio of
+means, but when the unit runs (their per-prompt path-patching effects are not stored):
+:mod:`circuit_atlas.components.algorithm.intervals`; the store keeps their bounds.
+
 See ``docs/uncertainty.md`` for what each band of the report means.
 """
 

@@ -198,7 +198,11 @@ def path_patching_effects(
         baselines: When given, receives ``"clean"`` and ``"corrupted"``: the ``(b,)``
             per-example metrics of the clean and corrupted runs (the effects' baselines), and
             ``"clean_resid"`` ``(b, d)`` and ``"clean_heads"`` ``(L, h, b, d)``: the clean run's
-            final residual stream and head outputs at END.
+            final residual stream and head outputs at END, and ``"differences"`` ``(L, h, b)``:
+            each head's per-example patched − clean metric (0 for heads not run), whose mean
+            over examples divided by mean(clean) − mean(corrupted) is the returned effect (the
+            per-prompt values behind the bootstrap of :mod:`~circuit_atlas.components.algorithm.
+            intervals`).
         cache: Recorded clean/corrupted runs to reuse (:class:`RunCache`).
 
     Returns:
@@ -217,12 +221,17 @@ def path_patching_effects(
                           receivers, receiver_positions=receiver_positions,
                           batch_senders=batch_senders,
                           direct_includes_mlps=direct_includes_mlps, cache=cache)  # fmt: skip
-    patched = end_metric_values(model, sweep.resid, data, metric).mean(-1)  # (K,)
+    per_example = end_metric_values(model, sweep.resid, data, metric)  # (K, b)
+    patched = per_example.mean(-1)  # (K,)
     clean_values = end_metric_values(model, sweep.clean_resid[None], data, metric)[0]  # (b,)
     corrupted_values = end_metric_values(model, sweep.corrupted_resid[None], data, metric)[0]
     if baselines is not None:
+        differences = torch.zeros(n_layers, n_heads, len(clean_values), dtype=per_example.dtype,
+                                  device=per_example.device)  # fmt: skip
+        differences.view(-1, len(clean_values))[: len(senders)] = per_example - clean_values
         baselines.update(clean=clean_values, corrupted=corrupted_values,
-                         clean_resid=sweep.clean_resid, clean_heads=sweep.clean_heads)
+                         clean_resid=sweep.clean_resid, clean_heads=sweep.clean_heads,
+                         differences=differences)
     clean, corrupted = clean_values.mean(), corrupted_values.mean()
     if clean == corrupted:
         logger.warning("clean and corrupted metrics are equal (%.4g): effects are not finite",

@@ -92,6 +92,10 @@ class SInhibitionResult:
         baseline_logit_diff: Clean mean logit difference (NaN without name movers).
         baseline_io_attention: Clean mean name-mover attention from END to IO.
         baseline_s1_attention: Clean mean name-mover attention from END to S1.
+        differences: ``(L, h, n)`` per-example patched − clean logit difference behind
+            ``effect`` (``effect`` is their mean over examples over the clean − corrupted gap);
+            None without name movers. Read by the bootstrap of the algorithm shares
+            (:mod:`circuit_atlas.components.algorithm.intervals`).
     """
 
     effect: Tensor
@@ -105,6 +109,7 @@ class SInhibitionResult:
     baseline_logit_diff: float
     baseline_io_attention: float
     baseline_s1_attention: float
+    differences: Tensor | None = None
 
 
 def _name_positions(data: TaskDataset) -> tuple[Tensor, Tensor]:
@@ -231,8 +236,10 @@ def s_inhibition_heads(
     io_pos, s1_pos = (torch.tensor(patch_from.info[k], device=model.device)
                       for k in ("io_pos", "s1_pos"))  # fmt: skip
     receivers = [(layer, head, "q") for layer, head in movers]
+    per_prompt: dict[str, Tensor] = {}
     effect = path_patching_effects(model, data, receivers, receiver_positions=receiver_positions,
-                                   batch_senders=batch_senders, cache=cache)  # fmt: skip
+                                   batch_senders=batch_senders, baselines=per_prompt,
+                                   cache=cache)  # fmt: skip
     candidate = effect < threshold
 
     top = max(layer for layer, _ in movers)
@@ -275,4 +282,5 @@ def s_inhibition_heads(
         baseline_logit_diff=float(ld_clean),
         baseline_io_attention=float(io_clean),
         baseline_s1_attention=float(s1_clean),
+        differences=per_prompt["differences"],
     )

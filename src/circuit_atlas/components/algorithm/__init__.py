@@ -6,7 +6,8 @@ heads, which read induction and duplicate-token heads. This sub-package measures
 loaded checkpoint:
 
 - :func:`ioi_algorithm` — the decomposition (:mod:`.decompose`): path-patching effects, the
-  heads of each role (:mod:`.roles`), the % effect of each panel (:func:`pct_effect`) and the
+  heads of each role (:mod:`.roles`), the % effect of each panel (:func:`pct_effect`), its
+  bootstrap interval over prompts (:func:`pct_effect_interval`, :mod:`.intervals`) and the
   self-repair experiment (:mod:`.repair`);
 - :func:`fingerprint` — the share of a task's effect carried by each role and
   :func:`fingerprint_similarity` between two checkpoints or sizes (:mod:`.fingerprints`);
@@ -39,6 +40,7 @@ _EXPORTS = {  # public name -> the sub-module defining it
     "Reason": "roles",
     "Role": "roles",
     "SelfRepair": "repair",
+    "ShareInterval": "intervals",
     "algorithm_tables": "rows",
     "circuit_heads": "decompose",
     "compute_head_scores": "decompose",
@@ -52,6 +54,7 @@ _EXPORTS = {  # public name -> the sub-module defining it
     "ioi_node_roles": "fingerprints",
     "node_attributions": "fingerprints",
     "pct_effect": "roles",
+    "pct_effect_interval": "intervals",
     "primary_roles": "roles",
     "self_repair": "repair",
     "tertiary_heads": "roles",
@@ -73,6 +76,7 @@ __all__ = [
     "Reason",
     "Role",
     "SelfRepair",
+    "ShareInterval",
     "algorithm_tables",
     "circuit_heads",
     "compute_head_scores",
@@ -86,6 +90,7 @@ __all__ = [
     "ioi_node_roles",
     "node_attributions",
     "pct_effect",
+    "pct_effect_interval",
     "primary_roles",
     "self_repair",
     "tertiary_heads",

@@ -20,6 +20,9 @@ clean–corrupted gap is within noise (:class:`~circuit_atlas.faithfulness.Basel
 gap must exceed ``gap_abs_tol`` logits and ``gap_n_se`` standard errors of the clean mean);
 panels C and D when there is no name mover, D when there is no pure S2I head.
 
+Each defined % gets a bootstrap interval over prompts (:mod:`.intervals`), from the per-prompt
+logit-difference changes of the same sweeps (the heads of each role fixed).
+
 Reuse: the component scores (copy, negative copy, CSPA, induction, duplicate-token) and the
 S-inhibition result of the unit's component analysis are passed in, not recomputed; the
 S-inhibition sweep is rerun only when its name movers (copy score > 10 %) differ from the
@@ -42,6 +45,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from circuit_atlas.analyses.uncertainty import CI_LEVEL, N_RESAMPLES
+from circuit_atlas.components.algorithm.intervals import ShareInterval, pct_effect_interval
 from circuit_atlas.components.algorithm.repair import SelfRepair, self_repair
 from circuit_atlas.components.algorithm.roles import (
     PANELS,
@@ -93,7 +98,11 @@ class IOIAlgorithm:
             computed).
         self_repair: The self-repair experiment (None when not run).
         settings: The settings used.
-        timings: Seconds per stage (``direct``, ``s_inhibition``, ``tertiary``, ``self_repair``).
+        timings: Seconds per stage (``direct``, ``s_inhibition``, ``tertiary``, ``self_repair``,
+            ``intervals``).
+        intervals: Panel → :class:`~circuit_atlas.components.algorithm.intervals.ShareInterval`,
+            the bootstrap interval over prompts of its % effect (``reason`` set where there is
+            none: the panel's undefined reason, or ``no_per_prompt_effects``).
     """
 
     direct_effect: Tensor
@@ -111,6 +120,7 @@ class IOIAlgorithm:
     self_repair: SelfRepair | None
     settings: AlgorithmSettings
     timings: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, ShareInterval] = field(default_factory=dict)
 
     @property
     def name_movers(self) -> tuple[Head, ...]:
@@ -208,6 +218,9 @@ def ioi_algorithm(
     component_settings: Any = None,
     data_dir: str | Path | None = None,
     cache: RunCache | None = None,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = CI_LEVEL,
 ) -> IOIAlgorithm:
     """Decompose one loaded checkpoint's IOI behaviour into the paper's algorithm (Figure 4).
 
@@ -238,6 +251,10 @@ def ioi_algorithm(
         data_dir: Data directory (CSPA corpus) for computing ``scores``.
         cache: Recorded clean/corrupted runs of ``data`` to reuse (e.g. the component
             analysis' S-inhibition sweeps'); one is made if None and shared by every sweep.
+        n_resamples: Bootstrap resamples of each panel's interval over prompts
+            (:mod:`.intervals`; default 1,000).
+        seed: Seed of the bootstrap (default 0, as the report's intervals).
+        level: Coverage of the percentile intervals (default 0.95).
 
     Returns:
         An :class:`IOIAlgorithm`.
@@ -289,6 +306,8 @@ def ioi_algorithm(
                   for p in PANELS}  # fmt: skip
         return IOIAlgorithm(_nan(shape), _nan(shape), _nan(shape), no_roles, panels,
                             gap_defined=False, s_inhibition=None, self_repair=repair,
+                            intervals=_intervals(panels, {}, clean, corrupted, s, circuit,
+                                                 n_resamples, seed, level),
                             **base)  # fmt: skip
 
     roles = {**no_roles, **direct_roles(direct, scores, s)}
@@ -297,6 +316,8 @@ def ioi_algorithm(
     identified = (roles["name_mover"] | roles["negative_name_mover"] | roles["copy_suppression"]
                   | roles["negative_copy_suppression"])  # fmt: skip
     panels = {"direct": pct(identified, direct)}
+    masks = {"direct": identified}
+    differences: dict[str, Tensor | None] = {"direct": values["differences"]}
     movers = _heads_of(roles["name_mover"])
     s2i_effect, tertiary_effect, s2i = _nan(shape), _nan(shape), None
     if not movers:
@@ -314,21 +335,55 @@ def ioi_algorithm(
         s2i_effect = s2i.effect.double().cpu()
         roles["s_inhibition"] = s2i.confirmed.cpu().clone()
         panels["s_inhibition"] = pct(roles["s_inhibition"], s2i_effect)
+        masks["s_inhibition"] = roles["s_inhibition"]
+        differences["s_inhibition"] = s2i.differences
         pure = _heads_of(roles["s_inhibition"] & ~roles["copy_suppression"])
         if not pure:
             panels["tertiary"] = PctEffect.undefined("no_pure_s_inhibition",
                                                      denominator=s.denominator)  # fmt: skip
         else:
             t = time.perf_counter()
+            found: dict[str, Tensor] = {}
             tertiary_effect = path_patching_effects(
                 model, data, [(layer, head, "v") for layer, head in pure],
-                receiver_positions="all", batch_senders=s.batch_senders, cache=cache,
+                receiver_positions="all", batch_senders=s.batch_senders, baselines=found,
+                cache=cache,
             ).double().cpu()  # fmt: skip
+            differences["tertiary"] = found["differences"]
             times["tertiary"] = time.perf_counter() - t
             roles["tertiary"] = tertiary_heads(tertiary_effect, scores, s)
             panels["tertiary"] = pct(roles["tertiary"], tertiary_effect)
+            masks["tertiary"] = roles["tertiary"]
+    t = time.perf_counter()
+    intervals = _intervals(panels, {p: (masks[p], differences.get(p)) for p in masks}, clean,
+                           corrupted, s, circuit, n_resamples, seed, level)  # fmt: skip
+    times["intervals"] = time.perf_counter() - t
     return IOIAlgorithm(direct, s2i_effect, tertiary_effect, roles, panels, gap_defined=True,
-                        s_inhibition=s2i, self_repair=repair, **base)  # fmt: skip
+                        s_inhibition=s2i, self_repair=repair, intervals=intervals,
+                        **base)  # fmt: skip
+
+
+def _intervals(panels: dict[str, PctEffect], inputs: dict[str, tuple[Tensor, Tensor | None]],
+               clean: Tensor, corrupted: Tensor, s: AlgorithmSettings,
+               circuit: Collection[Head] | None, n_resamples: int, seed: int,
+               level: float) -> dict[str, ShareInterval]:  # fmt: skip
+    """Each panel's bootstrap interval (:mod:`.intervals`), or why it has none."""
+    out = {}
+    for panel, p in panels.items():
+        none = lambda reason: ShareInterval.none(reason, n_resamples=n_resamples,  # noqa: E731
+                                                 seed=seed, level=level)
+        if p.value is None:
+            out[panel] = none(p.reason or "total_effect_too_small")
+        elif inputs.get(panel, (None, None))[1] is None \
+                or inputs[panel][1].shape[-1] != clean.shape[0]:  # (a reused result's prompts)
+            out[panel] = none("no_per_prompt_effects")
+        else:
+            mask, diffs = inputs[panel]
+            out[panel] = pct_effect_interval(mask, diffs, clean, corrupted,
+                                             denominator=s.denominator, circuit=circuit,
+                                             min_total=s.min_total, n_resamples=n_resamples,
+                                             seed=seed, level=level)  # fmt: skip
+    return out
 
 
 def _sorted(heads: Collection[Head] | None) -> tuple[Head, ...] | None:

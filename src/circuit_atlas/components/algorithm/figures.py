@@ -69,7 +69,9 @@ def algorithm_figure(series: pd.DataFrame, *, params: pd.DataFrame | None = None
         params: Any frame with ``model`` and ``params`` to colour models by size.
 
     Returns:
-        The figure: one panel per Figure 4 panel present; dashed lines at 0 and 100 %.
+        The figure: one panel per Figure 4 panel present; dashed lines at 0 and 100 %; a
+        vertical bar from ``ci_low`` to ``ci_high`` at the points with a bootstrap interval
+        (95 % over prompts, docs/uncertainty.md).
     """
     panels = [p for p in PANEL_TITLES if p in set(series.get("panel", []))]
     colors = model_colors(params if params is not None else series)
@@ -82,6 +84,12 @@ def algorithm_figure(series: pd.DataFrame, *, params: pd.DataFrame | None = None
             if line.empty:
                 continue
             axis.plot(line["tokens_seen"], line["pct_effect"], color=color, marker=".", lw=1.5)
+            if {"ci_low", "ci_high"} <= set(line.columns):
+                bars = line.dropna(subset=["pct_effect", "ci_low", "ci_high"])
+                if not bars.empty:  # the interval as it is (it need not contain the point)
+                    axis.vlines(bars["tokens_seen"].astype(float), bars["ci_low"].astype(float),
+                                bars["ci_high"].astype(float), colors=color, lw=1.0,
+                                alpha=0.6, label="_ci")  # fmt: skip
         for level in (0.0, 100.0):
             axis.axhline(level, color="grey", lw=0.6, ls="--")
         axis.set_title(PANEL_TITLES[panel], fontsize=10)

@@ -15,6 +15,7 @@ from typing import Any
 
 from circuit_atlas.components.algorithm.decompose import IOIAlgorithm
 from circuit_atlas.components.algorithm.fingerprints import Fingerprint
+from circuit_atlas.components.algorithm.intervals import ShareInterval
 from circuit_atlas.components.algorithm.roles import PANELS, ROLES
 from circuit_atlas.components.path_sweep import Head
 
@@ -61,6 +62,7 @@ def algorithm_tables(algo: IOIAlgorithm | None, fingerprints: Sequence[Fingerpri
         return out
     for panel in PANELS:
         p = algo.panels[panel]
+        ci = algo.intervals.get(panel) or ShareInterval.none("not_computed")
         out["algorithm"].append({
             "task": task, "panel": panel, "pct_effect": _num(p.value), "reason": p.reason,
             "denominator": p.denominator, "identified_effect": _num(p.identified),
@@ -68,6 +70,10 @@ def algorithm_tables(algo: IOIAlgorithm | None, fingerprints: Sequence[Fingerpri
             "n_denominator": p.n_denominator, "heads": head_names(p.heads),
             "clean_logit_diff": _num(algo.clean_logit_diff),
             "corrupted_logit_diff": _num(algo.corrupted_logit_diff),
+            "pct_effect_ci_low": _num(ci.low), "pct_effect_ci_high": _num(ci.high),
+            "ci_reason": ci.reason, "n_examples": algo.n_examples,
+            "ci_n_resamples": ci.n_resamples, "ci_n_valid": ci.n_valid, "ci_seed": ci.seed,
+            "ci_level": ci.level,
         })  # fmt: skip
     primary = algo.primary_roles()
     inside = None if algo.circuit is None else set(algo.circuit)
