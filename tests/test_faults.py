@@ -185,6 +185,32 @@ def test_lock_in_process_names_the_holder(tmp_path):
     store.check()  # the lock files live in state/, not among the store's entries
 
 
+def test_refusal_waits_for_the_holder_record_written_just_after_the_lock(tmp_path):
+    """The holder takes the lock, then writes its record: a process refused in between must
+    still name it (it said "another process" under load), and a killed holder's stale record
+    must not be taken for the live one's."""
+    import json
+    import socket
+    import threading
+
+    from circuit_atlas.lock import _current_holder
+
+    record = tmp_path / "holder.json"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": "x", "since": "now"}
+    timer = threading.Timer(0.3, lambda: record.write_text(json.dumps(me)))
+    timer.start()
+    assert _current_holder(record, patience=5.0) == me  # missing at first, then written
+    timer.join()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = {**me, "pid": dead.pid}
+    record.write_text(json.dumps(stale))
+    threading.Timer(0.3, lambda: record.write_text(json.dumps(me))).start()
+    assert _current_holder(record, patience=5.0) == me  # the dead pid's record is skipped
+    record.write_text(json.dumps(stale))
+    assert _current_holder(record, patience=0.2) == stale  # at the deadline: what it read
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir):
     folder = tmp_path_factory.mktemp("corpus")

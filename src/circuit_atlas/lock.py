@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,33 @@ def read_holder(record: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return holder if isinstance(holder, dict) else None
+
+
+def _alive(holder: dict) -> bool:
+    """Whether the holder's process runs (always True for another host: it cannot be asked)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _current_holder(record: Path, patience: float = 2.0) -> dict | None:
+    """The record of the process that holds the lock now.
+
+    The holder takes the lock first and writes its record just after, so a refused process can
+    find no record yet, or the record of a killed earlier holder; it re-reads for up to
+    ``patience`` seconds until the record names a live process (then, or at the deadline, it
+    returns what it read).
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        holder = read_holder(record)
+        if (holder is not None and _alive(holder)) or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.05)
 
 
 def _describe(holder: dict | None) -> str:
@@ -70,7 +98,7 @@ def hold_lock(lock_path: Path, record: Path, what: str, *, wait: float | None = 
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        holder = _describe(read_holder(record))
+        holder = _describe(_current_holder(record))
         if wait == 0:
             raise LockedError(f"{what} is in use by {holder}; wait for it to finish, or run "
                               "again with --wait to wait for it") from None
