@@ -557,7 +557,8 @@ class ReferenceSide:
         t_end = time.perf_counter()
         return {"n_requested": size, "passed": passed,
                 "n_edges": int(g.count_included_edges()),
-                "n_nodes": int(g.nodes_in_graph.sum()) + 1,  # + logits (not a forward slot)
+                "n_nodes": int(g.nodes_in_graph.sum()) + int(g.count_included_edges() > 0),
+                # + logits, which is no forward slot (an empty circuit has no node)
                 "faithfulness": final / clean, "clean_metric": clean,
                 "circuits": len(metrics),
                 "timings": {"behaviour": t_attr - t0, "attribution": t_search - t_attr,
@@ -782,8 +783,9 @@ def driver(args) -> None:
         print(json.dumps({"agreement_IG": result["agreement_IG"]}), flush=True)
         for task in args.tasks:
             meas[task] = pair(f"unit_{task}", "unit", data=task, m=args.ig_steps)
-            print(json.dumps({f"unit_{task}": {"reference": meas[task][0]["out"],
-                                               "project": meas[task][1]["out"]}}), flush=True)
+            result.setdefault("units", {})[task] = {"reference": meas[task][0]["out"],
+                                                    "project": meas[task][1]["out"]}
+            print(json.dumps({f"unit_{task}": result["units"][task]}), flush=True)
         result["peak_rss_gb"] = {"reference": ref("names")["peak_rss_gb"],
                                  "project": ours("names")["peak_rss_gb"]}
     finally:
