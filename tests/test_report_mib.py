@@ -35,5 +35,6 @@ def test_report_shows_the_mib_section(tmp_path):
     path = write_report({"mib": _mib_rows()}, tmp_path / "r.html")
     text = path.read_text()
     assert '<section id="mib">' in text and "0.9125" in text and "ioi CMD" in text
+    assert "No interval: each value is an area under one curve" in text
     empty = write_report({}, tmp_path / "e.html").read_text()
     assert "No MIB metrics in the store" in empty

@@ -49,6 +49,8 @@ def mib_section(frames: ReportFrames) -> str:
         "normalised faithfulness (m(C) − m(∅)) / (m(M) − m(∅)) of the top-k circuits at "
         "0.1 %–100 % of the edges, integrated over the edge fraction. CPR = area under the "
         "curve of the signed scores (higher is better), CMD = area between 1 and the curve of "
-        "|scores| (lower is better); — where faithfulness is undefined (docs/mib.md).</p>"
+        "|scores| (lower is better); — where faithfulness is undefined (docs/mib.md). No "
+        "interval: each value is an area under one curve evaluated on all the prompts "
+        "together, as MIB reports it (no per-prompt curve is stored to resample).</p>"
         + html_table(table)
     )
