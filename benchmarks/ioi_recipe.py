@@ -84,11 +84,11 @@ def main() -> None:
     parser.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
     parser.add_argument("--attn", default="", help="HF attention implementation (eager, sdpa)")
     parser.add_argument("--copy-init", action="store_true",
-                        help="untied, but the unembedding starts equal to the embedding")  # fmt: skip
+                        help="untied, the unembedding starting equal to the embedding")
     parser.add_argument("--phases", default="",
                         help="opening phases before the main mixture, e.g. "
                         "'450=repeated-spans:1;950=ioi:1' (steps < 450 draw only repeated "
-                        "spans, steps < 950 only IOI; every task named must be in --tasks)")  # fmt: skip
+                        "spans, steps < 950 only IOI; each task must be in --tasks)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.tied:
