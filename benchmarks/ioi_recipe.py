@@ -36,7 +36,7 @@ from circuit_atlas.components.attention_scores import attention_scores
 from circuit_atlas.data import corpus_paths
 from circuit_atlas.tasks import evaluation_vocabulary
 from circuit_atlas.training import TrainConfig, build_vocabulary, train_suite
-from circuit_atlas.training.cli import parse_curriculum
+from circuit_atlas.training.cli import _weighted, parse_curriculum
 from circuit_atlas.training.curriculum import IOI_TEMPLATES, abba
 
 
@@ -102,38 +102,30 @@ def main() -> None:
             return cfg
 
         ModelSize.hf_config = tied
-    if args.copy_init:
+    if args.copy_init or args.attn:
         from circuit_atlas.training import trainer
 
         plain_init = trainer._init_model
 
-        def copy_init(*a, **kw):
+        def patched_init(*a, **kw):
             model = plain_init(*a, **kw)
-            out = model.get_output_embeddings().weight
-            with torch.no_grad():
-                out.copy_(model.get_input_embeddings().weight)
+            if args.copy_init:
+                with torch.no_grad():
+                    model.get_output_embeddings().weight.copy_(
+                        model.get_input_embeddings().weight)
+            if args.attn:
+                model.set_attn_implementation(args.attn)
             return model
 
-        trainer._init_model = copy_init
-    if args.attn:
-        from circuit_atlas.training import trainer
-
-        base_init = trainer._init_model
-
-        def attn_init(*a, **kw):
-            model = base_init(*a, **kw)
-            model.set_attn_implementation(args.attn)
-            return model
-
-        trainer._init_model = attn_init
+        trainer._init_model = patched_init
     if args.phases:
         from circuit_atlas.training.config import CurriculumConfig
 
-        names = [t.split(":")[0] for t in args.tasks.split(",")]
+        names = _weighted(args.tasks)[0]
         phases = []
         for part in args.phases.split(";"):
             end, spec = part.split("=")
-            weights = dict((w.split(":")[0], float(w.split(":")[1])) for w in spec.split(","))
+            weights = dict(zip(*_weighted(spec), strict=True))
             phases.append((int(end), tuple(weights.get(n, 0.0) for n in names)))
         main_weights = CurriculumConfig.task_weights
 
